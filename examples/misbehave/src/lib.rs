@@ -1,0 +1,83 @@
+//! `misbehave`: a processor that does what processors must not, so tests can
+//! check that the host survives it.
+//!
+//! Data: `{"mode": M}` with M one of
+//! - `spin`: loops forever (ended by the time budget);
+//! - `sleep`: sleeps for an hour in a WASI call (ended by the time budget);
+//! - `oom`: allocates until the memory cap stops it;
+//! - `stack-overflow`: recurses without end;
+//! - `panic`: panics with `misbehave asked to panic`;
+//! - `print`: writes 1 MiB to stdout and completes;
+//! - `flood`: logs 20,000 lines and completes;
+//! - `bad-progress`: reports a progress that is not JSON and completes;
+//! - `ok`: completes with `"fine"`.
+
+use bullpen_guest::{Error, Job, Processor, Result};
+use serde::Deserialize;
+use std::hint::black_box;
+use std::io::Write;
+
+#[derive(Deserialize)]
+struct Plan {
+    mode: String,
+}
+
+struct Misbehave;
+
+impl Processor for Misbehave {
+    fn process(job: Job) -> Result<impl serde::Serialize> {
+        let plan: Plan = job.data()?;
+        match plan.mode.as_str() {
+            "spin" => {
+                let mut n = 0u64;
+                loop {
+                    n = black_box(n.wrapping_add(1));
+                }
+            }
+            "sleep" => std::thread::sleep(std::time::Duration::from_secs(3600)),
+            "oom" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    black_box(&hoard);
+                }
+            }
+            "stack-overflow" => {
+                black_box(recurse(black_box(1)));
+            }
+            "panic" => panic!("misbehave asked to panic"),
+            "print" => {
+                let chunk = [b'x'; 1024];
+                let mut out = std::io::stdout().lock();
+                for _ in 0..1024 {
+                    out.write_all(&chunk)?;
+                }
+                out.flush()?;
+            }
+            "flood" => {
+                for i in 0..20_000 {
+                    bullpen_guest::log(bullpen_guest::Level::Debug, format!("line {i}"));
+                }
+            }
+            "bad-progress" => bullpen_guest::progress(serde_json::json!(10)),
+            "ok" => {}
+            other => return Err(Error::unrecoverable(format!("unknown mode `{other}`"))),
+        }
+        if plan.mode == "bad-progress" {
+            // Bypasses the SDK's serialisation to send text that is not JSON.
+            bullpen_guest::__private::bindings::bullpen::processor::host::progress("{not json");
+        }
+        Ok("fine")
+    }
+}
+
+#[inline(never)]
+#[allow(unconditional_recursion)] // overflowing the stack is the point
+fn recurse(depth: u64) -> u64 {
+    // Each frame keeps a value live across the call, so the recursion cannot
+    // become a loop.
+    let here = black_box(depth.wrapping_mul(31));
+    black_box(recurse(black_box(depth + 1))) ^ here
+}
+
+bullpen_guest::export!(Misbehave);

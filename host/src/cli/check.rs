@@ -1,0 +1,46 @@
+//! `bullpen check`: is this file a processor this host can run?
+
+use crate::sandbox::{CONTRACT_PACKAGE, CONTRACT_VERSION, Sandbox, SandboxOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub(super) const AFTER_HELP: &str = "\
+Examples:
+  bullpen check modules/echo.wasm
+  bullpen check modules/*.wasm
+
+Exit code: 0 when every file is a valid processor, 1 otherwise.";
+
+/// Arguments of `bullpen check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The module files to check.
+    #[arg(required = true)]
+    pub modules: Vec<PathBuf>,
+}
+
+pub(super) fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let sandbox = Sandbox::new(SandboxOptions {
+        max_instances: 1,
+        ..SandboxOptions::default()
+    })?;
+    let mut all_valid = true;
+    for path in &args.modules {
+        match sandbox.load(path) {
+            Ok(module) => println!(
+                "{}: ok: a {CONTRACT_PACKAGE}@{CONTRACT_VERSION} processor (sha256 {})",
+                path.display(),
+                module.short_hash()
+            ),
+            Err(e) => {
+                all_valid = false;
+                eprintln!("{e}");
+            }
+        }
+    }
+    Ok(if all_valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

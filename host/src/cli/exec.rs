@@ -1,0 +1,259 @@
+//! `bullpen exec`: one job through one module, no Redis, the outcome as JSON.
+
+use crate::outcome::backoff::Builtin;
+use crate::sandbox::{
+    BackoffDecision, BackoffOptions, Crash, Job, JobError, Limits, Module, ProcessAnswer, Recorder,
+    Report, Run, Sandbox, SandboxOptions, level_name,
+};
+use crate::units::{ByteSize, HumanDuration};
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub(super) const AFTER_HELP: &str = "\
+Examples:
+  bullpen exec modules/echo.wasm --data '{\"hello\":\"world\"}'
+  bullpen exec modules/flaky.wasm --data '{\"succeed_on\":3}' --attempts-made 1 --attempts 5 --backoff exponential:1s
+  bullpen exec modules/misbehave.wasm --data '{\"mode\":\"spin\"}' --timeout 2s
+
+The outcome is printed on stdout as one JSON object: outcome (completed, failed,
+unrecoverable, rate-limited, delayed or crashed), the return value or the error,
+duration_ms, peak_memory_bytes, and what the processor logged and printed.
+
+Exit code: 0 completed, 3 failed, 4 unrecoverable, 5 rate-limited, 6 delayed,
+7 crashed (timeout, memory limit, stack overflow, panic, trap), 1 when the module
+or the arguments are unusable.";
+
+/// Arguments of `bullpen exec`.
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// The processor module (.wasm).
+    pub module: PathBuf,
+    /// The job's data, as JSON.
+    #[arg(long, default_value = "{}")]
+    pub data: String,
+    /// The job's name.
+    #[arg(long, default_value = "exec")]
+    pub name: String,
+    /// The job's id.
+    #[arg(long, default_value = "1")]
+    pub id: String,
+    /// The queue name the processor sees.
+    #[arg(long, default_value = "exec")]
+    pub queue: String,
+    /// Failed attempts before this one (BullMQ's attemptsMade).
+    #[arg(long, default_value_t = 0)]
+    pub attempts_made: u32,
+    /// Most attempts the job may make (opts.attempts).
+    #[arg(long, default_value_t = 1)]
+    pub attempts: u32,
+    /// The job's backoff as TYPE[:DELAY], e.g. exponential:1s, fixed:500ms,
+    /// linear:1s (a custom type asks the module's backoff export).
+    #[arg(long)]
+    pub backoff: Option<String>,
+    /// Wall-clock budget.
+    #[arg(long, default_value = "30s")]
+    pub timeout: HumanDuration,
+    /// Linear memory cap.
+    #[arg(long, default_value = "64MiB")]
+    pub memory: ByteSize,
+    /// Where the compile cache lives (<dir>/cache).
+    #[arg(long, default_value = ".bullpen")]
+    pub data_dir: PathBuf,
+    /// Compile the module even if the cache holds it, and do not write it.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+pub(super) async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&args.data) {
+        bail!("--data is not JSON: {e}");
+    }
+    let backoff = args.backoff.as_deref().map(parse_backoff).transpose()?;
+    let limits = Limits {
+        timeout: args.timeout.0,
+        memory: args.memory.0,
+        ..Limits::default()
+    };
+    let sandbox = Sandbox::new(SandboxOptions {
+        max_instances: 2,
+        max_memory: limits.memory,
+        cache_dir: (!args.no_cache).then(|| args.data_dir.join("cache")),
+    })?;
+    let module = sandbox.load(&args.module)?;
+    tracing::info!(
+        module = %module.file_name(),
+        hash = module.short_hash(),
+        "module loaded from the {} in {:.1} ms",
+        module.loaded_from().as_str(),
+        module.load_time().as_secs_f64() * 1e3
+    );
+    let job = Job {
+        id: args.id,
+        name: args.name,
+        queue: args.queue,
+        data: args.data,
+        attempts_made: args.attempts_made,
+        attempts_started: args.attempts_made.saturating_add(1),
+        max_attempts: args.attempts.max(1),
+        timestamp: now_ms(),
+        backoff,
+    };
+    let recorder = Arc::new(Recorder::default());
+    let run = module.process(&job, &limits, recorder.clone()).await;
+    let next = match &run.outcome {
+        Ok(Err(JobError::Failed(failure))) => {
+            next_backoff(&module, &job, failure, &limits, recorder.clone()).await
+        }
+        _ => None,
+    };
+    let (mut report, code) = describe(&module, &run);
+    if let Some(next) = next {
+        report["backoff"] = next;
+    }
+    attach_reports(&mut report, &recorder.reports());
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(ExitCode::from(code))
+}
+
+/// `exponential:1s` -> kind `exponential`, delay 1000 ms.
+fn parse_backoff(text: &str) -> anyhow::Result<BackoffOptions> {
+    let (kind, delay) = text.split_once(':').unwrap_or((text, "0ms"));
+    if kind.is_empty() {
+        bail!("--backoff `{text}`: the type is missing (e.g. exponential:1s)");
+    }
+    let delay: HumanDuration = delay
+        .parse()
+        .with_context(|| format!("--backoff `{text}`"))?;
+    Ok(BackoffOptions {
+        kind: kind.to_owned(),
+        delay: delay.0.as_millis() as u64,
+        jitter: 0.0,
+    })
+}
+
+/// What BullMQ would do after this failure: the builtin delay, or the
+/// module's own `backoff` answer for a custom type.
+async fn next_backoff(
+    module: &Module,
+    job: &Job,
+    failure: &crate::sandbox::Failure,
+    limits: &Limits,
+    recorder: Arc<Recorder>,
+) -> Option<Value> {
+    let options = job.backoff.as_ref()?;
+    let attempts_made = job.attempts_made + 1;
+    if attempts_made >= job.max_attempts {
+        return Some(json!({ "decision": "no-attempts-left" }));
+    }
+    let builtin = |kind: Builtin| {
+        let delay = kind.delay(
+            attempts_made,
+            Duration::from_millis(options.delay),
+            options.jitter,
+            0.5,
+        );
+        json!({ "decision": "after", "ms": delay.as_millis() as u64, "source": "builtin" })
+    };
+    if let Some(kind) = Builtin::named(&options.kind) {
+        return Some(builtin(kind));
+    }
+    let run = module
+        .backoff(attempts_made, &options.kind, failure, job, limits, recorder)
+        .await;
+    Some(match run.outcome {
+        Ok(BackoffDecision::After(ms)) => {
+            json!({ "decision": "after", "ms": ms, "source": "module" })
+        }
+        Ok(BackoffDecision::Now) => json!({ "decision": "now", "source": "module" }),
+        Ok(BackoffDecision::GiveUp) => json!({ "decision": "give-up", "source": "module" }),
+        Ok(BackoffDecision::Builtin) => json!({ "decision": "builtin", "source": "module" }),
+        Err(crash) => json!({ "decision": "crashed", "reason": crash.to_string() }),
+    })
+}
+
+/// The JSON report of a run, and the exit code that goes with it.
+fn describe(module: &Module, run: &Run<ProcessAnswer>) -> (Value, u8) {
+    let mut report = json!({
+        "module": module.path().display().to_string(),
+        "hash": module.short_hash(),
+        "loaded_from": module.loaded_from().as_str(),
+    });
+    let code = match &run.outcome {
+        Ok(Ok(value)) => {
+            report["outcome"] = json!("completed");
+            report["return_value"] = serde_json::from_str(value).unwrap_or(Value::Null);
+            0
+        }
+        Ok(Err(JobError::Failed(failure))) => {
+            report["outcome"] = json!("failed");
+            report["error"] = json!({ "message": failure.message, "name": failure.name });
+            3
+        }
+        Ok(Err(JobError::Unrecoverable(reason))) => {
+            report["outcome"] = json!("unrecoverable");
+            report["reason"] = json!(reason);
+            4
+        }
+        Ok(Err(JobError::RateLimited(ms))) => {
+            report["outcome"] = json!("rate-limited");
+            report["rate_limit_ms"] = json!(ms);
+            5
+        }
+        Ok(Err(JobError::Delayed(until))) => {
+            report["outcome"] = json!("delayed");
+            report["delay_until"] = json!(until);
+            6
+        }
+        Err(crash) => {
+            report["outcome"] = json!("crashed");
+            report["crash"] = json!(crash.kind());
+            report["reason"] = json!(crash.to_string());
+            if let Crash::Timeout(budget) = crash {
+                report["timeout_ms"] = json!(budget.as_millis() as u64);
+            }
+            7
+        }
+    };
+    report["duration_ms"] = json!(run.cost.wall.as_secs_f64() * 1e3);
+    report["peak_memory_bytes"] = json!(run.cost.peak_memory);
+    report["stdout"] = json!(run.stdout.text);
+    report["stderr"] = json!(run.stderr.text);
+    if run.stdout.dropped + run.stderr.dropped > 0 {
+        report["output_bytes_dropped"] = json!(run.stdout.dropped + run.stderr.dropped);
+    }
+    if run.reports_dropped > 0 {
+        report["reports_dropped"] = json!(run.reports_dropped);
+    }
+    (report, code)
+}
+
+fn attach_reports(report: &mut Value, reports: &[Report]) {
+    let mut logs = Vec::new();
+    let mut progress = Vec::new();
+    let mut job_log = Vec::new();
+    for entry in reports {
+        match entry {
+            Report::Log { level, message } => {
+                logs.push(json!({ "level": level_name(*level), "message": message }))
+            }
+            Report::Progress(value) => {
+                progress.push(serde_json::from_str(value).unwrap_or(Value::Null))
+            }
+            Report::JobLog(line) => job_log.push(json!(line)),
+        }
+    }
+    report["logs"] = json!(logs);
+    report["progress"] = json!(progress);
+    report["job_log"] = json!(job_log);
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

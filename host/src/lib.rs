@@ -1,0 +1,10 @@
+//! bullpen: runs BullMQ jobs in isolated WebAssembly components.
+//!
+//! The library behind the `bullpen` binary. Data flows one way:
+//! configuration, the module registry, the queue workers, the [`sandbox`]
+//! that runs one attempt, and the outcome that goes back to the queue.
+
+pub mod cli;
+pub mod outcome;
+pub mod sandbox;
+pub mod units;

@@ -1,0 +1,17 @@
+//! Rust types and glue generated from `wit/processor.wit`: the one place the
+//! host's view of the contract comes from.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "processor",
+    exports: { default: async },
+});
+
+pub use bullpen::processor::host::Level;
+pub use bullpen::processor::types::BackoffOptions;
+
+/// The contract version this host speaks: `bullpen:processor@<this>`.
+pub const CONTRACT_VERSION: &str = "0.1.0";
+
+/// The WIT package name, without its version.
+pub const CONTRACT_PACKAGE: &str = "bullpen:processor";

@@ -1,0 +1,136 @@
+//! The sandbox: runs one call of a processor module in a fresh, isolated
+//! WebAssembly instance. Knows nothing of Redis.
+//!
+//! One [`Sandbox`] owns the wasmtime engine, the linker (WASI 0.2, deny by
+//! default, plus the `bullpen:processor/host` imports) and the compile cache.
+//! [`Sandbox::load`] turns a `.wasm` file into a [`Module`];
+//! [`Module::process`] and [`Module::backoff`] run one call each in a fresh
+//! store under [`Limits`].
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use bullpen::sandbox::{Ignore, Limits, Sandbox, SandboxOptions};
+//! use std::sync::Arc;
+//!
+//! let sandbox = Sandbox::new(SandboxOptions::default())?;
+//! let module = sandbox.load("modules/echo.wasm".as_ref())?;
+//! let job = bullpen::sandbox::test_job("{\"hello\":\"world\"}");
+//! let run = module.process(&job, &Limits::default(), Arc::new(Ignore)).await;
+//! assert_eq!(run.outcome.unwrap().unwrap(), "{\"hello\":\"world\"}");
+//! # Ok(()) }
+//! ```
+
+mod bindings;
+mod cache;
+mod crash;
+mod engine;
+mod limits;
+mod module;
+mod output;
+mod report;
+mod run;
+
+pub use bindings::{
+    BackoffDecision, BackoffOptions, CONTRACT_PACKAGE, CONTRACT_VERSION, Failure, Job, JobError,
+    Level,
+};
+pub use cache::LoadedFrom;
+pub use crash::Crash;
+pub use engine::EPOCH_TICK;
+pub use module::{LoadError, Module};
+pub use output::Captured;
+pub use report::{
+    Ignore, JobObserver, MAX_REPORT_LEN, MAX_REPORTS_PER_JOB, Recorder, Report, level_name,
+};
+pub use run::{Cost, JobState, Limits, ProcessAnswer, Run};
+
+use std::path::{Path, PathBuf};
+use wasmtime::Engine;
+use wasmtime::component::{HasSelf, Linker};
+
+/// How a [`Sandbox`] is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxOptions {
+    /// Most instances alive at once (all queues' concurrency, plus the
+    /// instances that answer `backoff`). Sizes the pooling allocator.
+    pub max_instances: u32,
+    /// The largest memory cap any call will run with, in bytes.
+    pub max_memory: u64,
+    /// Where compiled modules are cached; `None` compiles on every load.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for SandboxOptions {
+    /// 64 instances, 4 GiB, no cache.
+    fn default() -> Self {
+        SandboxOptions {
+            max_instances: 64,
+            max_memory: 4 << 30,
+            cache_dir: None,
+        }
+    }
+}
+
+/// The host's wasmtime engine, linker and compile cache.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<JobState>,
+    cache: cache::CompileCache,
+}
+
+/// The engine or linker could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the WebAssembly engine: {0}")]
+pub struct SandboxError(String);
+
+impl Sandbox {
+    /// Builds the engine (and starts its epoch clock) and the linker.
+    pub fn new(options: SandboxOptions) -> Result<Self, SandboxError> {
+        let error = |e: wasmtime::Error| SandboxError(format!("{e:#}"));
+        let engine = engine::build(&options).map_err(error)?;
+        engine::start_epoch_clock(&engine);
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(error)?;
+        bindings::Processor::add_to_linker::<_, HasSelf<report::Reporter>>(
+            &mut linker,
+            |state: &mut JobState| &mut state.reporter,
+        )
+        .map_err(error)?;
+        let cache = cache::CompileCache::new(&engine, options.cache_dir);
+        Ok(Sandbox {
+            engine,
+            linker,
+            cache,
+        })
+    }
+
+    /// Loads, checks and links the processor module in `path`, from the
+    /// compile cache when it holds it.
+    pub fn load(&self, path: &Path) -> Result<Module, LoadError> {
+        let module = module::load(&self.engine, &self.linker, &self.cache, path)?;
+        tracing::debug!(
+            module = %module.file_name(),
+            hash = module.short_hash(),
+            from = module.loaded_from().as_str(),
+            ms = module.load_time().as_secs_f64() * 1e3,
+            "module loaded"
+        );
+        Ok(module)
+    }
+}
+
+/// A job with this data and otherwise the fields of a first attempt, for
+/// `bullpen exec`, tests and examples.
+pub fn test_job(data: &str) -> Job {
+    Job {
+        id: "1".into(),
+        name: "test".into(),
+        queue: "test".into(),
+        data: data.into(),
+        attempts_made: 0,
+        attempts_started: 1,
+        max_attempts: 1,
+        timestamp: 0,
+        backoff: None,
+    }
+}

@@ -1,0 +1,228 @@
+//! Loading a processor module: from a `.wasm` file to a pre-linked component
+//! ready to instantiate once per job, with an error naming the file and the
+//! reason when the file is not a processor this host can run.
+
+use super::bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION, ProcessorPre};
+use super::cache::{CompileCache, LoadedFrom};
+use super::run::JobState;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use wasmtime::Engine;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, Linker};
+
+/// A processor module, compiled and linked, ready to run jobs.
+///
+/// Cheap to clone: clones share the compiled code.
+#[derive(Clone)]
+pub struct Module {
+    pub(crate) engine: Engine,
+    pub(crate) pre: ProcessorPre<JobState>,
+    path: PathBuf,
+    sha256: String,
+    loaded_from: LoadedFrom,
+    load_time: Duration,
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module")
+            .field("path", &self.path)
+            .field("sha256", &self.sha256)
+            .field("loaded_from", &self.loaded_from)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Module {
+    /// The file the module was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file's name, e.g. `echo.wasm`.
+    pub fn file_name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.path.display().to_string())
+    }
+
+    /// The sha256 of the file, in hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// The first 12 hex digits of [`Module::sha256`]: what logs show.
+    pub fn short_hash(&self) -> &str {
+        &self.sha256[..12]
+    }
+
+    /// Whether the machine code came from the compile cache.
+    pub fn loaded_from(&self) -> LoadedFrom {
+        self.loaded_from
+    }
+
+    /// How long loading took (reading, compiling or reading the cache,
+    /// linking).
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+}
+
+/// Why a file is not a processor this host can run. Every message starts
+/// with the file's path.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not WebAssembly at all.
+    #[error("{path}: not a WebAssembly file (it does not start with the \\0asm header)")]
+    NotWasm {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file is a core module, not a component.
+    #[error(
+        "{path}: a core WebAssembly module, not a component: build the processor for wasm32-wasip2 (cargo build --target wasm32-wasip2)"
+    )]
+    CoreModule {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The component does not parse, validate or compile.
+    #[error("{path}: not a valid component: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What wasmtime said.
+        reason: String,
+    },
+    /// The component was built against another version of the contract.
+    #[error(
+        "{path}: built for {CONTRACT_PACKAGE}@{found}, but this host runs {CONTRACT_PACKAGE}@{CONTRACT_VERSION} processors"
+    )]
+    ContractVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version it imports.
+        found: String,
+    },
+    /// The component does not export what a processor must.
+    #[error(
+        "{path}: not a bullpen processor: it does not export `{export}` (build it against the {CONTRACT_PACKAGE}@{CONTRACT_VERSION} world `processor`, e.g. with the bullpen-guest crate)"
+    )]
+    MissingExport {
+        /// The file.
+        path: PathBuf,
+        /// The export that is missing.
+        export: &'static str,
+    },
+    /// The component's imports or exports do not fit the host.
+    #[error("{path}: cannot be linked: {reason}")]
+    Link {
+        /// The file.
+        path: PathBuf,
+        /// What did not fit.
+        reason: String,
+    },
+}
+
+const WASM_MAGIC: &[u8; 4] = b"\0asm";
+/// Version and layer of a core module: version 1, layer 0.
+const CORE_MODULE_VERSION: [u8; 4] = [1, 0, 0, 0];
+const REQUIRED_EXPORTS: [&str; 2] = ["process", "backoff"];
+
+pub(crate) fn load(
+    engine: &Engine,
+    linker: &Linker<JobState>,
+    cache: &CompileCache,
+    path: &Path,
+) -> Result<Module, LoadError> {
+    let started = Instant::now();
+    let owned = || path.to_path_buf();
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        path: owned(),
+        source,
+    })?;
+    if bytes.len() < 8 || &bytes[..4] != WASM_MAGIC {
+        return Err(LoadError::NotWasm { path: owned() });
+    }
+    if bytes[4..8] == CORE_MODULE_VERSION {
+        return Err(LoadError::CoreModule { path: owned() });
+    }
+    let sha256 = hex(&Sha256::digest(&bytes));
+    let (component, loaded_from) =
+        cache
+            .load(engine, &sha256, &bytes)
+            .map_err(|e| LoadError::Invalid {
+                path: owned(),
+                reason: format!("{e:#}"),
+            })?;
+    check_contract(engine, &component, path)?;
+    let link_error = |e: wasmtime::Error| LoadError::Link {
+        path: owned(),
+        reason: format!("{e:#}"),
+    };
+    let instance_pre = linker.instantiate_pre(&component).map_err(link_error)?;
+    let pre = ProcessorPre::new(instance_pre).map_err(link_error)?;
+    Ok(Module {
+        engine: engine.clone(),
+        pre,
+        path: owned(),
+        sha256,
+        loaded_from,
+        load_time: started.elapsed(),
+    })
+}
+
+/// Checks the parts of the contract that have a clearer message than the
+/// linker's: the contract version imported, and the exports.
+fn check_contract(engine: &Engine, component: &Component, path: &Path) -> Result<(), LoadError> {
+    let ty = component.component_type();
+    for (name, _) in ty.imports(engine) {
+        let Some(rest) = name
+            .strip_prefix(CONTRACT_PACKAGE)
+            .and_then(|r| r.strip_prefix('/'))
+        else {
+            continue;
+        };
+        let version = rest
+            .split_once('@')
+            .map(|(_, v)| v)
+            .unwrap_or("(no version)");
+        if version != CONTRACT_VERSION {
+            return Err(LoadError::ContractVersion {
+                path: path.to_path_buf(),
+                found: version.to_owned(),
+            });
+        }
+    }
+    for export in REQUIRED_EXPORTS {
+        match ty.get_export(engine, export).map(|e| e.ty) {
+            Some(ComponentItem::ComponentFunc(_)) => {}
+            _ => {
+                return Err(LoadError::MissingExport {
+                    path: path.to_path_buf(),
+                    export,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}

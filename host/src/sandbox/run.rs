@@ -1,0 +1,233 @@
+//! Running one call of a module: a fresh store and instance, the job's
+//! budgets, captured output, and what the call cost.
+
+use super::bindings::{BackoffDecision, Failure, Job, JobError};
+use super::crash::{self, Crash, Evidence};
+use super::limits::MemoryLimiter;
+use super::module::Module;
+use super::output::{CapturePipe, Captured};
+use super::report::{JobObserver, Reporter};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::Store;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// The budgets one call runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock budget for the call, instantiation included.
+    pub timeout: Duration,
+    /// Cap on the instance's linear memory, all memories together, in bytes.
+    pub memory: u64,
+    /// Bytes of stdout and of stderr kept; the rest is counted and dropped.
+    pub capture: usize,
+}
+
+impl Default for Limits {
+    /// 30 s, 64 MiB, 64 KiB of each output stream.
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_secs(30),
+            memory: 64 << 20,
+            capture: 64 << 10,
+        }
+    }
+}
+
+/// What one call cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cost {
+    /// Wall time from store creation to the answer.
+    pub wall: Duration,
+    /// The most linear memory the instance held at once, in bytes.
+    pub peak_memory: u64,
+}
+
+/// The result of one call into a fresh instance.
+#[derive(Debug, Clone)]
+pub struct Run<T> {
+    /// The guest's answer, or why there is none.
+    pub outcome: Result<T, Crash>,
+    /// What the call cost.
+    pub cost: Cost,
+    /// What the guest wrote to stdout.
+    pub stdout: Captured,
+    /// What the guest wrote to stderr.
+    pub stderr: Captured,
+    /// Reports (logs, progress) dropped because the call made too many.
+    pub reports_dropped: u32,
+}
+
+/// What `process` answered: the return value's JSON text, or how the attempt
+/// ended.
+pub type ProcessAnswer = Result<String, JobError>;
+
+/// The data of a job's store: WASI (deny by default), the memory limiter, and
+/// the reporter behind the `host` imports.
+pub struct JobState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) reporter: Reporter,
+}
+
+impl WasiView for JobState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+enum Call<'a> {
+    Process(&'a Job),
+    Backoff {
+        attempts_made: u32,
+        strategy: &'a str,
+        failure: &'a Failure,
+        job: &'a Job,
+    },
+}
+
+enum Answer {
+    Process(ProcessAnswer),
+    Backoff(BackoffDecision),
+}
+
+impl Module {
+    /// Runs one attempt of `job` in a fresh instance.
+    ///
+    /// Never fails: a guest that traps, spins, or runs out of memory yields a
+    /// [`Crash`] in [`Run::outcome`], and the host is unaffected.
+    pub async fn process(
+        &self,
+        job: &Job,
+        limits: &Limits,
+        observer: Arc<dyn JobObserver>,
+    ) -> Run<ProcessAnswer> {
+        let run = self.call(Call::Process(job), limits, observer).await;
+        map_run(run, |answer| match answer {
+            Answer::Process(Ok(json)) => match serde_json::from_str::<serde::de::IgnoredAny>(&json)
+            {
+                Ok(_) => Ok(Ok(json)),
+                Err(e) => Err(Crash::InvalidReturnValue(e.to_string())),
+            },
+            Answer::Process(Err(error)) => Ok(Err(error)),
+            Answer::Backoff(_) => unreachable!("process answered as backoff"),
+        })
+    }
+
+    /// Asks a fresh instance's `backoff` export when the failed `job` should
+    /// be retried.
+    pub async fn backoff(
+        &self,
+        attempts_made: u32,
+        strategy: &str,
+        failure: &Failure,
+        job: &Job,
+        limits: &Limits,
+        observer: Arc<dyn JobObserver>,
+    ) -> Run<BackoffDecision> {
+        let call = Call::Backoff {
+            attempts_made,
+            strategy,
+            failure,
+            job,
+        };
+        let run = self.call(call, limits, observer).await;
+        map_run(run, |answer| match answer {
+            Answer::Backoff(decision) => Ok(decision),
+            Answer::Process(_) => unreachable!("backoff answered as process"),
+        })
+    }
+
+    async fn call(
+        &self,
+        call: Call<'_>,
+        limits: &Limits,
+        observer: Arc<dyn JobObserver>,
+    ) -> Run<Answer> {
+        let started = Instant::now();
+        let stdout = CapturePipe::new(limits.capture);
+        let stderr = CapturePipe::new(limits.capture);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = JobState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(limits.memory),
+            reporter: Reporter::new(observer),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        // Yield to the runtime at every epoch tick: a guest that never
+        // returns cannot hold its thread, and the timeout below can fire.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+
+        let mut instantiating = true;
+        let result = tokio::time::timeout(limits.timeout, async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            instantiating = false;
+            match call {
+                Call::Process(job) => instance
+                    .call_process(&mut store, job)
+                    .await
+                    .map(Answer::Process),
+                Call::Backoff {
+                    attempts_made,
+                    strategy,
+                    failure,
+                    job,
+                } => instance
+                    .call_backoff(&mut store, attempts_made, strategy, failure, job)
+                    .await
+                    .map(Answer::Backoff),
+            }
+        })
+        .await;
+
+        let stderr = stderr.captured();
+        let state = store.data();
+        let outcome = match result {
+            Err(_elapsed) => Err(Crash::Timeout(limits.timeout)),
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(error)) => Err(crash::classify(
+                &error,
+                Evidence {
+                    memory_cap_hit: state.limiter.cap_hit(),
+                    memory_cap: limits.memory,
+                    stderr: &stderr.text,
+                    instantiating,
+                },
+            )),
+        };
+        Run {
+            outcome,
+            cost: Cost {
+                wall: started.elapsed(),
+                peak_memory: state.limiter.peak(),
+            },
+            stdout: stdout.captured(),
+            stderr,
+            reports_dropped: state.reporter.dropped(),
+        }
+    }
+}
+
+fn map_run<T>(run: Run<Answer>, f: impl FnOnce(Answer) -> Result<T, Crash>) -> Run<T> {
+    Run {
+        outcome: run.outcome.and_then(f),
+        cost: run.cost,
+        stdout: run.stdout,
+        stderr: run.stderr,
+        reports_dropped: run.reports_dropped,
+    }
+}

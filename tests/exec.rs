@@ -1,0 +1,253 @@
+//! `bullpen exec` and `bullpen check`, driven as a user drives them.
+
+use bullpen_tests::{bullpen, guest};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::Output;
+
+struct Exec {
+    code: i32,
+    report: Value,
+    stderr: String,
+}
+
+fn exec(module: &str, args: &[&str]) -> Exec {
+    let cache = tempfile::tempdir().unwrap();
+    exec_with_cache(module, args, cache.path())
+}
+
+fn exec_with_cache(module: &str, args: &[&str], data_dir: &Path) -> Exec {
+    let output = bullpen()
+        .arg("exec")
+        .arg(guest(module))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let report = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout}\nstderr: {stderr}"));
+    Exec {
+        code: output.status.code().unwrap(),
+        report,
+        stderr,
+    }
+}
+
+#[test]
+fn echo_completes_with_its_data() {
+    let run = exec("echo", &["--data", r#"{"b":1,"a":[2]}"#]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.report["outcome"], "completed");
+    assert_eq!(run.report["return_value"], json!({"b": 1, "a": [2]}));
+    assert_eq!(run.report["hash"].as_str().unwrap().len(), 12);
+    assert!(run.report["duration_ms"].as_f64().unwrap() > 0.0);
+    assert!(run.report["peak_memory_bytes"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn flaky_fails_and_shows_the_builtin_backoff() {
+    let run = exec(
+        "flaky",
+        &[
+            "--data",
+            r#"{"succeed_on":4,"error_name":"Boom"}"#,
+            "--attempts-made",
+            "1",
+            "--attempts",
+            "5",
+            "--backoff",
+            "exponential:1s",
+        ],
+    );
+    assert_eq!(run.code, 3);
+    assert_eq!(run.report["outcome"], "failed");
+    assert_eq!(
+        run.report["error"],
+        json!({"message": "attempt 2 of 4 failed", "name": "Boom"})
+    );
+    assert_eq!(
+        run.report["backoff"],
+        json!({"decision": "after", "ms": 2000, "source": "builtin"})
+    );
+}
+
+#[test]
+fn a_custom_backoff_type_asks_the_module() {
+    let data = r#"{"errors":["Transient","RetryNow","Fatal"]}"#;
+    let ask = |attempts_made: &str| {
+        exec(
+            "custom-backoff",
+            &[
+                "--data",
+                data,
+                "--attempts-made",
+                attempts_made,
+                "--attempts",
+                "10",
+                "--backoff",
+                "linear:500ms",
+            ],
+        )
+        .report["backoff"]
+            .clone()
+    };
+    assert_eq!(
+        ask("0"),
+        json!({"decision": "after", "ms": 500, "source": "module"})
+    );
+    assert_eq!(ask("1"), json!({"decision": "now", "source": "module"}));
+    assert_eq!(ask("2"), json!({"decision": "give-up", "source": "module"}));
+}
+
+#[test]
+fn validate_rejects_empty_data_for_good() {
+    let run = exec("validate", &["--data", "{}"]);
+    assert_eq!(run.code, 4);
+    assert_eq!(run.report["outcome"], "unrecoverable");
+    assert_eq!(
+        run.report["reason"],
+        "Invalid job data: \"email\" is required"
+    );
+}
+
+#[test]
+fn validate_accepts_a_registration_and_logs_it() {
+    let run = exec(
+        "validate",
+        &["--data", r#"{"email":"ada@example.com","name":"Ada"}"#],
+    );
+    assert_eq!(run.code, 0);
+    assert_eq!(
+        run.report["job_log"],
+        json!(["registered Ada <ada@example.com>"])
+    );
+}
+
+#[test]
+fn rate_limited_and_delayed_have_their_own_outcomes() {
+    let run = exec("rate-limited", &["--data", r#"{"wait_ms":750}"#]);
+    assert_eq!(run.code, 5);
+    assert_eq!(run.report["outcome"], "rate-limited");
+    assert_eq!(run.report["rate_limit_ms"], 750);
+    assert_eq!(run.report["logs"][0]["level"], "info");
+
+    let run = exec("delayed", &["--data", r#"{"delay_ms":5000}"#]);
+    assert_eq!(run.code, 6);
+    assert_eq!(run.report["outcome"], "delayed");
+    assert!(run.report["delay_until"].as_u64().unwrap() > 1_700_000_000_000);
+}
+
+#[test]
+fn misbehaving_guests_crash_with_a_reason() {
+    let crash = |mode: &str, extra: &[&str]| {
+        let data = format!(r#"{{"mode":"{mode}"}}"#);
+        let mut args = vec!["--data", data.as_str()];
+        args.extend_from_slice(extra);
+        let run = exec("misbehave", &args);
+        assert_eq!(run.code, 7, "{mode}: {}", run.report);
+        assert_eq!(run.report["outcome"], "crashed");
+        run.report
+    };
+    let spin = crash("spin", &["--timeout", "1s"]);
+    assert_eq!(spin["reason"], "timeout after 1s");
+    assert_eq!(spin["crash"], "timeout");
+    let oom = crash("oom", &["--memory", "32MiB"]);
+    assert_eq!(oom["reason"], "memory limit 32 MiB exceeded");
+    let overflow = crash("stack-overflow", &[]);
+    assert_eq!(overflow["reason"], "stack overflow");
+    let panic = crash("panic", &[]);
+    let reason = panic["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("panicked at src/lib.rs:")
+            && reason.ends_with(": misbehave asked to panic"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_second_exec_loads_the_module_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = exec_with_cache("echo", &["--data", "1", "-v"], dir.path());
+    assert_eq!(first.report["loaded_from"], "compiler");
+    assert!(
+        first.stderr.contains("module loaded from the compiler"),
+        "{}",
+        first.stderr
+    );
+    let second = exec_with_cache("echo", &["--data", "1", "-v"], dir.path());
+    assert_eq!(second.report["loaded_from"], "cache");
+    assert!(
+        second.stderr.contains("module loaded from the cache"),
+        "{}",
+        second.stderr
+    );
+}
+
+fn run(command: &mut std::process::Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().unwrap();
+    (
+        status.code().unwrap(),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_data_is_refused_before_running() {
+    let (code, stdout, stderr) = run(bullpen()
+        .arg("exec")
+        .arg(guest("echo"))
+        .args(["--data", "{nope"]));
+    assert_eq!(code, 1);
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.starts_with("bullpen: --data is not JSON: "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_accepts_every_example() {
+    for example in bullpen_tests::EXAMPLES {
+        let (code, stdout, stderr) = run(bullpen().arg("check").arg(guest(example)));
+        assert_eq!(code, 0, "{example}: {stderr}");
+        assert!(
+            stdout.contains(": ok: a bullpen:processor@0.1.0 processor (sha256 "),
+            "{stdout}"
+        );
+    }
+}
+
+#[test]
+fn check_names_the_file_and_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, "hello").unwrap();
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, wat::parse_str("(module)").unwrap()).unwrap();
+    let other = dir.path().join("other.wasm");
+    std::fs::write(&other, wat::parse_str("(component)").unwrap()).unwrap();
+    for (file, reason) in [
+        (&garbage, "not a WebAssembly file"),
+        (&core, "a core WebAssembly module, not a component"),
+        (
+            &other,
+            "not a bullpen processor: it does not export `process`",
+        ),
+    ] {
+        let (code, _, stderr) = run(bullpen().arg("check").arg(file));
+        assert_eq!(code, 1);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!("{}: {reason}", file.display())),
+            "{stderr}"
+        );
+    }
+}
