@@ -161,7 +161,7 @@ fn misbehaving_guests_crash_with_a_reason() {
     let panic = crash("panic", &[]);
     let reason = panic["reason"].as_str().unwrap();
     assert!(
-        reason.starts_with("panicked at src/lib.rs:")
+        reason.starts_with("panicked at examples/misbehave/src/lib.rs:")
             && reason.ends_with(": misbehave asked to panic"),
         "{reason}"
     );

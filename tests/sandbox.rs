@@ -327,7 +327,10 @@ async fn a_guest_that_recurses_forever_overflows_its_stack() {
 async fn a_panic_is_reported_with_its_location_and_message() {
     let run = misbehave("panic", Limits::default()).await;
     let reason = run.outcome.unwrap_err().to_string();
-    assert!(reason.starts_with("panicked at src/lib.rs:"), "{reason}");
+    assert!(
+        reason.starts_with("panicked at examples/misbehave/src/lib.rs:"),
+        "{reason}"
+    );
     assert!(reason.ends_with(": misbehave asked to panic"), "{reason}");
     assert!(run.stderr.text.contains("misbehave asked to panic"));
 }

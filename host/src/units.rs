@@ -82,10 +82,10 @@ impl fmt::Display for HumanDuration {
         let d = self.0;
         if d.subsec_nanos() == 0 {
             let secs = d.as_secs();
-            if secs != 0 && secs % 3600 == 0 {
+            if secs != 0 && secs.is_multiple_of(3600) {
                 return write!(f, "{}h", secs / 3600);
             }
-            if secs != 0 && secs % 60 == 0 {
+            if secs != 0 && secs.is_multiple_of(60) {
                 return write!(f, "{}m", secs / 60);
             }
             return write!(f, "{secs}s");

@@ -5,10 +5,11 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "processor",
     exports: { default: async },
+    additional_derives: [PartialEq],
 });
 
-pub use bullpen::processor::host::Level;
-pub use bullpen::processor::types::BackoffOptions;
+pub use self::bullpen::processor::host::Level;
+pub use self::bullpen::processor::types::BackoffOptions;
 
 /// The contract version this host speaks: `bullpen:processor@<this>`.
 pub const CONTRACT_VERSION: &str = "0.1.0";

@@ -76,10 +76,10 @@ impl CompileCache {
             }
         }
         let component = Component::new(engine, bytes)?;
-        if let Some(entry) = entry {
-            if let Err(e) = write_atomically(&entry, &component) {
-                tracing::warn!(path = %entry.display(), "cannot write the compile cache: {e:#}");
-            }
+        if let Some(entry) = entry
+            && let Err(e) = write_atomically(&entry, &component)
+        {
+            tracing::warn!(path = %entry.display(), "cannot write the compile cache: {e:#}");
         }
         Ok((component, LoadedFrom::Compiler))
     }
