@@ -6,10 +6,32 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The result of a processor: `Ok` completes the job, an [`Error`] decides
 /// what happens to it instead.
+///
+/// ```
+/// fn half(n: u32) -> bullpen_guest::Result<u32> {
+///     if n % 2 == 1 {
+///         return Err(bullpen_guest::Error::unrecoverable("odd"));
+///     }
+///     Ok(n / 2)
+/// }
+/// assert_eq!(half(4), Ok(2));
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Why an attempt failed: what a [`Processor::backoff`](crate::Processor::backoff)
 /// strategy receives.
+///
+/// ```
+/// use bullpen_guest::{Backoff, Failure};
+/// fn retry_soon_unless_auth(error: &Failure) -> Backoff {
+///     match error.name.as_deref() {
+///         Some("AuthError") => Backoff::GiveUp,
+///         _ => Backoff::Now,
+///     }
+/// }
+/// let auth = Failure { message: "401".into(), name: Some("AuthError".into()) };
+/// assert_eq!(retry_soon_unless_auth(&auth), Backoff::GiveUp);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     /// The reason; it becomes the job's `failedReason`.

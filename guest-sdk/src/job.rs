@@ -6,6 +6,12 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 /// One attempt of a BullMQ job.
+///
+/// ```
+/// let job = bullpen_guest::Job::for_test("{}");
+/// let last_attempt = job.attempts_made + 1 == job.max_attempts;
+/// assert!(last_attempt);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
     /// The job's id, unique within its queue.
@@ -29,6 +35,12 @@ pub struct Job {
 }
 
 /// A job's backoff options (BullMQ's `opts.backoff`).
+///
+/// ```
+/// # let job = bullpen_guest::Job::for_test("{}");
+/// let base_ms = job.backoff.as_ref().map_or(1000, |b| b.delay);
+/// assert_eq!(base_ms, 1000);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackoffOptions {
     /// `fixed`, `exponential`, or a custom strategy name.

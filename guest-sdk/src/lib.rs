@@ -40,6 +40,8 @@
 //!
 //! [bullpen]: https://github.com/bullpen-rs/bullpen
 
+#![warn(missing_docs)]
+
 mod error;
 mod job;
 mod report;
@@ -52,6 +54,15 @@ pub use serde_json::value::RawValue;
 
 /// How long to wait before the next attempt of a failed job: the answer of
 /// [`Processor::backoff`].
+///
+/// ```
+/// use bullpen_guest::Backoff;
+/// use std::time::Duration;
+/// fn linear(attempts_made: u32) -> Backoff {
+///     Backoff::After(Duration::from_secs(u64::from(attempts_made)))
+/// }
+/// assert_eq!(linear(3), Backoff::After(Duration::from_secs(3)));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backoff {
     /// Retry after this long (rounded down to whole milliseconds).
@@ -156,6 +167,7 @@ macro_rules! export {
 
 /// Glue between [`export!`] and the generated bindings. Not a public API.
 #[doc(hidden)]
+#[allow(missing_docs)]
 pub mod __private {
     pub mod bindings {
         wit_bindgen::generate!({

@@ -3,6 +3,11 @@
 use crate::__private::bindings::bullpen::processor::host;
 
 /// The severity of a [`log`] message.
+///
+/// ```no_run
+/// use bullpen_guest::{Level, log};
+/// log(Level::Warn, "retrying with a smaller batch");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
     /// Very fine-grained detail.

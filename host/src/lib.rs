@@ -4,6 +4,8 @@
 //! configuration, the module registry, the queue workers, the [`sandbox`]
 //! that runs one attempt, and the outcome that goes back to the queue.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod outcome;
 pub mod sandbox;

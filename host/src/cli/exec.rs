@@ -82,6 +82,7 @@ pub(super) async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         max_instances: 2,
         max_memory: limits.memory,
         cache_dir: (!args.no_cache).then(|| args.data_dir.join("cache")),
+        ..SandboxOptions::default()
     })?;
     let module = sandbox.load(&args.module)?;
     tracing::info!(

@@ -32,7 +32,7 @@ pub fn build(options: &SandboxOptions) -> wasmtime::Result<Engine> {
 
     let mut config = Config::new();
     config
-        .epoch_interruption(true)
+        .epoch_interruption(options.epoch_checks)
         .concurrency_support(false)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config)

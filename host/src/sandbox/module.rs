@@ -23,6 +23,7 @@ pub struct Module {
     sha256: String,
     loaded_from: LoadedFrom,
     load_time: Duration,
+    pub(crate) epoch_checks: bool,
 }
 
 impl std::fmt::Debug for Module {
@@ -145,6 +146,7 @@ pub(crate) fn load(
     linker: &Linker<JobState>,
     cache: &CompileCache,
     path: &Path,
+    epoch_checks: bool,
 ) -> Result<Module, LoadError> {
     let started = Instant::now();
     let owned = || path.to_path_buf();
@@ -180,6 +182,7 @@ pub(crate) fn load(
         sha256,
         loaded_from,
         load_time: started.elapsed(),
+        epoch_checks,
     })
 }
 

@@ -167,10 +167,12 @@ impl Module {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
-        // Yield to the runtime at every epoch tick: a guest that never
-        // returns cannot hold its thread, and the timeout below can fire.
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_async_yield_and_update(1);
+        if self.epoch_checks {
+            // Yield to the runtime at every epoch tick: a guest that never
+            // returns cannot hold its thread, and the timeout below can fire.
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_async_yield_and_update(1);
+        }
 
         let mut instantiating = true;
         let result = tokio::time::timeout(limits.timeout, async {

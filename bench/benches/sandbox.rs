@@ -1,0 +1,195 @@
+//! Micro-benchmark of the sandbox: what one job costs, sandbox included.
+//!
+//! Each iteration is a whole job as `bullpen run` does it: a fresh store and
+//! instance, the call, the drop, with the time budget and the memory cap on.
+//! Prints medians and p99s as a markdown table (for docs/BENCHMARKS.md).
+//!
+//! ```sh
+//! cargo bench -p bullpen-bench --bench sandbox            # full run
+//! cargo bench -p bullpen-bench --bench sandbox -- --quick # a few hundred jobs
+//! ```
+
+use bullpen::sandbox::{Ignore, JobObserver, Limits, Module, Sandbox, SandboxOptions, test_job};
+use bullpen_tests::guest;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+    mean: Duration,
+}
+
+fn stats(mut samples: Vec<Duration>) -> Stats {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    Stats {
+        p50: at(0.50),
+        p99: at(0.99),
+        mean: samples.iter().sum::<Duration>() / samples.len() as u32,
+    }
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+/// One measured case: something that runs one job.
+enum Case<'a> {
+    Sandbox(&'a Module, &'a str),
+    Native(&'a str),
+}
+
+impl Case<'_> {
+    async fn run_once(&self, limits: &Limits, observer: &Arc<dyn JobObserver>) {
+        match self {
+            Case::Sandbox(module, data) => {
+                let run = module
+                    .process(&test_job(data), limits, observer.clone())
+                    .await;
+                assert!(matches!(run.outcome, Ok(Ok(_))), "{:?}", run.outcome);
+            }
+            Case::Native(data) => {
+                std::hint::black_box(
+                    json_transform::transform(std::hint::black_box(data)).unwrap(),
+                );
+            }
+        }
+    }
+}
+
+/// Runs `cases` in interleaved rounds (this VM's speed drifts; interleaving
+/// makes every case see the same drift) and returns each case's samples.
+async fn measure(cases: &[Case<'_>], limits: &Limits, jobs: &[usize]) -> Vec<Stats> {
+    const ROUNDS: usize = 20;
+    let observer: Arc<dyn JobObserver> = Arc::new(Ignore);
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
+    for (case, &n) in cases.iter().zip(jobs) {
+        for _ in 0..n / 10 + 10 {
+            case.run_once(limits, &observer).await;
+        }
+    }
+    for _ in 0..ROUNDS {
+        for ((case, &n), samples) in cases.iter().zip(jobs).zip(&mut samples) {
+            for _ in 0..n.div_ceil(ROUNDS) {
+                let started = Instant::now();
+                case.run_once(limits, &observer).await;
+                samples.push(started.elapsed());
+            }
+        }
+    }
+    samples.into_iter().map(stats).collect()
+}
+
+fn records(n: usize) -> String {
+    const TAGS: [&str; 5] = ["red", "green", "blue", "small", "large"];
+    let records: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "name": format!("item-{i}"),
+                "tags": [TAGS[i % 5], TAGS[(i / 5) % 5]],
+                "value": ((i * 37) % 101) as f64 * 1.5,
+            })
+        })
+        .collect();
+    serde_json::json!({ "records": records }).to_string()
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (n_echo, n_transform) = if quick { (300, 100) } else { (20_000, 3_000) };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let limits = Limits {
+        timeout: Duration::from_secs(30),
+        memory: 64 << 20,
+        ..Limits::default()
+    };
+    let load = |epoch_checks: bool, name: &str| {
+        let sandbox = Sandbox::new(SandboxOptions {
+            max_instances: 16,
+            epoch_checks,
+            ..SandboxOptions::default()
+        })
+        .unwrap();
+        sandbox.load(&guest(name)).unwrap()
+    };
+    let echo = load(true, "echo");
+    let echo_unchecked = load(false, "echo");
+    let transform = load(true, "json-transform");
+    let transform_unchecked = load(false, "json-transform");
+    let small = r#"{"id":42,"user":"ada@example.com","tags":["a","b"]}"#;
+    let big = records(200);
+
+    let only = std::env::args().skip_while(|a| a != "--only").nth(1);
+    let cases = [
+        (
+            "echo: fresh instance + call (budget + cap on)",
+            Case::Sandbox(&echo, small),
+            n_echo,
+        ),
+        (
+            "echo, no epoch checks",
+            Case::Sandbox(&echo_unchecked, small),
+            n_echo,
+        ),
+        (
+            "json-transform, 200 records (sandbox)",
+            Case::Sandbox(&transform, &big),
+            n_transform,
+        ),
+        (
+            "json-transform, no epoch checks",
+            Case::Sandbox(&transform_unchecked, &big),
+            n_transform,
+        ),
+        (
+            "json-transform, same code native",
+            Case::Native(&big),
+            n_transform,
+        ),
+    ];
+    if let Some(only) = only {
+        let (name, case, n) = cases
+            .iter()
+            .find(|(name, ..)| name.starts_with(only.as_str()))
+            .expect("--only <case name prefix>");
+        let stats = runtime.block_on(measure(std::slice::from_ref(case), &limits, &[*n * 5]));
+        println!(
+            "{name}: median {} p99 {}",
+            micros(stats[0].p50),
+            micros(stats[0].p99)
+        );
+        return;
+    }
+    let (names, rest): (Vec<_>, Vec<_>) = cases.into_iter().map(|(n, c, j)| (n, (c, j))).unzip();
+    let (cases, jobs): (Vec<_>, Vec<_>) = rest.into_iter().unzip();
+    let stats = runtime.block_on(measure(&cases, &limits, &jobs));
+
+    println!("| case | jobs | median | p99 | mean |");
+    println!("|---|---|---|---|---|");
+    for ((name, n), s) in names.iter().zip(&jobs).zip(&stats) {
+        println!(
+            "| {name} | {n} | {} | {} | {} |",
+            micros(s.p50),
+            micros(s.p99),
+            micros(s.mean)
+        );
+    }
+    let [echo_stats, _, job, job_unchecked, native] = &stats[..] else {
+        unreachable!("five cases")
+    };
+    let ratio = job.p50.as_secs_f64() / native.p50.as_secs_f64();
+    let instance_share = echo_stats.p50.as_secs_f64() / job.p50.as_secs_f64();
+    let epoch_share =
+        (job.p50.as_secs_f64() - job_unchecked.p50.as_secs_f64()) / job.p50.as_secs_f64();
+    println!();
+    println!("json-transform job / native: {ratio:.2}x (median)");
+    println!(
+        "of a json-transform job: instance setup and teardown (the echo job) {:.0}%, epoch checks {:.0}%",
+        instance_share * 100.0,
+        epoch_share * 100.0
+    );
+}
