@@ -7,6 +7,12 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod config;
+pub mod embedded_redis;
 pub mod outcome;
+pub mod queue;
+pub mod registry;
+pub mod run;
 pub mod sandbox;
 pub mod units;
+pub mod worker;

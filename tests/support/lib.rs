@@ -117,3 +117,195 @@ pub fn resident_memory() -> u64 {
         .expect("statm's second field is the resident page count");
     pages * 4096
 }
+
+/// A `redis-server` of a test's own, on a free loopback port; stopped on drop.
+pub struct RedisServer {
+    child: std::process::Child,
+    /// Its port.
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts one and waits until it answers.
+    pub fn start() -> RedisServer {
+        // A free port can be taken between choosing it and redis binding it:
+        // then redis exits and another port is tried.
+        (0..20)
+            .find_map(|_| Self::try_start())
+            .expect("could not start redis-server on a free port")
+    }
+
+    fn try_start() -> Option<RedisServer> {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed to run the tests (Debian: apt-get install redis-server)");
+        let mut server = RedisServer {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = server.child.try_wait() {
+                return None;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(server);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `bullpen run` process on a temp config whose module directory holds
+/// every example guest; killed on drop.
+pub struct RunningHost {
+    child: std::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    /// The temp directory with `bullpen.toml`, `modules/` and `.bullpen/`.
+    pub dir: tempfile::TempDir,
+}
+
+impl RunningHost {
+    /// Writes a config with `[redis] url` and the given queue tables, starts
+    /// `bullpen run` on it, and waits until it takes jobs.
+    pub fn start(redis: &RedisServer, queues: &str) -> RunningHost {
+        let dir = tempfile::tempdir().unwrap();
+        let modules = dir.path().join("modules");
+        std::fs::create_dir_all(&modules).unwrap();
+        for example in EXAMPLES {
+            std::fs::copy(guest(example), modules.join(format!("{example}.wasm"))).unwrap();
+        }
+        let config = format!(
+            "[redis]\nurl = \"{}\"\n\n[host]\nshutdown_grace = \"5s\"\n\n{queues}",
+            redis.url()
+        );
+        std::fs::write(dir.path().join("bullpen.toml"), config).unwrap();
+        Self::start_in(dir)
+    }
+
+    /// Starts another `bullpen run` on the same directory (after this one
+    /// exited or was killed).
+    pub fn start_again(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, log) = Self::spawn(self.dir.path());
+        self.child = child;
+        self.log = log;
+    }
+
+    fn start_in(dir: tempfile::TempDir) -> RunningHost {
+        let (child, log) = Self::spawn(dir.path());
+        RunningHost { child, log, dir }
+    }
+
+    /// Spawns `bullpen run` on `dir/bullpen.toml` and waits until it takes
+    /// jobs.
+    #[allow(clippy::type_complexity)]
+    fn spawn(
+        dir: &Path,
+    ) -> (
+        std::process::Child,
+        std::sync::Arc<std::sync::Mutex<String>>,
+    ) {
+        use std::io::BufRead;
+        let mut child = bullpen()
+            .arg("run")
+            .arg("-c")
+            .arg(dir.join("bullpen.toml"))
+            .env("BULLPEN_LOG", "bullpen=debug")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("bullpen: taking jobs") {
+                    let _ = ready_tx.send(());
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        if ready_rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .is_err()
+        {
+            let _ = child.kill();
+            panic!("bullpen run did not start:\n{}", log.lock().unwrap());
+        }
+        (child, log)
+    }
+
+    /// Everything the host wrote to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The host's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (e.g. `"TERM"`, `"KILL"`) to the host.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits up to `timeout` for the host to exit; its exit status.
+    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for RunningHost {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,8 +1,14 @@
 //! The `bullpen` command line: argument parsing and one function per
 //! subcommand, each a thin layer over the library.
 
+mod add;
 mod check;
+mod connect;
 mod exec;
+mod jobs;
+mod retry;
+mod run;
+mod status;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -30,6 +36,21 @@ pub enum Command {
     /// Say whether files are valid bullpen processors, and why not.
     #[command(after_help = check::AFTER_HELP)]
     Check(check::CheckArgs),
+    /// Take jobs from the config's queues until SIGINT/SIGTERM.
+    #[command(after_help = run::AFTER_HELP)]
+    Run(run::RunArgs),
+    /// Add a job to a queue.
+    #[command(after_help = add::AFTER_HELP)]
+    Add(add::AddArgs),
+    /// List a queue's jobs: id, name, state, attempts, failed reason.
+    #[command(after_help = jobs::AFTER_HELP)]
+    Jobs(jobs::JobsArgs),
+    /// Retry finished jobs by hand, optionally resetting their attempts.
+    #[command(after_help = retry::AFTER_HELP)]
+    Retry(retry::RetryArgs),
+    /// Show each queue's job counts, workers and module.
+    #[command(after_help = status::AFTER_HELP)]
+    Status(status::StatusArgs),
 }
 
 /// Parses the command line, runs the subcommand and returns the process's
@@ -51,6 +72,11 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Exec(args) => exec::run(args).await,
             Command::Check(args) => check::run(args),
+            Command::Run(args) => run::run(args).await,
+            Command::Add(args) => add::run(args).await,
+            Command::Jobs(args) => jobs::run(args).await,
+            Command::Retry(args) => retry::run(args).await,
+            Command::Status(args) => status::run(args).await,
         }
     });
     match result {

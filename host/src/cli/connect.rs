@@ -1,0 +1,54 @@
+//! What the commands that talk to Redis share: the config file, and the
+//! Redis it names.
+
+use crate::config::Config;
+use crate::embedded_redis::EmbeddedRedis;
+use crate::queue::RedisTarget;
+use std::path::PathBuf;
+
+/// `-c/--config`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArg {
+    /// The configuration file.
+    #[arg(short, long, default_value = "bullpen.toml")]
+    pub config: PathBuf,
+}
+
+/// A connection to the config's Redis, for one command.
+pub(super) struct Connected {
+    pub config: Config,
+    pub target: RedisTarget,
+    embedded: Option<EmbeddedRedis>,
+}
+
+impl Connected {
+    pub async fn open(arg: &ConfigArg) -> anyhow::Result<Self> {
+        let config = Config::load(&arg.config)?;
+        let (target, embedded) = crate::run::redis_for(&config).await?;
+        Ok(Connected {
+            config,
+            target,
+            embedded,
+        })
+    }
+
+    /// Checks that `queue` is one of the config's queues.
+    pub fn check_queue(&self, queue: &str) -> anyhow::Result<()> {
+        if self.config.queues.contains_key(queue) {
+            return Ok(());
+        }
+        let known: Vec<&str> = self.config.queues.keys().map(String::as_str).collect();
+        anyhow::bail!(
+            "{}: no queue named `{queue}` (configured: {})",
+            self.config.path.display(),
+            known.join(", ")
+        )
+    }
+
+    /// Stops the embedded Redis if this command started it.
+    pub async fn close(self) {
+        if let Some(redis) = self.embedded {
+            redis.stop().await;
+        }
+    }
+}

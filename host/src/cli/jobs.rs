@@ -1,0 +1,86 @@
+//! `bullpen jobs`: what is in a queue.
+
+use super::connect::{ConfigArg, Connected};
+use crate::queue;
+use std::process::ExitCode;
+
+pub(super) const AFTER_HELP: &str = "\
+Examples:
+  bullpen jobs emails
+  bullpen jobs emails --state failed --limit 100";
+
+/// Arguments of `bullpen jobs`.
+#[derive(Debug, clap::Args)]
+pub struct JobsArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The queue.
+    queue: String,
+    /// Only jobs in this state.
+    #[arg(long, value_parser = queue::LISTED_STATES)]
+    state: Option<String>,
+    /// Most jobs shown.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+}
+
+pub(super) async fn run(args: JobsArgs) -> anyhow::Result<ExitCode> {
+    let connected = Connected::open(&args.config).await?;
+    connected.check_queue(&args.queue)?;
+    let queue = connected.target.queue(&args.queue).await?;
+    let states: Vec<&str> = match &args.state {
+        Some(state) => vec![state.as_str()],
+        None => queue::LISTED_STATES.to_vec(),
+    };
+    let jobs = queue::list(&queue, &states, args.limit).await;
+    queue.close().await;
+    connected.close().await;
+    let jobs = jobs?;
+    let rows: Vec<[String; 6]> = jobs
+        .iter()
+        .map(|(job, state)| {
+            [
+                job.id().to_owned(),
+                job.name().to_owned(),
+                (*state).to_owned(),
+                job.attempts_made().to_string(),
+                job.attempts_started().to_string(),
+                job.failed_reason().replace('\n', " "),
+            ]
+        })
+        .collect();
+    print_table(
+        [
+            "ID",
+            "NAME",
+            "STATE",
+            "ATTEMPTS_MADE",
+            "ATTEMPTS_STARTED",
+            "FAILED_REASON",
+        ],
+        &rows,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints left-aligned columns separated by two spaces.
+pub(super) fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:width$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}

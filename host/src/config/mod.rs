@@ -1,0 +1,457 @@
+//! The TOML configuration: its model, its defaults, and errors that name the
+//! file, the line and the reason. Touches neither Redis nor wasm: checking
+//! that each queue's module is a valid processor is the registry's job, which
+//! reports through [`ConfigError::at`] so the message still points at the
+//! line.
+//!
+//! ```
+//! let config = bullpen::config::Config::parse(
+//!     "bullpen.toml".as_ref(),
+//!     r#"
+//!         [queues.emails]
+//!         module = "mailer.wasm"
+//!         concurrency = 8
+//!         timeout = "10s"
+//!     "#,
+//! )?;
+//! let emails = &config.queues["emails"];
+//! assert_eq!(emails.concurrency, 8);
+//! assert_eq!(emails.timeout.0, std::time::Duration::from_secs(10));
+//! # Ok::<(), bullpen::config::ConfigError>(())
+//! ```
+
+use crate::units::{ByteSize, HumanDuration};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// A whole configuration file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Where Redis is.
+    pub redis: RedisConfig,
+    /// The host's own settings.
+    pub host: HostConfig,
+    /// The queues, by name.
+    pub queues: BTreeMap<String, QueueConfig>,
+    text: String,
+    module_spans: BTreeMap<String, Range<usize>>,
+}
+
+/// `[redis]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// The server's URL (`redis://host:port/db`, `rediss://…`,
+    /// `unix:///path/redis.sock`). When absent, bullpen starts its own
+    /// `redis-server` with its data under the data dir.
+    pub url: Option<String>,
+    /// BullMQ's key prefix. Default `bull`, as BullMQ's.
+    pub prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: None,
+            prefix: "bull".into(),
+        }
+    }
+}
+
+/// `[host]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostConfig {
+    /// The module directory (relative paths are relative to the config
+    /// file). Default `modules`.
+    pub modules: PathBuf,
+    /// Compile cache and embedded Redis data (relative to the config file).
+    /// Default `.bullpen`.
+    pub data_dir: PathBuf,
+    /// How long in-flight jobs may run after SIGINT/SIGTERM before the host
+    /// exits anyway. Default 30 s.
+    pub shutdown_grace: Duration,
+}
+
+/// What a trap, timeout or memory-cap end of a processor counts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnCrash {
+    /// An ordinary failure: retried with backoff while attempts remain.
+    Retry,
+    /// Unrecoverable: the job fails now.
+    Fail,
+}
+
+/// `limiter = { max, duration }`: at most `max` jobs per `duration` on the
+/// queue (BullMQ's rate limiter, shared by every worker of the queue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimiterConfig {
+    /// Jobs per window.
+    pub max: u64,
+    /// The window.
+    pub duration: HumanDuration,
+}
+
+/// `[queues.<name>]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// The processor module's file, resolved against the module directory.
+    pub module: PathBuf,
+    /// Jobs processed at once. Default 1.
+    pub concurrency: u32,
+    /// Wall-clock budget per attempt. Default 30 s.
+    pub timeout: HumanDuration,
+    /// Linear memory cap per instance. Default 64 MiB.
+    pub memory: ByteSize,
+    /// The queue's rate limiter, if any.
+    pub limiter: Option<LimiterConfig>,
+    /// How long a job's lock lasts before it must be renewed. Default 30 s.
+    pub lock_duration: HumanDuration,
+    /// How often stalled jobs are looked for. Default 30 s.
+    pub stalled_interval: HumanDuration,
+    /// Times a job may stall before it fails. Default 1.
+    pub max_stalled_count: u32,
+    /// What a crash counts as. Default `retry`.
+    pub on_crash: OnCrash,
+}
+
+/// A configuration that cannot be used. Its message names the file, the line
+/// and column when it can, and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line and column, when the error has a place in the file.
+    pub position: Option<(usize, usize)>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((line, column)) => write!(
+                f,
+                "{}:{line}:{column}: {}",
+                self.path.display(),
+                self.reason
+            ),
+            None => write!(f, "{}: {}", self.path.display(), self.reason),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    redis: RedisConfig,
+    #[serde(default)]
+    host: RawHost,
+    #[serde(default)]
+    queues: BTreeMap<String, Spanned<RawQueue>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    modules: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    shutdown_grace: Option<HumanDuration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueue {
+    module: Spanned<PathBuf>,
+    #[serde(default = "one")]
+    concurrency: Spanned<u32>,
+    timeout: Option<HumanDuration>,
+    memory: Option<Spanned<ByteSize>>,
+    limiter: Option<Spanned<LimiterConfig>>,
+    lock_duration: Option<Spanned<HumanDuration>>,
+    stalled_interval: Option<Spanned<HumanDuration>>,
+    max_stalled_count: Option<u32>,
+    on_crash: Option<OnCrash>,
+}
+
+fn one() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
+}
+
+/// Smallest memory cap accepted: a Rust guest needs about 1.1 MiB to start.
+const MIN_MEMORY: u64 = 2 << 20;
+/// Largest memory cap accepted: a wasm32 memory cannot exceed 4 GiB.
+const MAX_MEMORY: u64 = 4 << 30;
+
+impl Config {
+    /// Reads and checks the configuration file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.to_path_buf(),
+            position: None,
+            reason: format!("cannot read the configuration: {e}"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Checks the configuration `text`, read from `path` (which relative
+    /// paths are resolved against).
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+            path: path.to_path_buf(),
+            position: e.span().map(|span| line_column(text, span.start)),
+            reason: e.message().trim().to_owned(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
+        let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let host = HostConfig {
+            modules: resolve(raw.host.modules.unwrap_or_else(|| "modules".into())),
+            data_dir: resolve(raw.host.data_dir.unwrap_or_else(|| ".bullpen".into())),
+            shutdown_grace: raw
+                .host
+                .shutdown_grace
+                .map_or(Duration::from_secs(30), |d| d.0),
+        };
+        let mut config = Config {
+            path: path.to_path_buf(),
+            redis: raw.redis,
+            host,
+            queues: BTreeMap::new(),
+            text: text.to_owned(),
+            module_spans: BTreeMap::new(),
+        };
+        for (name, queue) in raw.queues {
+            let span = queue.span();
+            let queue = queue.into_inner();
+            let error = |span: Range<usize>, reason: String| {
+                config.at(span, format!("queues.{name}: {reason}"))
+            };
+            if name.is_empty() || name.contains(':') {
+                return Err(error(
+                    span,
+                    "a queue name must be non-empty and without `:`".into(),
+                ));
+            }
+            if *queue.concurrency.get_ref() == 0 {
+                return Err(error(
+                    queue.concurrency.span(),
+                    "concurrency must be at least 1".into(),
+                ));
+            }
+            let memory = queue.memory.map_or(Ok(ByteSize(64 << 20)), |m| {
+                let size = *m.get_ref();
+                if (MIN_MEMORY..=MAX_MEMORY).contains(&size.0) {
+                    Ok(size)
+                } else {
+                    Err(error(
+                        m.span(),
+                        format!(
+                            "memory must be between {} and {}",
+                            ByteSize(MIN_MEMORY),
+                            ByteSize(MAX_MEMORY)
+                        ),
+                    ))
+                }
+            })?;
+            let positive = |value: Option<Spanned<HumanDuration>>, key: &str| match value {
+                None => Ok(HumanDuration(Duration::from_secs(30))),
+                Some(v) if v.get_ref().0 >= Duration::from_millis(1) => Ok(*v.get_ref()),
+                Some(v) => Err(error(v.span(), format!("{key} must be at least 1ms"))),
+            };
+            let lock_duration = positive(queue.lock_duration, "lock_duration")?;
+            let stalled_interval = positive(queue.stalled_interval, "stalled_interval")?;
+            let limiter = match queue.limiter {
+                Some(l) if l.get_ref().max == 0 || l.get_ref().duration.0.is_zero() => {
+                    return Err(error(
+                        l.span(),
+                        "limiter needs max >= 1 and a duration of at least 1ms".into(),
+                    ));
+                }
+                other => other.map(Spanned::into_inner),
+            };
+            config
+                .module_spans
+                .insert(name.clone(), queue.module.span());
+            let module = queue.module.into_inner();
+            let module = if module.is_absolute() {
+                module
+            } else {
+                config.host.modules.join(module)
+            };
+            config.queues.insert(
+                name,
+                QueueConfig {
+                    module,
+                    concurrency: *queue.concurrency.get_ref(),
+                    timeout: queue
+                        .timeout
+                        .unwrap_or(HumanDuration(Duration::from_secs(30))),
+                    memory,
+                    limiter,
+                    lock_duration,
+                    stalled_interval,
+                    max_stalled_count: queue.max_stalled_count.unwrap_or(1),
+                    on_crash: queue.on_crash.unwrap_or(OnCrash::Retry),
+                },
+            );
+        }
+        if config.queues.is_empty() {
+            return Err(config.at(
+                0..0,
+                "no queues: add a [queues.<name>] table with a module".into(),
+            ));
+        }
+        Ok(config)
+    }
+
+    /// An error about the text at `span` of this file.
+    pub fn at(&self, span: Range<usize>, reason: String) -> ConfigError {
+        ConfigError {
+            path: self.path.clone(),
+            position: (span != (0..0)).then(|| line_column(&self.text, span.start)),
+            reason,
+        }
+    }
+
+    /// An error about queue `queue`'s `module` value.
+    pub fn module_error(&self, queue: &str, reason: impl fmt::Display) -> ConfigError {
+        let span = self.module_spans.get(queue).cloned().unwrap_or(0..0);
+        self.at(span, format!("queues.{queue}.module: {reason}"))
+    }
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse("/etc/bullpen/bullpen.toml".as_ref(), text)
+    }
+
+    fn error(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults() {
+        let config = parse("[queues.q]\nmodule = \"echo.wasm\"\n").unwrap();
+        assert_eq!(config.redis, RedisConfig::default());
+        assert_eq!(config.host.modules, Path::new("/etc/bullpen/modules"));
+        assert_eq!(config.host.data_dir, Path::new("/etc/bullpen/.bullpen"));
+        let q = &config.queues["q"];
+        assert_eq!(q.module, Path::new("/etc/bullpen/modules/echo.wasm"));
+        assert_eq!(q.concurrency, 1);
+        assert_eq!(q.timeout.0, Duration::from_secs(30));
+        assert_eq!(q.memory, ByteSize(64 << 20));
+        assert_eq!(q.lock_duration.0, Duration::from_secs(30));
+        assert_eq!(q.max_stalled_count, 1);
+        assert_eq!(q.on_crash, OnCrash::Retry);
+        assert_eq!(q.limiter, None);
+    }
+
+    #[test]
+    fn every_key() {
+        let config = parse(
+            r#"
+[redis]
+url = "redis://127.0.0.1:7000"
+prefix = "jobs"
+
+[host]
+modules = "/srv/modules"
+data_dir = "/var/lib/bullpen"
+shutdown_grace = "5s"
+
+[queues.thumbs]
+module = "thumbnail.wasm"
+concurrency = 8
+timeout = "2m"
+memory = "128MiB"
+limiter = { max = 10, duration = "1s" }
+lock_duration = "10s"
+stalled_interval = "5s"
+max_stalled_count = 3
+on_crash = "fail"
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.redis.url.as_deref(), Some("redis://127.0.0.1:7000"));
+        assert_eq!(config.host.shutdown_grace, Duration::from_secs(5));
+        let q = &config.queues["thumbs"];
+        assert_eq!(q.module, Path::new("/srv/modules/thumbnail.wasm"));
+        assert_eq!(q.memory, ByteSize(128 << 20));
+        assert_eq!(q.limiter.unwrap().max, 10);
+        assert_eq!(q.on_crash, OnCrash::Fail);
+        assert_eq!(q.stalled_interval.0, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn unknown_keys_name_the_line() {
+        assert_eq!(
+            error("[queues.q]\nmodule = \"a.wasm\"\nconcurency = 4\n"),
+            "/etc/bullpen/bullpen.toml:3:1: unknown field `concurency`, expected one of `module`, `concurrency`, `timeout`, `memory`, `limiter`, `lock_duration`, `stalled_interval`, `max_stalled_count`, `on_crash`"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_line_and_reason() {
+        assert_eq!(
+            error("[queues.q]\nmodule = \"a.wasm\"\ntimeout = \"30\"\n"),
+            "/etc/bullpen/bullpen.toml:3:11: `30` is not a duration: the unit is missing: write ms, s, m or h, e.g. 30s"
+        );
+        assert_eq!(
+            error("[queues.q]\nmodule = \"a.wasm\"\nmemory = \"1KiB\"\n"),
+            "/etc/bullpen/bullpen.toml:3:10: queues.q: memory must be between 2 MiB and 4 GiB"
+        );
+        assert_eq!(
+            error("[queues.q]\nmodule = \"a.wasm\"\nconcurrency = 0\n"),
+            "/etc/bullpen/bullpen.toml:3:15: queues.q: concurrency must be at least 1"
+        );
+        assert_eq!(
+            error("[queues.q]\nmodule = \"a.wasm\"\non_crash = \"ignore\"\n"),
+            "/etc/bullpen/bullpen.toml:3:12: unknown variant `ignore`, expected `retry` or `fail`"
+        );
+        assert!(error("[queues.q]\n").contains("missing field `module`"));
+        assert_eq!(
+            error("[queues.q]\nmodule = \"a.wasm\"\nlimiter = { max = 0, duration = \"1s\" }\n"),
+            "/etc/bullpen/bullpen.toml:3:11: queues.q: limiter needs max >= 1 and a duration of at least 1ms"
+        );
+    }
+
+    #[test]
+    fn broken_toml_and_no_queues() {
+        assert!(error("[queues.q\n").starts_with("/etc/bullpen/bullpen.toml:1:"));
+        assert_eq!(
+            error(""),
+            "/etc/bullpen/bullpen.toml: no queues: add a [queues.<name>] table with a module"
+        );
+    }
+
+    #[test]
+    fn module_errors_point_at_the_module_line() {
+        let config = parse("\n[queues.q]\nmodule = \"gone.wasm\"\n").unwrap();
+        assert_eq!(
+            config.module_error("q", "cannot read").to_string(),
+            "/etc/bullpen/bullpen.toml:3:10: queues.q.module: cannot read"
+        );
+    }
+}

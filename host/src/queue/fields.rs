@@ -1,0 +1,79 @@
+//! Reads and writes of a job's hash fields that the crate does not do.
+//!
+//! `bullmq-official` writes neither `failedReason` nor `stacktrace` when a
+//! failed job is retried (BullMQ's Node worker writes both after every failed
+//! attempt), and it parses `opts` lossily. These are called while the worker
+//! holds the job's lock, so no other worker writes the same fields meanwhile.
+
+use bullmq::{Queue, QueueKeys};
+use redis::AsyncCommands;
+
+/// The job's raw `opts` JSON (`{}` when the job has none).
+pub async fn raw_options(queue: &Queue, job_id: &str) -> redis::RedisResult<String> {
+    let key = queue.keys().job_key(job_id);
+    let mut connection = queue.connection().connection();
+    let opts: Option<String> = connection.hget(&key, "opts").await?;
+    Ok(opts.unwrap_or_else(|| "{}".into()))
+}
+
+/// What a failed attempt leaves on the job, as BullMQ's Node worker leaves
+/// it: `failedReason`, one more entry in `stacktrace` (trimmed to
+/// `stack_trace_limit`), and, when the move that follows does not count the
+/// attempt itself, `attemptsMade + 1`.
+pub async fn record_failure(
+    queue: &Queue,
+    job_id: &str,
+    reason: &str,
+    stack: &str,
+    stack_trace_limit: Option<usize>,
+    count_attempt: bool,
+) -> redis::RedisResult<()> {
+    let key = queue.keys().job_key(job_id);
+    let mut connection = queue.connection().connection();
+    let current: Option<String> = connection.hget(&key, "stacktrace").await?;
+    let stacktrace = push_stack(current.as_deref(), stack, stack_trace_limit);
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .hset(&key, "failedReason", reason)
+        .ignore()
+        .hset(&key, "stacktrace", stacktrace)
+        .ignore();
+    if count_attempt {
+        pipe.hincr(&key, "atm", 1).ignore();
+    }
+    pipe.query_async::<()>(&mut connection).await
+}
+
+/// The `stacktrace` field after one more failure: a JSON array of strings,
+/// oldest first, at most `limit` long.
+pub fn push_stack(current: Option<&str>, stack: &str, limit: Option<usize>) -> String {
+    let mut stacks: Vec<String> = current
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    stacks.push(stack.to_owned());
+    if let Some(limit) = limit {
+        let excess = stacks.len().saturating_sub(limit);
+        stacks.drain(..excess);
+    }
+    serde_json::to_string(&stacks).expect("strings serialise")
+}
+
+/// The queue's keys, for callers that need a key the crate does not expose.
+pub fn keys(queue: &Queue) -> &QueueKeys {
+    queue.keys()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stacks_accumulate_and_trim() {
+        let one = push_stack(None, "a", None);
+        assert_eq!(one, r#"["a"]"#);
+        let two = push_stack(Some(&one), "b", None);
+        assert_eq!(two, r#"["a","b"]"#);
+        assert_eq!(push_stack(Some(&two), "c", Some(2)), r#"["b","c"]"#);
+        assert_eq!(push_stack(Some(&two), "c", Some(0)), "[]");
+    }
+}

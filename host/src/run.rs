@@ -1,0 +1,110 @@
+//! The `bullpen run` host: Redis (the configured one, or a `redis-server` of
+//! its own), the sandbox, the modules, one worker per queue, and the orderly
+//! shutdown.
+
+use crate::config::{Config, ConfigError};
+use crate::embedded_redis::{EmbeddedRedis, EmbeddedRedisError};
+use crate::queue::RedisTarget;
+use crate::registry::Registry;
+use crate::sandbox::{Sandbox, SandboxError, SandboxOptions};
+use crate::worker::{QueueWorker, WorkerError};
+
+/// Why the host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration or a module is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The embedded Redis did not start.
+    #[error(transparent)]
+    Redis(#[from] EmbeddedRedisError),
+    /// The wasm engine did not start.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    /// A worker did not start.
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+}
+
+/// A running host.
+pub struct Host {
+    workers: Vec<QueueWorker>,
+    redis: Option<EmbeddedRedis>,
+    grace: std::time::Duration,
+}
+
+/// Where Redis is for `config`: its URL; or, with none, the embedded
+/// `redis-server` of a host already running on this data dir; or one started
+/// now (returned, to be stopped by the caller).
+pub async fn redis_for(
+    config: &Config,
+) -> Result<(RedisTarget, Option<EmbeddedRedis>), StartError> {
+    let (url, embedded) = match &config.redis.url {
+        Some(url) => (url.clone(), None),
+        None => match EmbeddedRedis::running(&config.host.data_dir).await {
+            Some(url) => (url, None),
+            None => {
+                let redis = EmbeddedRedis::start(&config.host.data_dir, &config.path).await?;
+                (redis.url(), Some(redis))
+            }
+        },
+    };
+    Ok((
+        RedisTarget {
+            url,
+            prefix: config.redis.prefix.clone(),
+        },
+        embedded,
+    ))
+}
+
+impl Host {
+    /// Starts everything `config` describes and begins taking jobs.
+    pub async fn start(config: &Config) -> Result<Host, StartError> {
+        let concurrency: u32 = config.queues.values().map(|q| q.concurrency).sum();
+        let sandbox = Sandbox::new(SandboxOptions {
+            // A process and a backoff instance may be alive per job slot.
+            max_instances: concurrency.saturating_mul(2).saturating_add(2),
+            max_memory: config
+                .queues
+                .values()
+                .map(|q| q.memory.0)
+                .max()
+                .unwrap_or(64 << 20),
+            cache_dir: Some(config.host.data_dir.join("cache")),
+            ..SandboxOptions::default()
+        })?;
+        let registry = Registry::load(config, &sandbox)?;
+        let (target, redis) = redis_for(config).await?;
+        let mut host = Host {
+            workers: Vec::new(),
+            redis,
+            grace: config.host.shutdown_grace,
+        };
+        for (name, queue) in &config.queues {
+            let module = registry
+                .module(name)
+                .expect("the registry loads every queue")
+                .clone();
+            match QueueWorker::start(name, queue, module, &target).await {
+                Ok(worker) => host.workers.push(worker),
+                Err(e) => {
+                    host.shutdown().await;
+                    return Err(e.into());
+                }
+            }
+            tracing::info!(queue = name, concurrency = queue.concurrency, "taking jobs");
+        }
+        Ok(host)
+    }
+
+    /// Stops taking jobs, lets the jobs in flight finish within the grace
+    /// period, and stops the embedded Redis if there is one.
+    pub async fn shutdown(self) {
+        let grace = self.grace;
+        futures::future::join_all(self.workers.into_iter().map(|w| w.close(grace))).await;
+        if let Some(redis) = self.redis {
+            redis.stop().await;
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! One `bullmq-official` `Worker` per queue, set up from the queue's config,
+//! whose processor runs each attempt in the sandbox ([`attempt`]); and the
+//! worker's shutdown. Does not parse TOML.
+
+mod attempt;
+
+use crate::config::QueueConfig;
+use crate::queue::RedisTarget;
+use crate::sandbox::{Limits, Module};
+use attempt::Attempts;
+use bullmq::worker::{CancellationToken, WorkerEvent};
+use bullmq::{Job, RateLimiterOptions, Worker, WorkerOptions};
+use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The limiter a worker gets when its queue has none: BullMQ's scripts honour
+/// a manual rate limit (`Queue.rateLimit`, which is what a guest's
+/// `rate-limited` answer sets) only for workers with a limiter, so every
+/// bullpen worker has one, this one too large to ever limit by itself
+/// (`Number.MAX_SAFE_INTEGER` jobs, the value `rateLimit` writes).
+const UNLIMITED: RateLimiterOptions = RateLimiterOptions {
+    max: 9_007_199_254_740_991,
+    duration: 1_000,
+};
+
+/// A running worker for one queue.
+pub struct QueueWorker {
+    name: String,
+    worker: Arc<Worker>,
+    events: tokio::task::JoinHandle<()>,
+    wake: bullmq::Queue,
+}
+
+/// A worker that could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("queue {queue}: cannot start its worker: {reason}")]
+pub struct WorkerError {
+    /// The queue.
+    pub queue: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The options the crate's `Worker` gets for a queue.
+pub fn worker_options(config: &QueueConfig, target: &RedisTarget) -> WorkerOptions {
+    let mut options = WorkerOptions::new();
+    options.connection = target.connection();
+    options.prefix = target.prefix.clone();
+    options.concurrency = config.concurrency as usize;
+    options.lock_duration = config.lock_duration.0.as_millis() as u64;
+    // The crate's stalled-check timer and the `stalled-check` key share one
+    // period and race, so only every other tick checks: halve the period to
+    // check at the configured rate.
+    options.stalled_interval = (config.stalled_interval.0.as_millis() as u64 / 2).max(1);
+    options.max_stalled_count = config.max_stalled_count;
+    options.limiter = Some(config.limiter.map_or(UNLIMITED, |l| RateLimiterOptions {
+        max: l.max,
+        duration: l.duration.0.as_millis() as u64,
+    }));
+    // Only reached for failures whose retry the crate may do itself (see
+    // `attempt`): those are immediate by our decision.
+    options.backoff_strategy = Some(Arc::new(|_, _, _, _| Box::pin(async { 0 })));
+    options.drain_delay = 1;
+    options
+}
+
+impl QueueWorker {
+    /// Starts taking jobs from queue `name` and running them with `module`.
+    pub async fn start(
+        name: &str,
+        config: &QueueConfig,
+        module: Module,
+        target: &RedisTarget,
+    ) -> Result<Self, WorkerError> {
+        let error = |reason: String| WorkerError {
+            queue: name.to_owned(),
+            reason,
+        };
+        let queue = target.queue(name).await.map_err(|e| error(e.to_string()))?;
+        let attempts = Arc::new(Attempts {
+            queue: queue.clone(),
+            module,
+            limits: Limits {
+                timeout: config.timeout.0,
+                memory: config.memory.0,
+                ..Limits::default()
+            },
+            on_crash: config.on_crash,
+        });
+        let processor = move |job: Job, _cancel: CancellationToken| {
+            let attempts = attempts.clone();
+            async move {
+                let id = job.id().to_owned();
+                // A panic in our own code must not leave the job active with
+                // its lock renewed forever (the crate never catches it).
+                match AssertUnwindSafe(attempts.run(job)).catch_unwind().await {
+                    Ok(result) => result,
+                    Err(panic) => {
+                        let what = panic_text(&panic);
+                        tracing::error!(
+                            queue = attempts.queue.name(),
+                            job = id,
+                            "panic while running the job: {what}"
+                        );
+                        Err(bullmq::Error::ProcessingError(format!(
+                            "bullpen panicked while running the job: {what}"
+                        )))
+                    }
+                }
+            }
+        };
+        let worker = Worker::with_options(name, processor, worker_options(config, target))
+            .await
+            .map_err(|e| error(e.to_string()))?;
+        let worker = Arc::new(worker);
+        let events = tokio::spawn(drain_events(name.to_owned(), worker.clone()));
+        Ok(QueueWorker {
+            name: name.to_owned(),
+            worker,
+            events,
+            wake: queue,
+        })
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Stops taking jobs and waits up to `grace` for the jobs in flight. A job
+    /// still running at the deadline keeps its lock until it expires; then the
+    /// stalled checker of any worker gives it back to the queue.
+    pub async fn close(self, grace: Duration) {
+        let worker = self.worker.clone();
+        let closing = tokio::spawn(async move { worker.close(grace.as_millis() as u64).await });
+        // The crate's idle fetch loop sleeps in a blocking pop on the marker
+        // key and does not notice `close` until it times out; a marker wakes
+        // it (other workers that wake too find nothing and sleep again).
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        wake(&self.wake).await;
+        match closing.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(queue = self.name, "closing the worker: {e}"),
+            Err(e) => tracing::warn!(queue = self.name, "closing the worker: {e}"),
+        }
+        self.events.abort();
+    }
+}
+
+async fn wake(queue: &bullmq::Queue) {
+    let marker = queue.keys().marker();
+    let mut connection = queue.connection().connection();
+    let result = redis::cmd("ZADD")
+        .arg(&marker)
+        .arg(0)
+        .arg("0")
+        .query_async::<()>(&mut connection)
+        .await;
+    if let Err(e) = result {
+        tracing::debug!(queue = queue.name(), "cannot wake the worker: {e}");
+    }
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Reads the worker's event channel, which is unbounded: unread, it grows by
+/// one event per job forever.
+async fn drain_events(queue: String, worker: Arc<Worker>) {
+    while let Some(event) = worker.next_event().await {
+        match event {
+            WorkerEvent::Error(e) => tracing::warn!(queue, "worker: {e}"),
+            WorkerEvent::Stalled { job_id } => {
+                tracing::warn!(queue, job = job_id, "job stalled; back to wait")
+            }
+            WorkerEvent::Failed { job_id, error } => {
+                tracing::info!(queue, job = job_id, "failed: {error}")
+            }
+            WorkerEvent::Completed { job_id, .. } => {
+                tracing::debug!(queue, job = job_id, "completed")
+            }
+            WorkerEvent::Closed => break,
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,474 @@
+//! `bullpen run` end to end: a real redis-server, the real binary, the
+//! example guests; BullMQ state read back through the crate's `Queue`.
+
+use bullpen::queue::bullmq::types::BackoffStrategy;
+use bullpen::queue::bullmq::{Job, JobOptions, Queue};
+use bullpen::queue::{Finished, RedisTarget};
+use bullpen_tests::{RedisServer, RunningHost, bullpen};
+use redis::AsyncCommands;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+async fn open(redis: &RedisServer, name: &str) -> Queue {
+    RedisTarget {
+        url: redis.url(),
+        prefix: "bull".into(),
+    }
+    .queue(name)
+    .await
+    .unwrap()
+}
+
+async fn add(queue: &Queue, data: Value, options: JobOptions) -> String {
+    queue
+        .add("test", data)
+        .options(options)
+        .await
+        .unwrap()
+        .id()
+        .to_owned()
+}
+
+/// Waits until the job is completed or failed; returns the state and job.
+async fn finished(queue: &Queue, id: &str, timeout: Duration) -> (String, Job) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let state = queue.get_job_state(id).await.unwrap();
+        let state = bullpen::queue::state_name(&state);
+        if state == "completed" || state == "failed" {
+            return (state.to_owned(), queue.get_job(id).await.unwrap().unwrap());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} still {state} after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn field(queue: &Queue, id: &str, name: &str) -> Option<String> {
+    let mut connection = queue.connection().connection();
+    connection
+        .hget(queue.keys().job_key(id), name)
+        .await
+        .unwrap()
+}
+
+fn attempts(n: u32) -> JobOptions {
+    JobOptions {
+        attempts: Some(n),
+        ..JobOptions::default()
+    }
+}
+
+const SECONDS_10: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn completed_jobs_carry_the_return_value_as_an_object() {
+    let redis = RedisServer::start();
+    let host = RunningHost::start(&redis, "[queues.echo]\nmodule = \"echo.wasm\"\n");
+    let queue = open(&redis, "echo").await;
+    let id = add(&queue, json!({"hello": "world", "n": [1, 2]}), attempts(1)).await;
+    let (state, job) = finished(&queue, &id, SECONDS_10).await;
+    assert_eq!(state, "completed", "{}", host.log());
+    // Stored as JSON text of the object, which is what Node's client parses
+    // into `job.returnvalue` — not a JSON string holding JSON.
+    assert_eq!(
+        field(&queue, &id, "returnvalue").await.as_deref(),
+        Some(r#"{"hello":"world","n":[1,2]}"#)
+    );
+    assert_eq!(job.attempts_made(), 1);
+    assert_eq!(job.attempts_started(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_retry_with_fixed_and_exponential_backoff() {
+    let redis = RedisServer::start();
+    let _host = RunningHost::start(
+        &redis,
+        "[queues.flaky]\nmodule = \"flaky.wasm\"\nconcurrency = 2\n",
+    );
+    let queue = open(&redis, "flaky").await;
+    let data = json!({"succeed_on": 3, "error_name": "Boom"});
+    let started = Instant::now();
+    let fixed = add(
+        &queue,
+        data.clone(),
+        JobOptions {
+            attempts: Some(5),
+            backoff: Some(BackoffStrategy::Fixed(300)),
+            ..JobOptions::default()
+        },
+    )
+    .await;
+    let exponential = add(
+        &queue,
+        data,
+        JobOptions {
+            attempts: Some(5),
+            backoff: Some(BackoffStrategy::Exponential(200)),
+            ..JobOptions::default()
+        },
+    )
+    .await;
+    let (state, job) = finished(&queue, &fixed, SECONDS_10).await;
+    let fixed_took = started.elapsed();
+    assert_eq!(state, "completed");
+    assert_eq!(job.attempts_made(), 3);
+    assert_eq!(job.attempts_started(), 3);
+    assert!(fixed_took >= Duration::from_millis(600), "{fixed_took:?}");
+    let (state, job) = finished(&queue, &exponential, SECONDS_10).await;
+    assert_eq!(state, "completed");
+    assert_eq!(job.attempts_made(), 3);
+    // 200 ms, then 400 ms.
+    assert!(started.elapsed() >= Duration::from_millis(600));
+    assert_eq!(
+        field(&queue, &fixed, "returnvalue").await.as_deref(),
+        Some(r#"{"attempt":3}"#)
+    );
+    // The last failure's reason stays on the job, as BullMQ's worker leaves it.
+    assert_eq!(
+        field(&queue, &fixed, "failedReason").await.as_deref(),
+        Some("attempt 2 of 3 failed")
+    );
+    let stacktrace: Vec<String> =
+        serde_json::from_str(&field(&queue, &fixed, "stacktrace").await.unwrap()).unwrap();
+    assert_eq!(stacktrace.len(), 2);
+    assert!(stacktrace[0].starts_with("Boom: attempt 1 of 3 failed\n    at flaky.wasm (sha256 "));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exhausted_attempts_fail_the_job_with_the_last_reason() {
+    let redis = RedisServer::start();
+    let _host = RunningHost::start(&redis, "[queues.flaky]\nmodule = \"flaky.wasm\"\n");
+    let queue = open(&redis, "flaky").await;
+    let id = add(&queue, json!({"succeed_on": 9}), attempts(2)).await;
+    let (state, job) = finished(&queue, &id, SECONDS_10).await;
+    assert_eq!(state, "failed");
+    assert_eq!(job.failed_reason(), "attempt 2 of 9 failed");
+    assert_eq!(job.attempts_made(), 2);
+    let stacktrace: Vec<String> =
+        serde_json::from_str(&field(&queue, &id, "stacktrace").await.unwrap()).unwrap();
+    assert_eq!(stacktrace.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unrecoverable_fails_at_once_whatever_attempts_remain() {
+    let redis = RedisServer::start();
+    let _host = RunningHost::start(&redis, "[queues.signups]\nmodule = \"validate.wasm\"\n");
+    let queue = open(&redis, "signups").await;
+    let id = add(&queue, json!({}), attempts(5)).await;
+    let (state, job) = finished(&queue, &id, SECONDS_10).await;
+    assert_eq!(state, "failed");
+    assert_eq!(
+        job.failed_reason(),
+        "Invalid job data: \"email\" is required"
+    );
+    assert_eq!(job.attempts_made(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limited_jobs_wait_without_counting_an_attempt() {
+    let redis = RedisServer::start();
+    let _host = RunningHost::start(&redis, "[queues.limited]\nmodule = \"rate-limited.wasm\"\n");
+    let queue = open(&redis, "limited").await;
+    let started = Instant::now();
+    let id = add(&queue, json!({"wait_ms": 1000, "times": 1}), attempts(1)).await;
+    let (state, job) = finished(&queue, &id, SECONDS_10).await;
+    assert_eq!(state, "completed", "{}", job.failed_reason());
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(job.attempts_started(), 2);
+    // Only the completion counted: the rate limit was not an attempt.
+    assert_eq!(job.attempts_made(), 1);
+    assert_eq!(
+        field(&queue, &id, "returnvalue").await.as_deref(),
+        Some(r#"{"attempts_started":2}"#)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delayed_jobs_come_back_later_without_counting_an_attempt() {
+    let redis = RedisServer::start();
+    let _host = RunningHost::start(&redis, "[queues.later]\nmodule = \"delayed.wasm\"\n");
+    let queue = open(&redis, "later").await;
+    let started = Instant::now();
+    let id = add(&queue, json!({"delay_ms": 700}), attempts(1)).await;
+    let (state, job) = finished(&queue, &id, SECONDS_10).await;
+    assert_eq!(state, "completed");
+    assert!(started.elapsed() >= Duration::from_millis(650));
+    assert_eq!(job.attempts_started(), 2);
+    assert_eq!(job.attempts_made(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_modules_backoff_decides_custom_strategies() {
+    let redis = RedisServer::start();
+    let _host = RunningHost::start(
+        &redis,
+        "[queues.custom]\nmodule = \"custom-backoff.wasm\"\n",
+    );
+    let queue = open(&redis, "custom").await;
+    let linear = |errors: Value| {
+        (
+            json!({ "errors": errors }),
+            JobOptions {
+                attempts: Some(5),
+                backoff: Some(BackoffStrategy::Custom("linear".into())),
+                ..JobOptions::default()
+            },
+        )
+    };
+    // Transient: after 1 × 1000 ms; RetryNow: at once; then it completes.
+    let started = Instant::now();
+    let (data, options) = linear(json!(["Transient", "RetryNow"]));
+    let delayed = add(&queue, data, options).await;
+    // Fatal: the module gives up on attempt 1 of 5.
+    let (data, options) = linear(json!(["Fatal"]));
+    let given_up = add(&queue, data, options).await;
+
+    let (state, job) = finished(&queue, &given_up, SECONDS_10).await;
+    assert_eq!(state, "failed");
+    assert_eq!(job.failed_reason(), "attempt 1 failed with Fatal");
+    assert_eq!(job.attempts_made(), 1);
+
+    let (state, job) = finished(&queue, &delayed, SECONDS_10).await;
+    let took = started.elapsed();
+    assert_eq!(state, "completed");
+    assert_eq!(job.attempts_made(), 3);
+    assert!(took >= Duration::from_millis(950), "{took:?}");
+    assert!(took < Duration::from_millis(4000), "{took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_backoff_type_fails_the_job_as_bullmq_does() {
+    let redis = RedisServer::start();
+    let _host = RunningHost::start(&redis, "[queues.flaky]\nmodule = \"flaky.wasm\"\n");
+    let queue = open(&redis, "flaky").await;
+    let id = add(
+        &queue,
+        json!({"succeed_on": 3}),
+        JobOptions {
+            attempts: Some(3),
+            backoff: Some(BackoffStrategy::Custom("weird".into())),
+            ..JobOptions::default()
+        },
+    )
+    .await;
+    let (state, job) = finished(&queue, &id, SECONDS_10).await;
+    assert_eq!(state, "failed");
+    assert!(
+        job.failed_reason()
+            .starts_with("Unknown backoff strategy weird."),
+        "{}",
+        job.failed_reason()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crashes_count_per_on_crash() {
+    let redis = RedisServer::start();
+    let _host = RunningHost::start(
+        &redis,
+        "[queues.retrying]\nmodule = \"misbehave.wasm\"\ntimeout = \"300ms\"\n\n\
+         [queues.failing]\nmodule = \"misbehave.wasm\"\ntimeout = \"300ms\"\non_crash = \"fail\"\n",
+    );
+    let retrying = open(&redis, "retrying").await;
+    let failing = open(&redis, "failing").await;
+    let spin = json!({"mode": "spin"});
+    let a = add(&retrying, spin.clone(), attempts(2)).await;
+    let b = add(&failing, spin, attempts(2)).await;
+    let (state, job) = finished(&retrying, &a, SECONDS_10).await;
+    assert_eq!(
+        (state.as_str(), job.failed_reason()),
+        ("failed", "timeout after 300ms")
+    );
+    assert_eq!(job.attempts_made(), 2);
+    let (state, job) = finished(&failing, &b, SECONDS_10).await;
+    assert_eq!(
+        (state.as_str(), job.failed_reason()),
+        ("failed", "timeout after 300ms")
+    );
+    assert_eq!(job.attempts_made(), 1);
+    let panic = add(&failing, json!({"mode": "panic"}), attempts(1)).await;
+    let (_, job) = finished(&failing, &panic, SECONDS_10).await;
+    assert!(
+        job.failed_reason().starts_with("panicked at "),
+        "{}",
+        job.failed_reason()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn progress_and_log_lines_reach_the_job_with_the_module_hash() {
+    let redis = RedisServer::start();
+    let host = RunningHost::start(&redis, "[queues.signups]\nmodule = \"validate.wasm\"\n");
+    let queue = open(&redis, "signups").await;
+    let id = add(
+        &queue,
+        json!({"email": "ada@example.com", "name": "Ada"}),
+        attempts(1),
+    )
+    .await;
+    let (state, _) = finished(&queue, &id, SECONDS_10).await;
+    assert_eq!(state, "completed");
+    let (logs, count) = queue.get_job_logs(&id, 0, -1, true).await.unwrap();
+    assert_eq!(count, 2, "{logs:?}");
+    assert!(
+        logs[0].starts_with("bullpen: attempt 1 (start 1) on validate.wasm (sha256 "),
+        "{logs:?}"
+    );
+    assert_eq!(logs[1], "registered Ada <ada@example.com>");
+    let hash = &logs[0]["bullpen: attempt 1 (start 1) on validate.wasm (sha256 ".len()..][..12];
+    assert!(
+        host.log().contains(hash),
+        "the host's log names the module hash too"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guest_progress_becomes_the_jobs_progress() {
+    let redis = RedisServer::start();
+    let _host = RunningHost::start(&redis, "[queues.m]\nmodule = \"misbehave.wasm\"\n");
+    let queue = open(&redis, "m").await;
+    let id = add(&queue, json!({"mode": "bad-progress"}), attempts(1)).await;
+    finished(&queue, &id, SECONDS_10).await;
+    // The valid progress (10) was recorded; the one that is not JSON was not.
+    assert_eq!(field(&queue, &id, "progress").await.as_deref(), Some("10"));
+}
+
+fn cli(host: &RunningHost, args: &[&str]) -> (i32, String, String) {
+    let output = bullpen()
+        .args(args)
+        .arg("-c")
+        .arg(host.dir.path().join("bullpen.toml"))
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_by_hand_with_each_reset_option_and_its_errors() {
+    let redis = RedisServer::start();
+    let host = RunningHost::start(
+        &redis,
+        "[queues.echo]\nmodule = \"echo.wasm\"\n\n[queues.flaky]\nmodule = \"flaky.wasm\"\n",
+    );
+    let echo = open(&redis, "echo").await;
+    let id = add(&echo, json!({"a": 1}), attempts(1)).await;
+    finished(&echo, &id, SECONDS_10).await;
+
+    // Completed, no reset: processed again, attempts keep counting.
+    let (code, stdout, stderr) = cli(&host, &["retry", "echo", &id, "--state", "completed"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, format!("{id}: back to wait\n"));
+    let deadline = Instant::now() + SECONDS_10;
+    let job = loop {
+        let (_, job) = finished(&echo, &id, SECONDS_10).await;
+        if job.attempts_started() == 2 || Instant::now() > deadline {
+            break job;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!((job.attempts_made(), job.attempts_started()), (2, 2));
+
+    // Both resets: the counters start over.
+    let (code, ..) = cli(
+        &host,
+        &[
+            "retry",
+            "echo",
+            &id,
+            "--state",
+            "completed",
+            "--reset-attempts-made",
+            "--reset-attempts-started",
+        ],
+    );
+    assert_eq!(code, 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, job) = finished(&echo, &id, SECONDS_10).await;
+    assert_eq!((job.attempts_made(), job.attempts_started()), (1, 1));
+
+    // A failed job, attemptsMade reset only: it gets its attempts again.
+    let flaky = open(&redis, "flaky").await;
+    let failed = add(&flaky, json!({"succeed_on": 3}), attempts(2)).await;
+    let (state, _) = finished(&flaky, &failed, SECONDS_10).await;
+    assert_eq!(state, "failed");
+    let (code, ..) = cli(&host, &["retry", "flaky", &failed, "--reset-attempts-made"]);
+    assert_eq!(code, 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (state, job) = finished(&flaky, &failed, SECONDS_10).await;
+    assert_eq!(state, "failed");
+    assert_eq!((job.attempts_made(), job.attempts_started()), (2, 4));
+
+    // The seeds' two error cases.
+    let (code, _, stderr) = cli(&host, &["retry", "echo", "no-such-job"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr,
+        "bullpen: queue echo: job no-such-job does not exist\n"
+    );
+    let (code, _, stderr) = cli(&host, &["retry", "echo", &id]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr,
+        format!("bullpen: queue echo: job {id} is not in the failed state (it is completed)\n")
+    );
+    let _ = Finished::Failed;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn add_jobs_and_status_from_the_cli() {
+    let redis = RedisServer::start();
+    let host = RunningHost::start(&redis, "[queues.signups]\nmodule = \"validate.wasm\"\n");
+    let (code, stdout, stderr) = cli(
+        &host,
+        &[
+            "add",
+            "signups",
+            "{}",
+            "--attempts",
+            "3",
+            "--job-id",
+            "first",
+            "--name",
+            "signup",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "first\n");
+    let queue = open(&redis, "signups").await;
+    let (state, job) = finished(&queue, "first", SECONDS_10).await;
+    assert_eq!((state.as_str(), job.name()), ("failed", "signup"));
+    let (code, stdout, _) = cli(&host, &["jobs", "signups", "--state", "failed"]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0]
+            .starts_with("ID     NAME    STATE   ATTEMPTS_MADE  ATTEMPTS_STARTED  FAILED_REASON"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with(
+            "first  signup  failed  1              1                 Invalid job data"
+        ),
+        "{stdout}"
+    );
+    let (code, stdout, _) = cli(&host, &["status"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("signups  0        0       0        0            0          1       1        validate.wasm ("), "{stdout}");
+    let (code, _, stderr) = cli(&host, &["add", "nope", "{}"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("no queue named `nope` (configured: signups)"),
+        "{stderr}"
+    );
+}
