@@ -10,6 +10,8 @@
 //! - `print`: writes 1 MiB to stdout and completes;
 //! - `flood`: logs 20,000 lines and completes;
 //! - `bad-progress`: reports a progress that is not JSON and completes;
+//! - `work`: sleeps `ms` milliseconds (data `{"mode": "work", "ms": 500}`),
+//!   then completes with `"fine"`: a job that takes a while;
 //! - `ok`: completes with `"fine"`.
 
 use bullpen_guest::{Error, Job, Processor, Result};
@@ -20,6 +22,8 @@ use std::io::Write;
 #[derive(Deserialize)]
 struct Plan {
     mode: String,
+    #[serde(default)]
+    ms: u64,
 }
 
 struct Misbehave;
@@ -60,6 +64,7 @@ impl Processor for Misbehave {
                 }
             }
             "bad-progress" => bullpen_guest::progress(serde_json::json!(10)),
+            "work" => std::thread::sleep(std::time::Duration::from_millis(plan.ms)),
             "ok" => {}
             other => return Err(Error::unrecoverable(format!("unknown mode `{other}`"))),
         }

@@ -115,7 +115,10 @@ pub struct QueueConfig {
     pub limiter: Option<LimiterConfig>,
     /// How long a job's lock lasts before it must be renewed. Default 30 s.
     pub lock_duration: HumanDuration,
-    /// How often stalled jobs are looked for. Default 30 s.
+    /// How often stalled jobs are looked for. Default 2 s (BullMQ's is 30 s):
+    /// a check only moves jobs whose lock has expired, so checking often costs
+    /// one cheap script call and brings a crashed host's jobs back within
+    /// `lock_duration` + about two intervals.
     pub stalled_interval: HumanDuration,
     /// Times a job may stall before it fails. Default 1.
     pub max_stalled_count: u32,
@@ -264,13 +267,21 @@ impl Config {
                     ))
                 }
             })?;
-            let positive = |value: Option<Spanned<HumanDuration>>, key: &str| match value {
-                None => Ok(HumanDuration(Duration::from_secs(30))),
+            let positive = |value: Option<Spanned<HumanDuration>>, key: &str, default| match value {
+                None => Ok(HumanDuration(default)),
                 Some(v) if v.get_ref().0 >= Duration::from_millis(1) => Ok(*v.get_ref()),
                 Some(v) => Err(error(v.span(), format!("{key} must be at least 1ms"))),
             };
-            let lock_duration = positive(queue.lock_duration, "lock_duration")?;
-            let stalled_interval = positive(queue.stalled_interval, "stalled_interval")?;
+            let lock_duration = positive(
+                queue.lock_duration,
+                "lock_duration",
+                Duration::from_secs(30),
+            )?;
+            let stalled_interval = positive(
+                queue.stalled_interval,
+                "stalled_interval",
+                Duration::from_secs(2),
+            )?;
             let limiter = match queue.limiter {
                 Some(l) if l.get_ref().max == 0 || l.get_ref().duration.0.is_zero() => {
                     return Err(error(
@@ -364,6 +375,7 @@ mod tests {
         assert_eq!(q.memory, ByteSize(64 << 20));
         assert_eq!(q.lock_duration.0, Duration::from_secs(30));
         assert_eq!(q.max_stalled_count, 1);
+        assert_eq!(q.stalled_interval.0, Duration::from_secs(2));
         assert_eq!(q.on_crash, OnCrash::Retry);
         assert_eq!(q.limiter, None);
     }

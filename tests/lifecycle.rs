@@ -1,0 +1,217 @@
+//! `bullpen run` starting, refusing bad configs, and stopping: SIGTERM with
+//! and without jobs in flight, and `kill -9` mid-job.
+
+use bullpen::queue::RedisTarget;
+use bullpen::queue::bullmq::Queue;
+use bullpen_tests::{RedisServer, RunningHost, bullpen, guest};
+use redis::AsyncCommands;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+async fn open(redis: &RedisServer, name: &str) -> Queue {
+    RedisTarget {
+        url: redis.url(),
+        prefix: "bull".into(),
+    }
+    .queue(name)
+    .await
+    .unwrap()
+}
+
+async fn state(queue: &Queue, id: &str) -> &'static str {
+    bullpen::queue::state_name(&queue.get_job_state(id).await.unwrap())
+}
+
+async fn wait_for(queue: &Queue, id: &str, wanted: &str, timeout: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let now = state(queue, id).await;
+        if now == wanted {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "job {id} still {now} after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn run_with(config: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let modules = dir.path().join("modules");
+    std::fs::create_dir_all(&modules).unwrap();
+    std::fs::copy(guest("echo"), modules.join("echo.wasm")).unwrap();
+    std::fs::write(modules.join("garbage.wasm"), "not wasm").unwrap();
+    let path = dir.path().join("bullpen.toml");
+    std::fs::write(&path, config).unwrap();
+    let output = bullpen().arg("run").arg("-c").arg(&path).output().unwrap();
+    let stderr =
+        String::from_utf8_lossy(&output.stderr).replace(&*dir.path().to_string_lossy(), "DIR");
+    (output.status.code().unwrap_or(-1), stderr)
+}
+
+#[test]
+fn bad_configs_are_refused_with_file_line_and_reason() {
+    let cases = [
+        (
+            "[queues.q]\nmodule = \"echo.wasm\"\nconcurency = 2\n",
+            "bullpen: DIR/bullpen.toml:3:1: unknown field `concurency`",
+        ),
+        (
+            "[queues.q]\nmodule = \"echo.wasm\"\ntimeout = \"fast\"\n",
+            "bullpen: DIR/bullpen.toml:3:11: `fast` is not a duration",
+        ),
+        (
+            "[queues.q]\nmodule = \"gone.wasm\"\n",
+            "bullpen: DIR/bullpen.toml:2:10: queues.q.module: DIR/modules/gone.wasm: cannot read: No such file or directory",
+        ),
+        (
+            "[queues.q]\nmodule = \"garbage.wasm\"\n",
+            "bullpen: DIR/bullpen.toml:2:10: queues.q.module: DIR/modules/garbage.wasm: not a WebAssembly file",
+        ),
+    ];
+    for (config, expected) in cases {
+        let (code, stderr) = run_with(config);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(
+            stderr.starts_with(expected),
+            "expected {expected}\ngot {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+}
+
+#[test]
+fn a_missing_config_file_is_named() {
+    let output = bullpen()
+        .args(["run", "-c", "/nonexistent/bullpen.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .starts_with("bullpen: /nonexistent/bullpen.toml: cannot read the configuration: ")
+    );
+}
+
+#[test]
+fn sigterm_with_nothing_in_flight_exits_at_once_whatever_the_number_of_queues() {
+    let redis = RedisServer::start();
+    let queues: String = (0..6)
+        .map(|i| format!("[queues.q{i}]\nmodule = \"echo.wasm\"\n\n"))
+        .collect();
+    let mut host = RunningHost::start(&redis, &queues);
+    // Let every worker settle into its idle blocking wait.
+    std::thread::sleep(Duration::from_millis(1500));
+    let signalled = Instant::now();
+    host.signal("TERM");
+    let status = host
+        .wait_exit(Duration::from_secs(10))
+        .expect("the host exits");
+    let took = signalled.elapsed();
+    assert!(status.success(), "{status:?}\n{}", host.log());
+    assert!(
+        took < Duration::from_secs(1),
+        "SIGTERM took {took:?} with 6 idle queues"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_the_job_in_flight_finish() {
+    let redis = RedisServer::start();
+    let mut host = RunningHost::start(&redis, "[queues.slow]\nmodule = \"misbehave.wasm\"\n");
+    let queue = open(&redis, "slow").await;
+    let job = queue
+        .add("slow", json!({"mode": "work", "ms": 1500}))
+        .await
+        .unwrap();
+    wait_for(&queue, job.id(), "active", Duration::from_secs(10)).await;
+    host.signal("TERM");
+    let status = host
+        .wait_exit(Duration::from_secs(10))
+        .expect("the host exits");
+    assert!(status.success());
+    assert_eq!(state(&queue, job.id()).await, "completed", "{}", host.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_still_running_at_the_grace_deadline_is_not_lost() {
+    let redis = RedisServer::start();
+    let mut host = RunningHost::start(
+        &redis,
+        "[queues.slow]\nmodule = \"misbehave.wasm\"\ntimeout = \"1m\"\nlock_duration = \"2s\"\nstalled_interval = \"1s\"\n",
+    );
+    let config = host.dir.path().join("bullpen.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("shutdown_grace = \"5s\"", "shutdown_grace = \"500ms\""),
+    )
+    .unwrap();
+    host.start_again();
+    let queue = open(&redis, "slow").await;
+    let job = queue
+        .add("slow", json!({"mode": "work", "ms": 3000}))
+        .await
+        .unwrap();
+    wait_for(&queue, job.id(), "active", Duration::from_secs(10)).await;
+    host.signal("TERM");
+    assert!(
+        host.wait_exit(Duration::from_secs(5)).is_some(),
+        "the host exits after its grace"
+    );
+    assert_eq!(
+        state(&queue, job.id()).await,
+        "active",
+        "left to the stalled checker"
+    );
+    host.start_again();
+    wait_for(&queue, job.id(), "completed", Duration::from_secs(15)).await;
+}
+
+async fn completed_events(queue: &Queue, id: &str) -> usize {
+    let mut connection = queue.connection().connection();
+    let entries: Vec<(String, Vec<(String, String)>)> =
+        connection.xrange_all(queue.keys().events()).await.unwrap();
+    entries
+        .iter()
+        .filter(|(_, fields)| {
+            fields.contains(&("event".into(), "completed".into()))
+                && fields.contains(&("jobId".into(), id.into()))
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_mid_job_the_next_host_completes_it_once() {
+    let redis = RedisServer::start();
+    let mut host = RunningHost::start(
+        &redis,
+        "[queues.slow]\nmodule = \"misbehave.wasm\"\nlock_duration = \"3s\"\n",
+    );
+    let queue = open(&redis, "slow").await;
+    let job = queue
+        .add("slow", json!({"mode": "work", "ms": 2000}))
+        .await
+        .unwrap();
+    wait_for(&queue, job.id(), "active", Duration::from_secs(10)).await;
+    host.signal("KILL");
+    let killed = Instant::now();
+    host.wait_exit(Duration::from_secs(5)).expect("killed");
+    host.start_again();
+    wait_for(&queue, job.id(), "completed", Duration::from_secs(30)).await;
+    let took = killed.elapsed();
+    // lock_duration + 5 s.
+    assert!(
+        took < Duration::from_secs(8),
+        "the job came back after {took:?}"
+    );
+    let job = queue.get_job(job.id()).await.unwrap().unwrap();
+    assert_eq!(job.attempts_started(), 2);
+    assert_eq!(
+        completed_events(&queue, job.id()).await,
+        1,
+        "completed exactly once"
+    );
+}
