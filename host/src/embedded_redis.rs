@@ -11,6 +11,9 @@ use tokio::process::{Child, Command};
 pub struct EmbeddedRedis {
     child: Child,
     socket: PathBuf,
+    // Held while the server runs: two servers on one append-only file would
+    // corrupt it.
+    _lock: std::fs::File,
 }
 
 /// Why the embedded Redis could not start.
@@ -31,6 +34,12 @@ pub enum EmbeddedRedisError {
         path: PathBuf,
         /// Why.
         source: std::io::Error,
+    },
+    /// Another process already runs the embedded server of this data dir.
+    #[error("another bullpen process runs the embedded Redis of {dir}")]
+    InUse {
+        /// The directory.
+        dir: PathBuf,
     },
     /// The server did not come up.
     #[error("the embedded redis-server did not start: {reason} (see {log})")]
@@ -60,6 +69,15 @@ impl EmbeddedRedis {
                 path: dir.clone(),
                 source,
             })?;
+        let lock = std::fs::File::create(dir.join("lock")).map_err(|source| {
+            EmbeddedRedisError::DataDir {
+                path: dir.clone(),
+                source,
+            }
+        })?;
+        if lock.try_lock().is_err() {
+            return Err(EmbeddedRedisError::InUse { dir });
+        }
         let socket = dir.join("redis.sock");
         let log = dir.join("redis.log");
         let _ = std::fs::remove_file(&socket);
@@ -117,7 +135,11 @@ impl EmbeddedRedis {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tracing::info!(socket = %socket.display(), "embedded redis-server started");
-        Ok(EmbeddedRedis { child, socket })
+        Ok(EmbeddedRedis {
+            child,
+            socket,
+            _lock: lock,
+        })
     }
 
     /// The URL of an embedded server already running on `data_dir` (a
@@ -126,6 +148,32 @@ impl EmbeddedRedis {
         let socket = data_dir.join("redis").join("redis.sock");
         let url = unix_url(&socket.canonicalize().ok()?);
         ping(&url).await.then_some(url)
+    }
+
+    /// For a client command: the URL of the server running on `data_dir`,
+    /// waiting for one that is starting; or a server started now (to be
+    /// stopped by the caller) when none runs.
+    pub async fn connect_or_start(
+        data_dir: &Path,
+        config: &Path,
+    ) -> Result<(String, Option<EmbeddedRedis>), EmbeddedRedisError> {
+        if let Some(url) = Self::running(data_dir).await {
+            return Ok((url, None));
+        }
+        match Self::start(data_dir, config).await {
+            Ok(redis) => Ok((redis.url(), Some(redis))),
+            Err(EmbeddedRedisError::InUse { dir }) => {
+                let started = Instant::now();
+                while started.elapsed() < START_TIMEOUT {
+                    if let Some(url) = Self::running(data_dir).await {
+                        return Ok((url, None));
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(EmbeddedRedisError::InUse { dir })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The URL clients connect with.

@@ -58,6 +58,21 @@ pub async fn redis_for(
     ))
 }
 
+/// Starts the embedded Redis for `bullpen run`. A client command (`add`,
+/// `status`…) run while no host was up may hold the data dir for a moment
+/// with a server of its own: wait for it to finish rather than fail.
+async fn start_embedded(config: &Config) -> Result<EmbeddedRedis, StartError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match EmbeddedRedis::start(&config.host.data_dir, &config.path).await {
+            Err(EmbeddedRedisError::InUse { .. }) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            result => return Ok(result?),
+        }
+    }
+}
+
 impl Host {
     /// Starts everything `config` describes and begins taking jobs.
     pub async fn start(config: &Config) -> Result<Host, StartError> {
@@ -75,7 +90,23 @@ impl Host {
             ..SandboxOptions::default()
         })?;
         let registry = Registry::load(config, &sandbox)?;
-        let (target, redis) = redis_for(config).await?;
+        let (target, redis) = match &config.redis.url {
+            Some(url) => (
+                RedisTarget {
+                    url: url.clone(),
+                    prefix: config.redis.prefix.clone(),
+                },
+                None,
+            ),
+            None => {
+                let redis = start_embedded(config).await?;
+                let target = RedisTarget {
+                    url: redis.url(),
+                    prefix: config.redis.prefix.clone(),
+                };
+                (target, Some(redis))
+            }
+        };
         let mut host = Host {
             workers: Vec::new(),
             redis,
