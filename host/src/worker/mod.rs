@@ -163,6 +163,29 @@ async fn wake(queue: &bullmq::Queue) {
     }
 }
 
+/// Runs a processor future, turning a panic into a failed attempt.
+///
+/// The crate does not catch a panic in the processor: the job would stay
+/// active with its lock renewed forever, and `close` would wait out its whole
+/// timeout. A panic in bullpen's own code is a bug, but it must cost one
+/// attempt, not the job.
+pub async fn guard_panics(
+    queue: &str,
+    job_id: &str,
+    attempt: impl std::future::Future<Output = Result<serde_json::Value, bullmq::Error>>,
+) -> Result<serde_json::Value, bullmq::Error> {
+    match AssertUnwindSafe(attempt).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic_text(&panic);
+            tracing::error!(queue, job = job_id, "panic while running the job: {what}");
+            Err(bullmq::Error::ProcessingError(format!(
+                "bullpen panicked while running the job: {what}"
+            )))
+        }
+    }
+}
+
 fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<&str>()

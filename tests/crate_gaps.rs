@@ -1,0 +1,155 @@
+//! The places where `bullmq-official` 1.4.4 behaves unlike BullMQ's Node
+//! worker, each driven to show bullpen's handling (docs/ARCHITECTURE.md lists
+//! them). The others are covered where they are used: failedReason and
+//! stacktrace on retries and the stalled checker's rate in `run.rs` and
+//! `lifecycle.rs`, close waking idle workers in `lifecycle.rs`.
+
+use bullpen::queue::RedisTarget;
+use bullpen::queue::bullmq::types::BackoffStrategy;
+use bullpen::queue::bullmq::{Job, JobOptions, Queue, Worker, WorkerOptions};
+use bullpen_tests::{RedisServer, RunningHost};
+use redis::AsyncCommands;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+async fn open(redis: &RedisServer, name: &str) -> Queue {
+    RedisTarget {
+        url: redis.url(),
+        prefix: "bull".into(),
+    }
+    .queue(name)
+    .await
+    .unwrap()
+}
+
+async fn wait_for(queue: &Queue, id: &str, wanted: &str, timeout: Duration) {
+    let started = Instant::now();
+    loop {
+        let state = bullpen::queue::state_name(&queue.get_job_state(id).await.unwrap());
+        if state == wanted {
+            return;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "job {id} still {state} after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One float where the crate wants an integer made it drop every option, so
+/// the job below would fail at once instead of getting its 3 attempts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_float_in_the_options_does_not_wipe_them() {
+    let redis = RedisServer::start();
+    let _host = RunningHost::start(&redis, "[queues.flaky]\nmodule = \"flaky.wasm\"\n");
+    let queue = open(&redis, "flaky").await;
+    // Added delayed, so its options can be rewritten as a Node producer
+    // would have written them before any worker sees it.
+    let job = queue
+        .add("float", json!({"succeed_on": 3}))
+        .options(JobOptions {
+            delay: Some(500),
+            ..JobOptions::default()
+        })
+        .await
+        .unwrap();
+    let mut connection = queue.connection().connection();
+    let _: () = connection
+        .hset(
+            queue.keys().job_key(job.id()),
+            "opts",
+            r#"{"attempts":3,"backoff":{"type":"fixed","delay":100.5},"delay":500}"#,
+        )
+        .await
+        .unwrap();
+    wait_for(&queue, job.id(), "completed", Duration::from_secs(10)).await;
+    let job = queue.get_job(job.id()).await.unwrap().unwrap();
+    assert_eq!(job.attempts_made(), 3);
+}
+
+/// The crate's immediate retry pushes to the back of the wait list whatever
+/// `lifo` says; BullMQ retries a lifo job next.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_immediate_retry_of_a_lifo_job_comes_next() {
+    let redis = RedisServer::start();
+    let queue = open(&redis, "order").await;
+    // Queue up: the lifo job that fails once, then three that block behind it.
+    let lifo = queue
+        .add("lifo", json!({"succeed_on": 2}))
+        .options(JobOptions {
+            attempts: Some(2),
+            lifo: Some(true),
+            ..JobOptions::default()
+        })
+        .await
+        .unwrap();
+    let mut others = Vec::new();
+    for _ in 0..3 {
+        others.push(
+            queue
+                .add("other", json!({"succeed_on": 1}))
+                .await
+                .unwrap()
+                .id()
+                .to_owned(),
+        );
+    }
+    let _host = RunningHost::start(&redis, "[queues.order]\nmodule = \"flaky.wasm\"\n");
+    for id in &others {
+        wait_for(&queue, id, "completed", Duration::from_secs(10)).await;
+    }
+    wait_for(&queue, lifo.id(), "completed", Duration::from_secs(10)).await;
+    let finished = |job: Job| job.finished_on().unwrap();
+    let lifo_done = finished(queue.get_job(lifo.id()).await.unwrap().unwrap());
+    let first_other = finished(queue.get_job(&others[0]).await.unwrap().unwrap());
+    assert!(
+        lifo_done <= first_other,
+        "the lifo job's retry ran after the jobs added behind it"
+    );
+}
+
+/// A panic in the processor future left the job active forever under the
+/// crate's worker; under `guard_panics` it fails the attempt.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panic_in_the_processor_fails_the_attempt() {
+    let redis = RedisServer::start();
+    let target = RedisTarget {
+        url: redis.url(),
+        prefix: "bull".into(),
+    };
+    let queue = open(&redis, "panics").await;
+    let mut options = WorkerOptions::new();
+    options.connection = target.connection();
+    let worker = Worker::with_options(
+        "panics",
+        |job: Job, _cancel| async move {
+            let id = job.id().to_owned();
+            bullpen::worker::guard_panics("panics", &id, async {
+                if job.name() == "boom" {
+                    panic!("boom");
+                }
+                Ok(json!(null))
+            })
+            .await
+        },
+        options,
+    )
+    .await
+    .unwrap();
+    let job = queue
+        .add("boom", json!({}))
+        .options(JobOptions {
+            backoff: Some(BackoffStrategy::Fixed(0)),
+            ..JobOptions::default()
+        })
+        .await
+        .unwrap();
+    wait_for(&queue, job.id(), "failed", Duration::from_secs(10)).await;
+    let job = queue.get_job(job.id()).await.unwrap().unwrap();
+    assert_eq!(
+        job.failed_reason(),
+        "bullpen panicked while running the job: boom"
+    );
+    worker.close(1000).await.unwrap();
+}
