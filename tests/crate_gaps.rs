@@ -1,8 +1,8 @@
 //! The places where `bullmq-official` 1.4.4 behaves unlike BullMQ's Node
 //! worker, each driven to show bullpen's handling (docs/ARCHITECTURE.md lists
 //! them). The others are covered where they are used: failedReason and
-//! stacktrace on retries and the stalled checker's rate in `run.rs` and
-//! `lifecycle.rs`, close waking idle workers in `lifecycle.rs`.
+//! stacktrace on retries and the event channel's reader in `run.rs`, the
+//! stalled checker's rate and close waking idle workers in `lifecycle.rs`.
 
 use bullpen::queue::RedisTarget;
 use bullpen::queue::bullmq::types::BackoffStrategy;

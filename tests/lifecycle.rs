@@ -215,3 +215,37 @@ async fn kill_9_mid_job_the_next_host_completes_it_once() {
         "completed exactly once"
     );
 }
+
+fn cli(host: &RunningHost, args: &[&str]) -> String {
+    let output = bullpen()
+        .args(args)
+        .arg("-c")
+        .arg(host.dir.path().join("bullpen.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn the_embedded_redis_keeps_jobs_across_restarts() {
+    let mut host = RunningHost::start_embedded("[queues.later]\nmodule = \"echo.wasm\"\n");
+    let id = cli(&host, &["add", "later", "{\"x\":1}", "--delay", "1h"]);
+    let id = id.trim();
+    host.signal("TERM");
+    assert!(host.wait_exit(Duration::from_secs(10)).unwrap().success());
+    assert!(
+        !host.dir.path().join(".bullpen/redis/redis.sock").exists(),
+        "the embedded redis-server stopped with the host"
+    );
+    host.start_again();
+    let jobs = cli(&host, &["jobs", "later", "--state", "delayed"]);
+    assert!(
+        jobs.lines().any(|l| l.starts_with(&format!("{id} "))),
+        "{jobs}"
+    );
+}

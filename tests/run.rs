@@ -79,6 +79,20 @@ async fn completed_jobs_carry_the_return_value_as_an_object() {
     );
     assert_eq!(job.attempts_made(), 1);
     assert_eq!(job.attempts_started(), 1);
+    // The worker's unbounded event channel is read (else it grows by a few
+    // events per job forever): its reader logs each completion.
+    let deadline = Instant::now() + SECONDS_10;
+    while !host
+        .log()
+        .contains(&format!("completed queue=\"echo\" job=\"{id}\""))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no completed event drained:\n{}",
+            host.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

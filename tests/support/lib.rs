@@ -196,16 +196,23 @@ impl RunningHost {
     /// Writes a config with `[redis] url` and the given queue tables, starts
     /// `bullpen run` on it, and waits until it takes jobs.
     pub fn start(redis: &RedisServer, queues: &str) -> RunningHost {
+        Self::start_with(&format!("[redis]\nurl = \"{}\"\n\n", redis.url()), queues)
+    }
+
+    /// Like [`RunningHost::start`], with no `[redis]` table: the host runs its
+    /// own redis-server under its data dir.
+    pub fn start_embedded(queues: &str) -> RunningHost {
+        Self::start_with("", queues)
+    }
+
+    fn start_with(redis: &str, queues: &str) -> RunningHost {
         let dir = tempfile::tempdir().unwrap();
         let modules = dir.path().join("modules");
         std::fs::create_dir_all(&modules).unwrap();
         for example in EXAMPLES {
             std::fs::copy(guest(example), modules.join(format!("{example}.wasm"))).unwrap();
         }
-        let config = format!(
-            "[redis]\nurl = \"{}\"\n\n[host]\nshutdown_grace = \"5s\"\n\n{queues}",
-            redis.url()
-        );
+        let config = format!("{redis}[host]\nshutdown_grace = \"5s\"\n\n{queues}");
         std::fs::write(dir.path().join("bullpen.toml"), config).unwrap();
         Self::start_in(dir)
     }
