@@ -38,3 +38,27 @@ build_examples() {
         cp "$target_dir/wasm32-wasip2/guest/${e//-/_}.wasm" "$out/$e.wasm"
     done
 }
+
+# Installs BullMQ's own Node and Python clients, the peers of the interop
+# tests, and exports BULLPEN_INTEROP_PYTHON (the venv's interpreter).
+ensure_interop_peers() {
+    need node "The interop tests run BullMQ's Node client: install Node.js 20 (Debian: apt-get install nodejs npm)."
+    need npm "The interop tests run BullMQ's Node client: install npm (Debian: apt-get install npm)."
+    need python3 "The interop tests run BullMQ's Python client: install python3 with venv (Debian: apt-get install python3 python3-venv)."
+    (cd tests/interop/node && npm ci --no-audit --no-fund --loglevel=error >&2) ||
+        die "npm ci in tests/interop/node failed"
+    local cache="${BULLPEN_CACHE:-$HOME/.cache/bullpen}"
+    local venv="$cache/interop-venv"
+    local stamp="$venv/requirements.sha256"
+    local want
+    want=$(sha256sum tests/interop/python/requirements.txt | cut -d' ' -f1)
+    if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        rm -rf "$venv"
+        mkdir -p "$cache"
+        python3 -m venv "$venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/interop/python/requirements.txt >&2 ||
+            die "pip install of tests/interop/python/requirements.txt failed"
+        echo "$want" >"$stamp"
+    fi
+    export BULLPEN_INTEROP_PYTHON="$venv/bin/python"
+}

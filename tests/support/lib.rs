@@ -316,3 +316,43 @@ impl Drop for RunningHost {
         let _ = self.child.wait();
     }
 }
+
+/// Runs a script of BullMQ's own Node client (`tests/interop/node/<script>`)
+/// against `redis` and returns the JSON it prints.
+pub fn node(script: &str, redis: &RedisServer) -> serde_json::Value {
+    let dir = workspace_root().join("tests/interop/node");
+    assert!(
+        dir.join("node_modules/bullmq").exists(),
+        "the Node interop client is not installed: run scripts/test (it runs `npm ci` in tests/interop/node)"
+    );
+    let output = Command::new("node")
+        .arg(dir.join(script))
+        .env("REDIS_URL", redis.url())
+        .output()
+        .expect("node must be installed to run the interop tests (Debian: apt-get install nodejs)");
+    parse_peer_output(&format!("node {script}"), output)
+}
+
+/// Runs a script of BullMQ's own Python client
+/// (`tests/interop/python/<script>`) against `redis`, with the interpreter of
+/// the venv `scripts/test` prepares (`BULLPEN_INTEROP_PYTHON`), and returns
+/// the JSON it prints.
+pub fn python(script: &str, redis: &RedisServer) -> serde_json::Value {
+    let interpreter = std::env::var("BULLPEN_INTEROP_PYTHON").unwrap_or_else(|_| {
+        panic!("BULLPEN_INTEROP_PYTHON is not set: run scripts/test (it installs the Python interop client in a venv)")
+    });
+    let output = Command::new(&interpreter)
+        .arg(workspace_root().join("tests/interop/python").join(script))
+        .env("REDIS_URL", redis.url())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {interpreter}: {e}"));
+    parse_peer_output(&format!("python {script}"), output)
+}
+
+fn parse_peer_output(what: &str, output: std::process::Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{what} failed:\n{stderr}\n{stdout}");
+    let last = stdout.lines().last().unwrap_or("");
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{what} printed no JSON ({e}):\n{stdout}\n{stderr}"))
+}

@@ -1,0 +1,165 @@
+//! BullMQ's own clients, Node and Python, as producers and observers of a
+//! bullpen host: what they add is processed with the right outcome, and what
+//! they read back is what BullMQ's worker would have left.
+
+use bullpen_tests::{RedisServer, RunningHost, node, python};
+use serde_json::{Value, json};
+
+const QUEUES: &str = "\
+[queues.echo]\nmodule = \"echo.wasm\"\nconcurrency = 4\n\n\
+[queues.flaky]\nmodule = \"flaky.wasm\"\nconcurrency = 4\n\n\
+[queues.signups]\nmodule = \"validate.wasm\"\n\n\
+[queues.custom]\nmodule = \"custom-backoff.wasm\"\n\n\
+[queues.later]\nmodule = \"delayed.wasm\"\n\n\
+[queues.limited]\nmodule = \"rate-limited.wasm\"\n\n\
+[queues.misbehave]\nmodule = \"misbehave.wasm\"\n";
+
+fn events_of<'a>(report: &'a Value, queue: &str, id: &str) -> Vec<&'a Value> {
+    report["events"][queue]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["jobId"] == id)
+        .collect()
+}
+
+fn kinds(events: &[&Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn node_producers_and_observers_see_what_bullmq_would_leave() {
+    let redis = RedisServer::start();
+    let host = RunningHost::start(&redis, QUEUES);
+    let report = node("producer.mjs", &redis);
+    let job = |key: &str| &report["jobs"][key];
+    let log = host.log();
+
+    // Completed with a custom id: Node reads the return value as the object.
+    let echo = job("echo");
+    assert_eq!(echo["id"], "custom-id-1");
+    assert_eq!(echo["state"], "completed", "{log}");
+    assert_eq!(echo["returnvalueType"], "object");
+    assert_eq!(echo["returnvalue"], json!({"hello": "node", "nested": {"a": [1, 2]}}));
+    assert_eq!((echo["attemptsMade"].as_u64(), echo["attemptsStarted"].as_u64()), (Some(1), Some(1)));
+    let seen = kinds(&events_of(&report, "echo", "custom-id-1"));
+    assert!(seen.contains(&"active".to_owned()), "{seen:?}");
+    let completed = events_of(&report, "echo", "custom-id-1")
+        .into_iter()
+        .find(|e| e["event"] == "completed")
+        .expect("a completed event");
+    assert_eq!(completed["returnvalue"], json!({"hello": "node", "nested": {"a": [1, 2]}}));
+
+    for key in ["priority", "lifo", "delayed-add", "bulk-0", "bulk-1", "bulk-2"] {
+        assert_eq!(job(key)["state"], "completed", "{key}");
+    }
+    assert_eq!(job("bulk-2")["returnvalue"], json!({"n": 3}));
+    assert!(kinds(&events_of(&report, "echo", job("delayed-add")["id"].as_str().unwrap())).contains(&"delayed".to_owned()));
+    assert_eq!(job("remove-on-complete")["exists"], false);
+
+    // Retried with exponential backoff and jitter, then completed.
+    let exp = job("exponential-jitter");
+    assert_eq!(exp["state"], "completed");
+    assert_eq!(exp["attemptsMade"], 3);
+    assert_eq!(exp["returnvalue"], json!({"attempt": 3}));
+    assert_eq!(exp["stacktrace"].as_array().unwrap().len(), 2);
+
+    // Attempts exhausted: failedReason and one stack per attempt.
+    let exhausted = job("exhausted");
+    assert_eq!(exhausted["state"], "failed");
+    assert_eq!(exhausted["failedReason"], "attempt 2 of 3 failed");
+    assert_eq!(exhausted["attemptsMade"], 2);
+    assert_eq!(exhausted["stacktrace"].as_array().unwrap().len(), 2);
+    let failed = events_of(&report, "flaky", exhausted["id"].as_str().unwrap())
+        .into_iter()
+        .rfind(|e| e["event"] == "failed")
+        .expect("a failed event");
+    assert_eq!(failed["failedReason"], "attempt 2 of 3 failed");
+
+    // `backoff: 50` (a bare number) is a fixed backoff.
+    assert_eq!(job("backoff-number")["state"], "completed");
+    assert_eq!(job("remove-on-fail")["exists"], false);
+
+    // Unrecoverable on attempt 1 of 5.
+    let bad = job("unrecoverable");
+    assert_eq!(bad["state"], "failed");
+    assert_eq!(bad["failedReason"], "Invalid job data: \"email\" is required");
+    assert_eq!(bad["attemptsMade"], 1);
+
+    // Job logs: the attempt line with the module hash, then the guest's line.
+    let logs = job("valid")["logs"].as_array().unwrap();
+    assert!(logs[0].as_str().unwrap().starts_with("bullpen: attempt 1 (start 1) on validate.wasm (sha256 "));
+    assert_eq!(logs[1], "registered Ada <ada@example.com>");
+
+    // The module's own backoff.
+    assert_eq!(job("custom")["state"], "completed");
+    assert_eq!(job("custom")["attemptsMade"], 3);
+
+    // Delayed and rate-limited by the guest: no attempt counted.
+    for key in ["delayed", "rate-limited"] {
+        let j = job(key);
+        assert_eq!(j["state"], "completed", "{key}");
+        assert_eq!((j["attemptsMade"].as_u64(), j["attemptsStarted"].as_u64()), (Some(1), Some(2)), "{key}");
+    }
+    let delayed_id = job("delayed")["id"].as_str().unwrap();
+    assert!(kinds(&events_of(&report, "later", delayed_id)).contains(&"delayed".to_owned()));
+
+    // Progress: the job's field and the event.
+    let progress = job("progress");
+    assert_eq!(progress["progress"], 10);
+    let progress_id = progress["id"].as_str().unwrap();
+    let event = events_of(&report, "misbehave", progress_id)
+        .into_iter()
+        .find(|e| e["event"] == "progress")
+        .expect("a progress event");
+    assert_eq!(event["data"], 10);
+}
+
+#[test]
+fn python_producers_read_results_and_retry_by_hand() {
+    let redis = RedisServer::start();
+    let host = RunningHost::start(&redis, QUEUES);
+    let report = python("producer.py", &redis);
+    let log = host.log();
+
+    let echo = &report["echo"];
+    assert_eq!(echo["state"], "completed", "{log}");
+    // Python reads the return value as an object (a dict), not a string.
+    assert_eq!(echo["returnvalueType"], "dict");
+    assert_eq!(echo["returnvalue"], json!({"hello": "python"}));
+
+    let retried = &report["retried"];
+    assert_eq!(retried["state"], "completed");
+    assert_eq!(retried["attemptsMade"], 2);
+    assert_eq!(retried["returnvalue"], json!({"attempt": 2}));
+
+    let exhausted = &report["exhausted"];
+    assert_eq!(exhausted["state"], "failed");
+    assert_eq!(exhausted["failedReason"], "attempt 2 of 9 failed");
+    assert_eq!(exhausted["stacktrace"].as_array().unwrap().len(), 2);
+
+    // Job.retry() from Python, processed again by bullpen.
+    let plain = &report["retry-plain"];
+    assert_eq!(plain["state"], "completed");
+    assert_eq!((plain["attemptsMade"].as_u64(), plain["attemptsStarted"].as_u64()), (Some(2), Some(2)));
+    let reset = &report["retry-reset-both"];
+    assert_eq!((reset["attemptsMade"].as_u64(), reset["attemptsStarted"].as_u64()), (Some(1), Some(1)));
+    let failed_again = &report["retry-failed-reset-made"];
+    assert_eq!(failed_again["state"], "failed");
+    assert_eq!(
+        (failed_again["attemptsMade"].as_u64(), failed_again["attemptsStarted"].as_u64()),
+        (Some(2), Some(4))
+    );
+
+    // The seeds' error cases, as the Python client reports them.
+    let errors = &report["retry-errors"];
+    assert_eq!(errors["missing"], "Missing key for job no-such-job. reprocessJob");
+    let completed_id = report["retry-reset-both"]["id"].as_str().unwrap_or("1");
+    assert_eq!(
+        errors["wrong-state"],
+        format!("Job {completed_id} is not in the failed state. reprocessJob")
+    );
+}
