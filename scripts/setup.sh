@@ -45,8 +45,11 @@ ensure_interop_peers() {
     need node "The interop tests run BullMQ's Node client: install Node.js 20 (Debian: apt-get install nodejs npm)."
     need npm "The interop tests run BullMQ's Node client: install npm (Debian: apt-get install npm)."
     need python3 "The interop tests run BullMQ's Python client: install python3 with venv (Debian: apt-get install python3 python3-venv)."
-    (cd tests/interop/node && npm ci --no-audit --no-fund --loglevel=error >&2) ||
-        die "npm ci in tests/interop/node failed"
+    # `npm install` with the lock file present installs the locked versions;
+    # npm 11's `npm ci` rejects this lock over msgpackr-extract's optional
+    # per-platform binaries, which `install` resolves from the same lock.
+    (cd tests/interop/node && npm install --no-audit --no-fund --loglevel=error >&2) ||
+        die "npm install in tests/interop/node failed"
     local cache="${BULLPEN_CACHE:-$HOME/.cache/bullpen}"
     local venv="$cache/interop-venv"
     local stamp="$venv/requirements.sha256"
