@@ -43,21 +43,47 @@ fn node_producers_and_observers_see_what_bullmq_would_leave() {
     assert_eq!(echo["id"], "custom-id-1");
     assert_eq!(echo["state"], "completed", "{log}");
     assert_eq!(echo["returnvalueType"], "object");
-    assert_eq!(echo["returnvalue"], json!({"hello": "node", "nested": {"a": [1, 2]}}));
-    assert_eq!((echo["attemptsMade"].as_u64(), echo["attemptsStarted"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        echo["returnvalue"],
+        json!({"hello": "node", "nested": {"a": [1, 2]}})
+    );
+    assert_eq!(
+        (
+            echo["attemptsMade"].as_u64(),
+            echo["attemptsStarted"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
     let seen = kinds(&events_of(&report, "echo", "custom-id-1"));
     assert!(seen.contains(&"active".to_owned()), "{seen:?}");
     let completed = events_of(&report, "echo", "custom-id-1")
         .into_iter()
         .find(|e| e["event"] == "completed")
         .expect("a completed event");
-    assert_eq!(completed["returnvalue"], json!({"hello": "node", "nested": {"a": [1, 2]}}));
+    assert_eq!(
+        completed["returnvalue"],
+        json!({"hello": "node", "nested": {"a": [1, 2]}})
+    );
 
-    for key in ["priority", "lifo", "delayed-add", "bulk-0", "bulk-1", "bulk-2"] {
+    for key in [
+        "priority",
+        "lifo",
+        "delayed-add",
+        "bulk-0",
+        "bulk-1",
+        "bulk-2",
+    ] {
         assert_eq!(job(key)["state"], "completed", "{key}");
     }
     assert_eq!(job("bulk-2")["returnvalue"], json!({"n": 3}));
-    assert!(kinds(&events_of(&report, "echo", job("delayed-add")["id"].as_str().unwrap())).contains(&"delayed".to_owned()));
+    assert!(
+        kinds(&events_of(
+            &report,
+            "echo",
+            job("delayed-add")["id"].as_str().unwrap()
+        ))
+        .contains(&"delayed".to_owned())
+    );
     assert_eq!(job("remove-on-complete")["exists"], false);
 
     // Retried with exponential backoff and jitter, then completed.
@@ -86,12 +112,20 @@ fn node_producers_and_observers_see_what_bullmq_would_leave() {
     // Unrecoverable on attempt 1 of 5.
     let bad = job("unrecoverable");
     assert_eq!(bad["state"], "failed");
-    assert_eq!(bad["failedReason"], "Invalid job data: \"email\" is required");
+    assert_eq!(
+        bad["failedReason"],
+        "Invalid job data: \"email\" is required"
+    );
     assert_eq!(bad["attemptsMade"], 1);
 
     // Job logs: the attempt line with the module hash, then the guest's line.
     let logs = job("valid")["logs"].as_array().unwrap();
-    assert!(logs[0].as_str().unwrap().starts_with("bullpen: attempt 1 (start 1) on validate.wasm (sha256 "));
+    assert!(
+        logs[0]
+            .as_str()
+            .unwrap()
+            .starts_with("bullpen: attempt 1 (start 1) on validate.wasm (sha256 ")
+    );
     assert_eq!(logs[1], "registered Ada <ada@example.com>");
 
     // The module's own backoff.
@@ -102,7 +136,11 @@ fn node_producers_and_observers_see_what_bullmq_would_leave() {
     for key in ["delayed", "rate-limited"] {
         let j = job(key);
         assert_eq!(j["state"], "completed", "{key}");
-        assert_eq!((j["attemptsMade"].as_u64(), j["attemptsStarted"].as_u64()), (Some(1), Some(2)), "{key}");
+        assert_eq!(
+            (j["attemptsMade"].as_u64(), j["attemptsStarted"].as_u64()),
+            (Some(1), Some(2)),
+            "{key}"
+        );
     }
     let delayed_id = job("delayed")["id"].as_str().unwrap();
     assert!(kinds(&events_of(&report, "later", delayed_id)).contains(&"delayed".to_owned()));
@@ -144,19 +182,37 @@ fn python_producers_read_results_and_retry_by_hand() {
     // Job.retry() from Python, processed again by bullpen.
     let plain = &report["retry-plain"];
     assert_eq!(plain["state"], "completed");
-    assert_eq!((plain["attemptsMade"].as_u64(), plain["attemptsStarted"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(
+        (
+            plain["attemptsMade"].as_u64(),
+            plain["attemptsStarted"].as_u64()
+        ),
+        (Some(2), Some(2))
+    );
     let reset = &report["retry-reset-both"];
-    assert_eq!((reset["attemptsMade"].as_u64(), reset["attemptsStarted"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (
+            reset["attemptsMade"].as_u64(),
+            reset["attemptsStarted"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
     let failed_again = &report["retry-failed-reset-made"];
     assert_eq!(failed_again["state"], "failed");
     assert_eq!(
-        (failed_again["attemptsMade"].as_u64(), failed_again["attemptsStarted"].as_u64()),
+        (
+            failed_again["attemptsMade"].as_u64(),
+            failed_again["attemptsStarted"].as_u64()
+        ),
         (Some(2), Some(4))
     );
 
     // The seeds' error cases, as the Python client reports them.
     let errors = &report["retry-errors"];
-    assert_eq!(errors["missing"], "Missing key for job no-such-job. reprocessJob");
+    assert_eq!(
+        errors["missing"],
+        "Missing key for job no-such-job. reprocessJob"
+    );
     let completed_id = report["retry-reset-both"]["id"].as_str().unwrap_or("1");
     assert_eq!(
         errors["wrong-state"],

@@ -352,7 +352,11 @@ pub fn python(script: &str, redis: &RedisServer) -> serde_json::Value {
 fn parse_peer_output(what: &str, output: std::process::Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{what} failed:\n{stderr}\n{stdout}");
+    assert!(
+        output.status.success(),
+        "{what} failed:\n{stderr}\n{stdout}"
+    );
     let last = stdout.lines().last().unwrap_or("");
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("{what} printed no JSON ({e}):\n{stdout}\n{stderr}"))
+    serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("{what} printed no JSON ({e}):\n{stdout}\n{stderr}"))
 }
