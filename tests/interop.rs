@@ -219,3 +219,26 @@ fn python_producers_read_results_and_retry_by_hand() {
         format!("Job {completed_id} is not in the failed state. reprocessJob")
     );
 }
+
+#[test]
+fn a_node_worker_and_bullpen_share_a_queue_and_lose_nothing() {
+    let redis = RedisServer::start();
+    let _host = RunningHost::start(
+        &redis,
+        "[queues.shared]\nmodule = \"echo.wasm\"\nconcurrency = 8\n",
+    );
+    let report = node("shared_queue.mjs", &redis);
+    assert_eq!(report["total"], 10_000);
+    assert_eq!(report["distinct"], 10_000, "{report}");
+    assert_eq!(report["notCompleted"], 0, "{report}");
+    assert_eq!(report["startedTwice"], 0, "{report}");
+    let by_node = report["byNode"].as_u64().unwrap();
+    let by_bullpen = report["byBullpen"].as_u64().unwrap();
+    assert_eq!(by_node + by_bullpen, 10_000, "{report}");
+    assert_eq!(
+        by_node,
+        report["nodeProcessed"].as_u64().unwrap(),
+        "{report}"
+    );
+    assert!(by_node > 0 && by_bullpen > 0, "both took jobs: {report}");
+}

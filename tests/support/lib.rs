@@ -100,8 +100,15 @@ fn cargo_build(args: &[&str], suffix: &str) -> Vec<PathBuf> {
 }
 
 /// The repository root.
+///
+/// Read from the `CARGO_MANIFEST_DIR` cargo sets when it runs a test, not the
+/// one compiled in: builds from two checkouts sharing one target dir (CI's
+/// clone, a developer's tree) can reuse this crate compiled for the other.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
         .expect("tests/ lives in the workspace root")
         .to_path_buf()
