@@ -327,6 +327,11 @@ impl Drop for RunningHost {
 /// Runs a script of BullMQ's own Node client (`tests/interop/node/<script>`)
 /// against `redis` and returns the JSON it prints.
 pub fn node(script: &str, redis: &RedisServer) -> serde_json::Value {
+    node_with(script, &[], redis)
+}
+
+/// [`node`] with arguments for the script.
+pub fn node_with(script: &str, args: &[&str], redis: &RedisServer) -> serde_json::Value {
     let dir = workspace_root().join("tests/interop/node");
     assert!(
         dir.join("node_modules/bullmq").exists(),
@@ -334,6 +339,7 @@ pub fn node(script: &str, redis: &RedisServer) -> serde_json::Value {
     );
     let output = Command::new("node")
         .arg(dir.join(script))
+        .args(args)
         .env("REDIS_URL", redis.url())
         .output()
         .expect("node must be installed to run the interop tests (Debian: apt-get install nodejs)");

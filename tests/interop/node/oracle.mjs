@@ -1,0 +1,124 @@
+// BullMQ's own Node worker as the oracle for bullpen.
+//
+//   REDIS_URL=... node oracle.mjs <scenario> node     # a Node Worker processes the jobs
+//   REDIS_URL=... node oracle.mjs <scenario> bullpen  # a bullpen host does (already running)
+//
+// Adds the scenario's job (on queue <scenario>), waits until it is finished (and, for the retry scenarios, retries it by hand
+// and waits again), then prints the job's hash and its events as JSON. The
+// Node processors below do what the example guests of the same name do.
+import { DelayedError, Queue, RateLimitError, UnrecoverableError, Worker } from 'bullmq';
+import IORedis from 'ioredis';
+
+const [scenario, mode] = process.argv.slice(2);
+const url = new URL(process.env.REDIS_URL);
+const connection = { host: url.hostname, port: Number(url.port) };
+
+const named = (name, message) => Object.assign(new Error(message), { name });
+
+// The example guests, in JS.
+const guests = {
+  echo: async (job) => job.data,
+  flaky: async (job) => {
+    const { succeed_on = 3, error_name = 'FlakyError' } = job.data;
+    const attempt = job.attemptsMade + 1;
+    if (attempt < succeed_on) throw named(error_name, `attempt ${attempt} of ${succeed_on} failed`);
+    return { attempt };
+  },
+  validate: async (job) => {
+    if (!('email' in job.data)) throw new UnrecoverableError('Invalid job data: "email" is required');
+    return { registered: job.data.email };
+  },
+  'rate-limited': async (job, token, queue) => {
+    const { wait_ms = 1000, times = 1 } = job.data;
+    if (job.attemptsStarted <= times) {
+      await queue.rateLimit(wait_ms);
+      throw new RateLimitError();
+    }
+    return { attempts_started: job.attemptsStarted };
+  },
+  delayed: async (job, token) => {
+    const { delay_ms = 1000, times = 1 } = job.data;
+    if (job.attemptsStarted <= times) {
+      await job.moveToDelayed(Date.now() + delay_ms, token);
+      throw new DelayedError();
+    }
+    return { attempts_started: job.attemptsStarted };
+  },
+  'custom-backoff': async (job) => {
+    const name = (job.data.errors ?? [])[job.attemptsMade];
+    const attempt = job.attemptsMade + 1;
+    if (name) throw named(name, `attempt ${attempt} failed with ${name}`);
+    return { attempt };
+  },
+};
+
+// custom-backoff's `backoff` export, in JS (Node's backoffStrategy).
+const backoffStrategy = (attemptsMade, type, err, job) => {
+  if (err.name === 'RetryNow') return 0;
+  if (err.name === 'Fatal') return -1;
+  if (type === 'linear') return attemptsMade * (job.opts.backoff?.delay || 1000);
+  throw new Error(`Unknown backoff strategy ${type}`);
+};
+
+// scenario -> [guest, data, opts, manual retries after finishing]
+const scenarios = {
+  succeed: ['echo', { hello: 'oracle', n: [1, 2] }, {}],
+  'fail-twice-then-succeed': ['flaky', { succeed_on: 3, error_name: 'Boom' }, { attempts: 5, backoff: { type: 'exponential', delay: 100 } }],
+  'unrecoverable-on-1-of-5': ['validate', {}, { attempts: 5 }],
+  'rate-limited-then-succeed': ['rate-limited', { wait_ms: 300 }, {}],
+  'delayed-then-succeed': ['delayed', { delay_ms: 300 }, {}],
+  'custom-backoff-delay-now-give-up': ['custom-backoff', { errors: ['Transient', 'RetryNow', 'Fatal'] }, { attempts: 5, backoff: { type: 'linear', delay: 200 } }],
+  'attempts-exhausted': ['flaky', { succeed_on: 9 }, { attempts: 3, backoff: { type: 'fixed', delay: 50 } }],
+  'retry-completed-no-reset': ['echo', { r: 1 }, {}, [['completed', {}]]],
+  'retry-completed-reset-made': ['echo', { r: 2 }, {}, [['completed', { resetAttemptsMade: true }]]],
+  'retry-completed-reset-started': ['echo', { r: 3 }, {}, [['completed', { resetAttemptsStarted: true }]]],
+  'retry-failed-reset-both': ['flaky', { succeed_on: 9 }, { attempts: 2 }, [['failed', { resetAttemptsMade: true, resetAttemptsStarted: true }]]],
+};
+
+const [guest, data, opts, retries = []] = scenarios[scenario] ?? [];
+if (!guest) throw new Error(`unknown scenario ${scenario}`);
+
+const queue = new Queue(scenario, { connection });
+
+let worker;
+if (mode === 'node') {
+  worker = new Worker(scenario, (job, token) => guests[guest](job, token, queue), {
+    connection,
+    // bullpen gives every worker a limiter, so a processor's rate limit holds.
+    limiter: { max: Number.MAX_SAFE_INTEGER, duration: 1000 },
+    settings: { backoffStrategy },
+  });
+}
+
+const finished = async (id, minStarts = 1) => {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const state = await queue.getJobState(id);
+    const job = await queue.getJob(id);
+    if ((state === 'completed' || state === 'failed') && job.attemptsStarted >= minStarts) return state;
+    if (Date.now() > deadline) throw new Error(`${scenario}/${id} still ${state}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+};
+
+const job = await queue.add(scenario, data, opts);
+let state = await finished(job.id);
+for (const [fromState, retryOpts] of retries) {
+  const before = await queue.getJob(job.id);
+  await before.retry(fromState, retryOpts);
+  const starts = (retryOpts.resetAttemptsStarted ? 0 : before.attemptsStarted) + 1;
+  state = await finished(job.id, starts);
+}
+await new Promise((r) => setTimeout(r, 300));
+
+const redis = new IORedis(connection);
+const hash = await redis.hgetall(`bull:${scenario}:${job.id}`);
+const stream = await redis.xrange(`bull:${scenario}:events`, '-', '+');
+const events = stream
+  .map(([, fields]) => Object.fromEntries(fields.flatMap((v, i) => (i % 2 ? [] : [[v, fields[i + 1]]]))))
+  .filter((e) => e.jobId === job.id)
+  .map((e) => (e.returnvalue !== undefined ? { ...e, returnvalue: JSON.parse(e.returnvalue) } : e));
+console.log(JSON.stringify({ scenario, mode, state, hash, events }));
+await redis.quit();
+await worker?.close();
+await queue.close();
