@@ -242,3 +242,47 @@ fn a_node_worker_and_bullpen_share_a_queue_and_lose_nothing() {
     );
     assert!(by_node > 0 && by_bullpen > 0, "both took jobs: {report}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dashboard_shows_bullpens_counts_and_failed_reasons() {
+    use bullpen::queue::RedisTarget;
+    let redis = RedisServer::start();
+    let _host = RunningHost::start(&redis, QUEUES);
+    let target = RedisTarget {
+        url: redis.url(),
+        prefix: "bull".into(),
+    };
+    let signups = target.queue("signups").await.unwrap();
+    let bad = signups.add("bad", json!({})).await.unwrap().id().to_owned();
+    let good = signups
+        .add("good", json!({"email": "ada@example.com", "name": "Ada"}))
+        .await
+        .unwrap()
+        .id()
+        .to_owned();
+    for id in [&bad, &good] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let state = bullpen::queue::state_name(&signups.get_job_state(id).await.unwrap());
+            if state == "completed" || state == "failed" {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{id} still {state}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    let report = tokio::task::spawn_blocking(move || {
+        bullpen_tests::node_env("dashboard.mjs", &[("QUEUES", "signups,echo")], &redis)
+    })
+    .await
+    .unwrap();
+    let board = &report["signups"];
+    assert_eq!(board["http"], 200);
+    assert_eq!(board["counts"]["completed"], 1, "{report}");
+    assert_eq!(board["counts"]["failed"], 1, "{report}");
+    assert_eq!(
+        board["failed"],
+        json!([{"id": bad, "failedReason": "Invalid job data: \"email\" is required"}])
+    );
+    assert_eq!(report["page"], json!({"http": 200, "html": true}));
+}

@@ -332,6 +332,20 @@ pub fn node(script: &str, redis: &RedisServer) -> serde_json::Value {
 
 /// [`node`] with arguments for the script.
 pub fn node_with(script: &str, args: &[&str], redis: &RedisServer) -> serde_json::Value {
+    node_run(script, args, &[], redis)
+}
+
+/// [`node`] with environment variables for the script.
+pub fn node_env(script: &str, env: &[(&str, &str)], redis: &RedisServer) -> serde_json::Value {
+    node_run(script, &[], env, redis)
+}
+
+fn node_run(
+    script: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    redis: &RedisServer,
+) -> serde_json::Value {
     let dir = workspace_root().join("tests/interop/node");
     assert!(
         dir.join("node_modules/bullmq").exists(),
@@ -340,6 +354,7 @@ pub fn node_with(script: &str, args: &[&str], redis: &RedisServer) -> serde_json
     let output = Command::new("node")
         .arg(dir.join(script))
         .args(args)
+        .envs(env.iter().copied())
         .env("REDIS_URL", redis.url())
         .output()
         .expect("node must be installed to run the interop tests (Debian: apt-get install nodejs)");
