@@ -12,7 +12,9 @@ const QUEUES: &str = "\
 [queues.custom]\nmodule = \"custom-backoff.wasm\"\n\n\
 [queues.later]\nmodule = \"delayed.wasm\"\n\n\
 [queues.limited]\nmodule = \"rate-limited.wasm\"\n\n\
-[queues.misbehave]\nmodule = \"misbehave.wasm\"\n";
+[queues.misbehave]\nmodule = \"misbehave.wasm\"\n\n\
+[queues.keep]\nmodule = \"echo.wasm\"\n\n\
+[queues.keepfail]\nmodule = \"flaky.wasm\"\n";
 
 fn events_of<'a>(report: &'a Value, queue: &str, id: &str) -> Vec<&'a Value> {
     report["events"][queue]
@@ -85,6 +87,21 @@ fn node_producers_and_observers_see_what_bullmq_would_leave() {
         .contains(&"delayed".to_owned())
     );
     assert_eq!(job("remove-on-complete")["exists"], false);
+    // removeOnComplete / removeOnFail as counts: keep only the newest.
+    assert_eq!(job("keep-1-a")["exists"], false);
+    assert_eq!(job("keep-1-b")["exists"], true);
+    assert_eq!(job("keep-failed-1-a")["exists"], false);
+    assert_eq!(job("keep-failed-1-b")["exists"], true);
+    // Every job is announced waiting before it is active.
+    let seen = kinds(&events_of(
+        &report,
+        "echo",
+        job("priority")["id"].as_str().unwrap(),
+    ));
+    assert!(
+        seen.contains(&"waiting".to_owned()) || seen.contains(&"added".to_owned()),
+        "{seen:?}"
+    );
 
     // Retried with exponential backoff and jitter, then completed.
     let exp = job("exponential-jitter");
@@ -154,6 +171,24 @@ fn node_producers_and_observers_see_what_bullmq_would_leave() {
         .find(|e| e["event"] == "progress")
         .expect("a progress event");
     assert_eq!(event["data"], 10);
+
+    // Job.retry() error cases from Node, as BullMQ words them.
+    let errors = &report["retryErrors"];
+    assert_eq!(
+        errors["missing"],
+        "Missing key for job no-such-job. reprocessJob"
+    );
+    assert_eq!(
+        errors["wrongState"],
+        "Job custom-id-1 is not in the failed state. reprocessJob"
+    );
+    assert_eq!(
+        errors["active"],
+        format!(
+            "Job {} is not in the failed state. reprocessJob",
+            errors["activeId"].as_str().unwrap()
+        )
+    );
 }
 
 #[test]
@@ -178,6 +213,17 @@ fn python_producers_read_results_and_retry_by_hand() {
     assert_eq!(exhausted["state"], "failed");
     assert_eq!(exhausted["failedReason"], "attempt 2 of 9 failed");
     assert_eq!(exhausted["stacktrace"].as_array().unwrap().len(), 2);
+
+    // Progress and job logs, read from Python.
+    assert_eq!(report["progress"]["progress"], 10);
+    let logs = report["logged"]["logs"].as_array().unwrap();
+    assert!(
+        logs[0]
+            .as_str()
+            .unwrap()
+            .starts_with("bullpen: attempt 1 (start 1) on validate.wasm (sha256 ")
+    );
+    assert_eq!(logs[1], "registered Ada <ada@example.com>");
 
     // Job.retry() from Python, processed again by bullpen.
     let plain = &report["retry-plain"];

@@ -10,7 +10,7 @@ import { Queue, QueueEvents } from 'bullmq';
 const url = new URL(process.env.REDIS_URL);
 const connection = { host: url.hostname, port: Number(url.port) };
 
-const queueNames = ['echo', 'flaky', 'signups', 'custom', 'later', 'limited', 'misbehave'];
+const queueNames = ['echo', 'flaky', 'signups', 'custom', 'later', 'limited', 'misbehave', 'keep', 'keepfail'];
 const queues = Object.fromEntries(queueNames.map((n) => [n, new Queue(n, { connection })]));
 const events = {};
 const listeners = [];
@@ -34,6 +34,9 @@ await add('priority', 'echo', 'prio', { p: 5 }, { priority: 5 });
 await add('lifo', 'echo', 'lifo', { l: true }, { lifo: true });
 await add('delayed-add', 'echo', 'late', { d: 1 }, { delay: 300 });
 await add('remove-on-complete', 'echo', 'gone', { r: 1 }, { removeOnComplete: true });
+// A count keeps that many finished jobs in the whole queue: queues of their own.
+await add('keep-1-a', 'keep', 'keep', { k: 1 }, { removeOnComplete: 1 });
+await add('keep-1-b', 'keep', 'keep', { k: 2 }, { removeOnComplete: 1 });
 await add('exponential-jitter', 'flaky', 'exp', { succeed_on: 3, error_name: 'Boom' }, {
   attempts: 3,
   backoff: { type: 'exponential', delay: 100, jitter: 0.5 },
@@ -41,6 +44,8 @@ await add('exponential-jitter', 'flaky', 'exp', { succeed_on: 3, error_name: 'Bo
 await add('exhausted', 'flaky', 'fixed', { succeed_on: 3 }, { attempts: 2, backoff: { type: 'fixed', delay: 50 } });
 await add('backoff-number', 'flaky', 'number', { succeed_on: 2 }, { attempts: 2, backoff: 50 });
 await add('remove-on-fail', 'flaky', 'gone', { succeed_on: 5 }, { attempts: 1, removeOnFail: true });
+await add('keep-failed-1-a', 'keepfail', 'keep', { succeed_on: 5 }, { attempts: 1, removeOnFail: 1 });
+await add('keep-failed-1-b', 'keepfail', 'keep', { succeed_on: 5 }, { attempts: 1, removeOnFail: 1 });
 await add('unrecoverable', 'signups', 'bad', {}, { attempts: 5 });
 await add('valid', 'signups', 'good', { email: 'ada@example.com', name: 'Ada' });
 await add('custom', 'custom', 'linear', { errors: ['Transient', 'RetryNow'] }, {
@@ -88,6 +93,28 @@ for (const [key, { queue, job }] of Object.entries(jobs)) {
     finishedOn: fresh?.finishedOn ?? null,
   };
 }
+// Job.retry() error cases from Node: a job that does not exist, a job not
+// in the state named, and an active job.
+const retryError = async (job, state) => {
+  try {
+    await job.retry(state);
+    return null;
+  } catch (e) {
+    return e.message;
+  }
+};
+const { Job } = await import('bullmq');
+report.retryErrors = {
+  missing: await retryError(new Job(queues.echo, 'x', {}, {}, 'no-such-job'), 'failed'),
+  wrongState: await retryError(await queues.echo.getJob('custom-id-1'), 'failed'),
+};
+const slow = await queues.misbehave.add('slow', { mode: 'work', ms: 1500 });
+for (let i = 0; i < 200 && (await queues.misbehave.getJobState(slow.id)) !== 'active'; i++) {
+  await new Promise((r) => setTimeout(r, 10));
+}
+report.retryErrors.active = await retryError(await queues.misbehave.getJob(slow.id), 'failed');
+report.retryErrors.activeId = slow.id;
+
 // Let the last events arrive.
 await new Promise((r) => setTimeout(r, 300));
 console.log(JSON.stringify(report));

@@ -28,8 +28,11 @@ async def finished(queue, job_id, timeout=30):
 async def read(queue, job_id):
     state = await finished(queue, job_id)
     job = await Job.fromId(queue, job_id)
+    logs = await queue.getJobLogs(job_id)
     return {
         "id": job.id,
+        "progress": job.progress,
+        "logs": logs["logs"] if isinstance(logs, dict) else logs,
         "state": state,
         "returnvalue": job.returnvalue,
         "returnvalueType": type(job.returnvalue).__name__,
@@ -58,7 +61,17 @@ async def main():
     report["retried"] = await read(flaky, job.id)
 
     job = await flaky.add("exhausted", {"succeed_on": 9}, {"attempts": 2, "backoff": 20})
-    report["exhausted"] = await read(flaky, job.id)
+    exhausted_id = job.id
+    report["exhausted"] = await read(flaky, exhausted_id)
+
+    signups = Queue("signups", opts)
+    job = await signups.add("py", {"email": "ada@example.com", "name": "Ada"})
+    report["logged"] = await read(signups, job.id)
+    misbehave = Queue("misbehave", opts)
+    job = await misbehave.add("py", {"mode": "bad-progress"})
+    report["progress"] = await read(misbehave, job.id)
+    await signups.close()
+    await misbehave.close()
 
     # Manual retries: a completed job without resets, then with both.
     completed = await Job.fromId(echo, echo_id)
@@ -69,7 +82,7 @@ async def main():
     report["retry-reset-both"] = await read_after_retry(echo, completed.id, 1)
 
     # A failed job, attemptsMade reset only: it gets its attempts again.
-    failed = await Job.fromId(flaky, job.id)
+    failed = await Job.fromId(flaky, exhausted_id)
     await failed.retry("failed", {"resetAttemptsMade": True})
     report["retry-failed-reset-made"] = await read_after_retry(flaky, failed.id, 4)
 
