@@ -7,34 +7,13 @@
 use bullpen::queue::RedisTarget;
 use bullpen::queue::bullmq::types::BackoffStrategy;
 use bullpen::queue::bullmq::{Job, JobOptions, Queue, Worker, WorkerOptions};
-use bullpen_tests::{RedisServer, RunningHost};
+use bullpen_tests::{RedisServer, RunningHost, queue as open, wait_for_state};
 use redis::AsyncCommands;
 use serde_json::json;
-use std::time::{Duration, Instant};
-
-async fn open(redis: &RedisServer, name: &str) -> Queue {
-    RedisTarget {
-        url: redis.url(),
-        prefix: "bull".into(),
-    }
-    .queue(name)
-    .await
-    .unwrap()
-}
+use std::time::Duration;
 
 async fn wait_for(queue: &Queue, id: &str, wanted: &str, timeout: Duration) {
-    let started = Instant::now();
-    loop {
-        let state = bullpen::queue::state_name(&queue.get_job_state(id).await.unwrap());
-        if state == wanted {
-            return;
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "job {id} still {state} after {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_state(queue, id, &[wanted], timeout).await;
 }
 
 /// One float where the crate wants an integer made it drop every option, so

@@ -2,7 +2,7 @@
 //! bullpen host: what they add is processed with the right outcome, and what
 //! they read back is what BullMQ's worker would have left.
 
-use bullpen_tests::{RedisServer, RunningHost, node, python};
+use bullpen_tests::{RedisServer, RunningHost, attempts, node, python, queue, wait_for_state};
 use serde_json::{Value, json};
 
 const QUEUES: &str = "\
@@ -49,13 +49,7 @@ fn node_producers_and_observers_see_what_bullmq_would_leave() {
         echo["returnvalue"],
         json!({"hello": "node", "nested": {"a": [1, 2]}})
     );
-    assert_eq!(
-        (
-            echo["attemptsMade"].as_u64(),
-            echo["attemptsStarted"].as_u64()
-        ),
-        (Some(1), Some(1))
-    );
+    assert_eq!(attempts(echo), (Some(1), Some(1)));
     let seen = kinds(&events_of(&report, "echo", "custom-id-1"));
     assert!(seen.contains(&"active".to_owned()), "{seen:?}");
     let completed = events_of(&report, "echo", "custom-id-1")
@@ -226,30 +220,12 @@ fn python_producers_read_results_and_retry_by_hand() {
     assert_eq!(logs[1], "registered Ada <ada@example.com>");
 
     // Job.retry() from Python, processed again by bullpen.
-    let plain = &report["retry-plain"];
-    assert_eq!(plain["state"], "completed");
+    assert_eq!(report["retry-plain"]["state"], "completed");
+    assert_eq!(attempts(&report["retry-plain"]), (Some(2), Some(2)));
+    assert_eq!(attempts(&report["retry-reset-both"]), (Some(1), Some(1)));
+    assert_eq!(report["retry-failed-reset-made"]["state"], "failed");
     assert_eq!(
-        (
-            plain["attemptsMade"].as_u64(),
-            plain["attemptsStarted"].as_u64()
-        ),
-        (Some(2), Some(2))
-    );
-    let reset = &report["retry-reset-both"];
-    assert_eq!(
-        (
-            reset["attemptsMade"].as_u64(),
-            reset["attemptsStarted"].as_u64()
-        ),
-        (Some(1), Some(1))
-    );
-    let failed_again = &report["retry-failed-reset-made"];
-    assert_eq!(failed_again["state"], "failed");
-    assert_eq!(
-        (
-            failed_again["attemptsMade"].as_u64(),
-            failed_again["attemptsStarted"].as_u64()
-        ),
+        attempts(&report["retry-failed-reset-made"]),
         (Some(2), Some(4))
     );
 
@@ -291,14 +267,9 @@ fn a_node_worker_and_bullpen_share_a_queue_and_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dashboard_shows_bullpens_counts_and_failed_reasons() {
-    use bullpen::queue::RedisTarget;
     let redis = RedisServer::start();
     let _host = RunningHost::start(&redis, QUEUES);
-    let target = RedisTarget {
-        url: redis.url(),
-        prefix: "bull".into(),
-    };
-    let signups = target.queue("signups").await.unwrap();
+    let signups = queue(&redis, "signups").await;
     let bad = signups.add("bad", json!({})).await.unwrap().id().to_owned();
     let good = signups
         .add("good", json!({"email": "ada@example.com", "name": "Ada"}))
@@ -307,15 +278,8 @@ async fn a_dashboard_shows_bullpens_counts_and_failed_reasons() {
         .id()
         .to_owned();
     for id in [&bad, &good] {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let state = bullpen::queue::state_name(&signups.get_job_state(id).await.unwrap());
-            if state == "completed" || state == "failed" {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "{id} still {state}");
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        let finished = ["completed", "failed"];
+        wait_for_state(&signups, id, &finished, std::time::Duration::from_secs(10)).await;
     }
     let report = tokio::task::spawn_blocking(move || {
         bullpen_tests::node_env("dashboard.mjs", &[("QUEUES", "signups,echo")], &redis)

@@ -1,40 +1,18 @@
 //! `bullpen run` starting, refusing bad configs, and stopping: SIGTERM with
 //! and without jobs in flight, and `kill -9` mid-job.
 
-use bullpen::queue::RedisTarget;
 use bullpen::queue::bullmq::Queue;
-use bullpen_tests::{RedisServer, RunningHost, bullpen, guest};
+use bullpen_tests::{RedisServer, RunningHost, bullpen, guest, queue as open, wait_for_state};
 use redis::AsyncCommands;
 use serde_json::json;
 use std::time::{Duration, Instant};
-
-async fn open(redis: &RedisServer, name: &str) -> Queue {
-    RedisTarget {
-        url: redis.url(),
-        prefix: "bull".into(),
-    }
-    .queue(name)
-    .await
-    .unwrap()
-}
 
 async fn state(queue: &Queue, id: &str) -> &'static str {
     bullpen::queue::state_name(&queue.get_job_state(id).await.unwrap())
 }
 
-async fn wait_for(queue: &Queue, id: &str, wanted: &str, timeout: Duration) -> Duration {
-    let started = Instant::now();
-    loop {
-        let now = state(queue, id).await;
-        if now == wanted {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "job {id} still {now} after {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn wait_for(queue: &Queue, id: &str, wanted: &str, timeout: Duration) {
+    wait_for_state(queue, id, &[wanted], timeout).await;
 }
 
 fn run_with(config: &str) -> (i32, String) {

@@ -3,21 +3,10 @@
 
 use bullpen::queue::bullmq::types::BackoffStrategy;
 use bullpen::queue::bullmq::{Job, JobOptions, Queue};
-use bullpen::queue::{Finished, RedisTarget};
-use bullpen_tests::{RedisServer, RunningHost, bullpen};
+use bullpen_tests::{RedisServer, RunningHost, bullpen, queue as open, wait_for_state};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-
-async fn open(redis: &RedisServer, name: &str) -> Queue {
-    RedisTarget {
-        url: redis.url(),
-        prefix: "bull".into(),
-    }
-    .queue(name)
-    .await
-    .unwrap()
-}
 
 async fn add(queue: &Queue, data: Value, options: JobOptions) -> String {
     queue
@@ -31,19 +20,8 @@ async fn add(queue: &Queue, data: Value, options: JobOptions) -> String {
 
 /// Waits until the job is completed or failed; returns the state and job.
 async fn finished(queue: &Queue, id: &str, timeout: Duration) -> (String, Job) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let state = queue.get_job_state(id).await.unwrap();
-        let state = bullpen::queue::state_name(&state);
-        if state == "completed" || state == "failed" {
-            return (state.to_owned(), queue.get_job(id).await.unwrap().unwrap());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {id} still {state} after {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let state = wait_for_state(queue, id, &["completed", "failed"], timeout).await;
+    (state.to_owned(), queue.get_job(id).await.unwrap().unwrap())
 }
 
 async fn field(queue: &Queue, id: &str, name: &str) -> Option<String> {
@@ -436,7 +414,6 @@ async fn retry_by_hand_with_each_reset_option_and_its_errors() {
         stderr,
         format!("bullpen: queue echo: job {id} is not in the failed state (it is completed)\n")
     );
-    let _ = Finished::Failed;
 }
 
 #[tokio::test(flavor = "multi_thread")]

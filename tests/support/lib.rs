@@ -388,3 +388,44 @@ fn parse_peer_output(what: &str, output: std::process::Output) -> serde_json::Va
     serde_json::from_str(last)
         .unwrap_or_else(|e| panic!("{what} printed no JSON ({e}):\n{stdout}\n{stderr}"))
 }
+
+/// Queue `name` on `redis`, through the crate bullpen uses.
+pub async fn queue(redis: &RedisServer, name: &str) -> bullpen::queue::bullmq::Queue {
+    bullpen::queue::RedisTarget {
+        url: redis.url(),
+        prefix: "bull".into(),
+    }
+    .queue(name)
+    .await
+    .unwrap()
+}
+
+/// Waits until job `id` is in one of `states` (BullMQ's names) and returns
+/// that state; panics after `timeout`.
+pub async fn wait_for_state(
+    queue: &bullpen::queue::bullmq::Queue,
+    id: &str,
+    states: &[&str],
+    timeout: std::time::Duration,
+) -> &'static str {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let state = bullpen::queue::state_name(&queue.get_job_state(id).await.unwrap());
+        if states.contains(&state) {
+            return state;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job {id} still {state} after {timeout:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A job's `attemptsMade` and `attemptsStarted` as a JSON peer reported them.
+pub fn attempts(job: &serde_json::Value) -> (Option<u64>, Option<u64>) {
+    (
+        job["attemptsMade"].as_u64(),
+        job["attemptsStarted"].as_u64(),
+    )
+}
