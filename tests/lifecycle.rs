@@ -195,18 +195,9 @@ async fn kill_9_mid_job_the_next_host_completes_it_once() {
 }
 
 fn cli(host: &RunningHost, args: &[&str]) -> String {
-    let output = bullpen()
-        .args(args)
-        .arg("-c")
-        .arg(host.dir.path().join("bullpen.toml"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    let (code, stdout, stderr) = host.cli(args);
+    assert_eq!(code, 0, "{stderr}");
+    stdout
 }
 
 #[test]

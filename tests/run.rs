@@ -333,17 +333,7 @@ async fn guest_progress_becomes_the_jobs_progress() {
 }
 
 fn cli(host: &RunningHost, args: &[&str]) -> (i32, String, String) {
-    let output = bullpen()
-        .args(args)
-        .arg("-c")
-        .arg(host.dir.path().join("bullpen.toml"))
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    host.cli(args)
 }
 
 #[tokio::test(flavor = "multi_thread")]

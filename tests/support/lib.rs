@@ -284,6 +284,22 @@ impl RunningHost {
         (child, log)
     }
 
+    /// Runs `bullpen <args> -c <this host's config>`: exit code, stdout,
+    /// stderr.
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let output = bullpen()
+            .args(args)
+            .arg("-c")
+            .arg(self.dir.path().join("bullpen.toml"))
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
     /// Everything the host wrote to stderr so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
