@@ -3,7 +3,7 @@
 
 use bullpen::queue::bullmq::types::BackoffStrategy;
 use bullpen::queue::bullmq::{Job, JobOptions, Queue};
-use bullpen_tests::{RedisServer, RunningHost, bullpen, queue as open, wait_for_state};
+use bullpen_tests::{RedisServer, RunningHost, queue as open, wait_for_state};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
