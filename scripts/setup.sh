@@ -48,8 +48,10 @@ ensure_interop_peers() {
     # `npm install` with the lock file present installs the locked versions;
     # npm 11's `npm ci` rejects this lock over msgpackr-extract's optional
     # per-platform binaries, which `install` resolves from the same lock.
-    (cd tests/interop/node && npm install --no-audit --no-fund --loglevel=error >&2) ||
-        die "npm install in tests/interop/node failed"
+    for dir in tests/interop/node bench/node; do
+        (cd "$dir" && npm install --no-audit --no-fund --loglevel=error >&2) ||
+            die "npm install in $dir failed"
+    done
     local cache="${BULLPEN_CACHE:-$HOME/.cache/bullpen}"
     local venv="$cache/interop-venv"
     local stamp="$venv/requirements.sha256"

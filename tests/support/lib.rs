@@ -51,6 +51,25 @@ pub fn bullpen_binary() -> PathBuf {
         .clone()
 }
 
+/// The `bullpen` binary built with the release profile (for benchmarks).
+pub fn bullpen_release_binary() -> PathBuf {
+    cargo_build(
+        &["--release", "-p", "bullpen", "--bin", "bullpen"],
+        "bullpen",
+    )
+    .into_iter()
+    .next()
+    .expect("cargo built no bullpen binary")
+}
+
+/// The benchmark harness (`bench/`), built (debug) on first use.
+pub fn harness_binary() -> PathBuf {
+    cargo_build(&["-p", "bullpen-bench", "--bin", "harness"], "harness")
+        .into_iter()
+        .next()
+        .expect("cargo built no harness binary")
+}
+
 /// A `Command` for the `bullpen` binary, with logs quiet unless asked.
 pub fn bullpen() -> Command {
     let mut command = Command::new(bullpen_binary());

@@ -5,7 +5,7 @@
 //! attempt), and it parses `opts` lossily. These are called while the worker
 //! holds the job's lock, so no other worker writes the same fields meanwhile.
 
-use bullmq::{Queue, QueueKeys};
+use bullmq::Queue;
 use redis::AsyncCommands;
 
 /// The job's raw `opts` JSON (`{}` when the job has none).
@@ -56,11 +56,6 @@ pub fn push_stack(current: Option<&str>, stack: &str, limit: Option<usize>) -> S
         stacks.drain(..excess);
     }
     serde_json::to_string(&stacks).expect("strings serialise")
-}
-
-/// The queue's keys, for callers that need a key the crate does not expose.
-pub fn keys(queue: &Queue) -> &QueueKeys {
-    queue.keys()
 }
 
 #[cfg(test)]

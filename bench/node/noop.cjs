@@ -1,0 +1,2 @@
+// The sandboxed no-op processor.
+module.exports = async () => null;
