@@ -53,7 +53,7 @@ struct Options {
 /// A started contender, stopped by `stop`.
 enum Running {
     Process(Child, Option<tempfile::TempDir>),
-    InProcess(Worker),
+    InProcess(Box<Worker>),
 }
 
 impl Running {
@@ -147,7 +147,7 @@ async fn start(
             )
             .await
             .expect("starting the native worker");
-            Running::InProcess(worker)
+            Running::InProcess(Box::new(worker))
         }
         Contender::Bullpen => {
             let dir = tempfile::tempdir().unwrap();
