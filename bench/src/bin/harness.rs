@@ -52,14 +52,16 @@ struct Options {
 
 /// A started contender, stopped by `stop`.
 enum Running {
-    Process(Child, Option<tempfile::TempDir>),
+    /// A child process, and the temp dir of its config if it has one.
+    Process(Box<(Child, Option<tempfile::TempDir>)>),
     InProcess(Box<Worker>),
 }
 
 impl Running {
     async fn stop(self) {
         match self {
-            Running::Process(mut child, _dir) => {
+            Running::Process(process) => {
+                let (mut child, _dir) = *process;
                 if let Some(pid) = child.id() {
                     let _ = std::process::Command::new("kill")
                         .args(["-TERM", &pid.to_string()])
@@ -134,7 +136,7 @@ async fn start(
                 .env("QUEUE", QUEUE)
                 .env("CONCURRENCY", concurrency.to_string())
                 .env("MODE", mode);
-            Running::Process(spawn_until(command, "ready", false).await, None)
+            Running::Process(Box::new((spawn_until(command, "ready", false).await, None)))
         }
         Contender::Native => {
             let mut worker_options = WorkerOptions::new();
@@ -168,7 +170,8 @@ async fn start(
                 .arg("-c")
                 .arg(&config)
                 .env_remove("BULLPEN_LOG");
-            Running::Process(spawn_until(command, "taking jobs", true).await, Some(dir))
+            let child = spawn_until(command, "taking jobs", true).await;
+            Running::Process(Box::new((child, Some(dir))))
         }
     }
 }
