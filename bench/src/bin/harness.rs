@@ -5,6 +5,7 @@
 //! ```sh
 //! cargo run --release -p bullpen-bench --bin harness            # 20,000 jobs, 3 runs each
 //! cargo run --release -p bullpen-bench --bin harness -- --quick # a few hundred jobs, 1 run
+//! cargo run --release -p bullpen-bench --bin harness -- --only bullpen
 //! ```
 //!
 //! For every run the queue is paused, N small-JSON jobs are added with
@@ -295,6 +296,18 @@ async fn main() {
         (Contender::Bullpen, 8),
         (Contender::Bullpen, 64),
     ];
+    // `--only bullpen` (or any label prefix, case-insensitive) runs a subset.
+    let only = std::env::args()
+        .skip_while(|a| a != "--only")
+        .nth(1)
+        .map(|o| o.to_lowercase());
+    let cases: Vec<_> = cases
+        .into_iter()
+        .filter(|(c, _)| {
+            only.as_ref()
+                .is_none_or(|o| c.label().to_lowercase().starts_with(o))
+        })
+        .collect();
     let mut results: Vec<(Contender, usize, f64)> = Vec::new();
     for (contender, concurrency) in cases {
         let mut rates = Vec::new();
