@@ -16,6 +16,20 @@ const QUEUES: &str = "\
 [queues.keep]\nmodule = \"echo.wasm\"\n\n\
 [queues.keepfail]\nmodule = \"flaky.wasm\"\n";
 
+/// The job log of a `validate` job that registered Ada: bullpen's attempt
+/// line naming the module and its hash, then the guest's own line.
+fn assert_registration_logs(logs: &Value) {
+    let logs = logs.as_array().unwrap();
+    assert!(
+        logs[0]
+            .as_str()
+            .unwrap()
+            .starts_with("bullpen: attempt 1 (start 1) on validate.wasm (sha256 "),
+        "{logs:?}"
+    );
+    assert_eq!(logs[1], "registered Ada <ada@example.com>");
+}
+
 fn events_of<'a>(report: &'a Value, queue: &str, id: &str) -> Vec<&'a Value> {
     report["events"][queue]
         .as_array()
@@ -130,14 +144,7 @@ fn node_producers_and_observers_see_what_bullmq_would_leave() {
     assert_eq!(bad["attemptsMade"], 1);
 
     // Job logs: the attempt line with the module hash, then the guest's line.
-    let logs = job("valid")["logs"].as_array().unwrap();
-    assert!(
-        logs[0]
-            .as_str()
-            .unwrap()
-            .starts_with("bullpen: attempt 1 (start 1) on validate.wasm (sha256 ")
-    );
-    assert_eq!(logs[1], "registered Ada <ada@example.com>");
+    assert_registration_logs(&job("valid")["logs"]);
 
     // The module's own backoff.
     assert_eq!(job("custom")["state"], "completed");
@@ -210,14 +217,7 @@ fn python_producers_read_results_and_retry_by_hand() {
 
     // Progress and job logs, read from Python.
     assert_eq!(report["progress"]["progress"], 10);
-    let logs = report["logged"]["logs"].as_array().unwrap();
-    assert!(
-        logs[0]
-            .as_str()
-            .unwrap()
-            .starts_with("bullpen: attempt 1 (start 1) on validate.wasm (sha256 ")
-    );
-    assert_eq!(logs[1], "registered Ada <ada@example.com>");
+    assert_registration_logs(&report["logged"]["logs"]);
 
     // Job.retry() from Python, processed again by bullpen.
     assert_eq!(report["retry-plain"]["state"], "completed");
