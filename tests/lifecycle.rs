@@ -76,9 +76,11 @@ fn a_missing_config_file_is_named() {
 #[test]
 fn sigterm_with_nothing_in_flight_exits_at_once_whatever_the_number_of_queues() {
     let redis = RedisServer::start();
-    let queues: String = (0..6)
+    let mut queues: String = (0..6)
         .map(|i| format!("[queues.q{i}]\nmodule = \"echo.wasm\"\n\n"))
         .collect();
+    // And a queue of several workers: each has its own blocking pop to wake.
+    queues.push_str("[queues.wide]\nmodule = \"echo.wasm\"\nconcurrency = 8\nworkers = 4\n");
     let mut host = RunningHost::start(&redis, &queues);
     // Let every worker settle into its idle blocking wait.
     std::thread::sleep(Duration::from_millis(1500));
@@ -91,7 +93,7 @@ fn sigterm_with_nothing_in_flight_exits_at_once_whatever_the_number_of_queues() 
     assert!(status.success(), "{status:?}\n{}", host.log());
     assert!(
         took < Duration::from_secs(1),
-        "SIGTERM took {took:?} with 6 idle queues"
+        "SIGTERM took {took:?} with 7 idle queues of 10 workers"
     );
 }
 

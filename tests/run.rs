@@ -42,6 +42,42 @@ fn attempts(n: u32) -> JobOptions {
 const SECONDS_10: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_queue_of_several_workers_shares_its_jobs_and_completes_each_once() {
+    let redis = RedisServer::start();
+    let host = RunningHost::start(
+        &redis,
+        "[queues.wide]\nmodule = \"echo.wasm\"\nconcurrency = 6\nworkers = 3\n",
+    );
+    let queue = open(&redis, "wide").await;
+    assert_eq!(
+        queue.get_workers_count().await.unwrap(),
+        3,
+        "{}",
+        host.log()
+    );
+    let mut ids = Vec::new();
+    for i in 0..300 {
+        ids.push(add(&queue, json!({ "i": i }), attempts(1)).await);
+    }
+    for id in &ids {
+        let (state, job) = finished(&queue, id, SECONDS_10).await;
+        assert_eq!(state, "completed", "{}", host.log());
+        assert_eq!(job.attempts_made(), 1);
+        assert_eq!(job.attempts_started(), 1, "job {id} was started twice");
+    }
+    assert_eq!(queue.get_completed_count().await.unwrap(), 300);
+    let mut connection = queue.connection().connection();
+    let logs: Vec<String> = connection
+        .lrange(format!("{}:logs", queue.keys().job_key(&ids[0])), 0, -1)
+        .await
+        .unwrap();
+    assert!(
+        logs[0].starts_with("bullpen: attempt 1 (start 1) on echo.wasm"),
+        "{logs:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn completed_jobs_carry_the_return_value_as_an_object() {
     let redis = RedisServer::start();
     let host = RunningHost::start(&redis, "[queues.echo]\nmodule = \"echo.wasm\"\n");

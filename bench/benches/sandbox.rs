@@ -10,6 +10,7 @@
 //! ```
 
 use bullpen::sandbox::{Ignore, JobObserver, Limits, Module, Sandbox, SandboxOptions, test_job};
+use bullpen_bench::records;
 use bullpen_tests::guest;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,20 +80,6 @@ async fn measure(cases: &[Case<'_>], limits: &Limits, jobs: &[usize]) -> Vec<Sta
         }
     }
     samples.into_iter().map(stats).collect()
-}
-
-fn records(n: usize) -> String {
-    const TAGS: [&str; 5] = ["red", "green", "blue", "small", "large"];
-    let records: Vec<serde_json::Value> = (0..n)
-        .map(|i| {
-            serde_json::json!({
-                "name": format!("item-{i}"),
-                "tags": [TAGS[i % 5], TAGS[(i / 5) % 5]],
-                "value": ((i * 37) % 101) as f64 * 1.5,
-            })
-        })
-        .collect();
-    serde_json::json!({ "records": records }).to_string()
 }
 
 fn main() {

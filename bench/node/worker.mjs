@@ -1,18 +1,23 @@
-// BullMQ's Node worker as a benchmark contender: an in-process async no-op
+// BullMQ's Node worker as a benchmark contender: an in-process async
 // processor (MODE=inprocess), or a sandboxed one from a file, in child
-// processes (MODE=processes) or worker threads (MODE=threads). Runs until
-// killed; the harness times it from outside.
+// processes (MODE=processes) or worker threads (MODE=threads). WORK=noop
+// (default) returns null; WORK=transform does the json-transform guest's work
+// (in-process only). Runs until killed; the harness times it from outside.
 //
-//   REDIS_URL=... QUEUE=bench CONCURRENCY=8 MODE=inprocess node worker.mjs
+//   REDIS_URL=... QUEUE=bench CONCURRENCY=8 MODE=inprocess WORK=noop node worker.mjs
 import { Worker } from 'bullmq';
 import { fileURLToPath } from 'node:url';
+import { transform } from './transform.mjs';
 
 const url = new URL(process.env.REDIS_URL);
 const connection = { host: url.hostname, port: Number(url.port) };
 const concurrency = Number(process.env.CONCURRENCY ?? 1);
 const mode = process.env.MODE ?? 'inprocess';
+const work = process.env.WORK ?? 'noop';
+if (work !== 'noop' && mode !== 'inprocess') throw new Error(`WORK=${work} runs in-process only`);
+const inProcess = work === 'transform' ? async (job) => transform(job.data) : async () => null;
 const processor =
-  mode === 'inprocess' ? async () => null : fileURLToPath(new URL('./noop.cjs', import.meta.url));
+  mode === 'inprocess' ? inProcess : fileURLToPath(new URL('./noop.cjs', import.meta.url));
 const worker = new Worker(process.env.QUEUE, processor, {
   connection,
   concurrency,

@@ -1,5 +1,5 @@
 //! The `bullpen run` host: Redis (the configured one, or a `redis-server` of
-//! its own), the sandbox, the modules, one worker per queue, and the orderly
+//! its own), the sandbox, the modules, every queue's workers, and the orderly
 //! shutdown.
 
 use crate::config::{Config, ConfigError};

@@ -107,6 +107,11 @@ pub struct QueueConfig {
     pub module: PathBuf,
     /// Jobs processed at once. Default 1.
     pub concurrency: u32,
+    /// How many `bullmq-official` workers take this queue's jobs, splitting
+    /// `concurrency` between them. One worker fetches one job at a time, so
+    /// a busy queue with high concurrency needs several to keep its jobs
+    /// coming. Default: [`default_workers`].
+    pub workers: u32,
     /// Wall-clock budget per attempt. Default 30 s.
     pub timeout: HumanDuration,
     /// Linear memory cap per instance. Default 64 MiB.
@@ -179,6 +184,7 @@ struct RawQueue {
     module: Spanned<PathBuf>,
     #[serde(default = "one")]
     concurrency: Spanned<u32>,
+    workers: Option<Spanned<u32>>,
     timeout: Option<HumanDuration>,
     memory: Option<Spanned<ByteSize>>,
     limiter: Option<Spanned<LimiterConfig>>,
@@ -190,6 +196,21 @@ struct RawQueue {
 
 fn one() -> Spanned<u32> {
     Spanned::new(0..0, 1)
+}
+
+/// The number of workers a queue gets when its config does not say: one
+/// per 16 jobs of concurrency, at most 4 (see docs/BENCHMARKS.md for the
+/// measurements behind it).
+///
+/// ```
+/// use bullpen::config::default_workers;
+/// assert_eq!(default_workers(1), 1);
+/// assert_eq!(default_workers(16), 1);
+/// assert_eq!(default_workers(17), 2);
+/// assert_eq!(default_workers(1000), 4);
+/// ```
+pub fn default_workers(concurrency: u32) -> u32 {
+    concurrency.div_ceil(16).clamp(1, 4)
 }
 
 /// Smallest memory cap accepted: a Rust guest needs about 1.1 MiB to start.
@@ -252,6 +273,17 @@ impl Config {
                     "concurrency must be at least 1".into(),
                 ));
             }
+            let concurrency = *queue.concurrency.get_ref();
+            let workers = match queue.workers {
+                None => default_workers(concurrency),
+                Some(w) if (1..=concurrency).contains(w.get_ref()) => *w.get_ref(),
+                Some(w) => {
+                    return Err(error(
+                        w.span(),
+                        format!("workers must be between 1 and concurrency ({concurrency})"),
+                    ));
+                }
+            };
             let memory = queue.memory.map_or(Ok(ByteSize(64 << 20)), |m| {
                 let size = *m.get_ref();
                 if (MIN_MEMORY..=MAX_MEMORY).contains(&size.0) {
@@ -304,7 +336,8 @@ impl Config {
                 name,
                 QueueConfig {
                     module,
-                    concurrency: *queue.concurrency.get_ref(),
+                    concurrency,
+                    workers,
                     timeout: queue
                         .timeout
                         .unwrap_or(HumanDuration(Duration::from_secs(30))),
@@ -371,6 +404,7 @@ mod tests {
         let q = &config.queues["q"];
         assert_eq!(q.module, Path::new("/etc/bullpen/modules/echo.wasm"));
         assert_eq!(q.concurrency, 1);
+        assert_eq!(q.workers, 1);
         assert_eq!(q.timeout.0, Duration::from_secs(30));
         assert_eq!(q.memory, ByteSize(64 << 20));
         assert_eq!(q.lock_duration.0, Duration::from_secs(30));
@@ -420,7 +454,7 @@ on_crash = "fail"
     fn unknown_keys_name_the_line() {
         assert_eq!(
             error("[queues.q]\nmodule = \"a.wasm\"\nconcurency = 4\n"),
-            "/etc/bullpen/bullpen.toml:3:1: unknown field `concurency`, expected one of `module`, `concurrency`, `timeout`, `memory`, `limiter`, `lock_duration`, `stalled_interval`, `max_stalled_count`, `on_crash`"
+            "/etc/bullpen/bullpen.toml:3:1: unknown field `concurency`, expected one of `module`, `concurrency`, `workers`, `timeout`, `memory`, `limiter`, `lock_duration`, `stalled_interval`, `max_stalled_count`, `on_crash`"
         );
     }
 
@@ -437,6 +471,10 @@ on_crash = "fail"
         assert_eq!(
             error("[queues.q]\nmodule = \"a.wasm\"\nconcurrency = 0\n"),
             "/etc/bullpen/bullpen.toml:3:15: queues.q: concurrency must be at least 1"
+        );
+        assert_eq!(
+            error("[queues.q]\nmodule = \"a.wasm\"\nconcurrency = 2\nworkers = 3\n"),
+            "/etc/bullpen/bullpen.toml:4:11: queues.q: workers must be between 1 and concurrency (2)"
         );
         assert_eq!(
             error("[queues.q]\nmodule = \"a.wasm\"\non_crash = \"ignore\"\n"),

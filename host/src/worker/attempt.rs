@@ -20,6 +20,7 @@ use crate::sandbox::{
 use bullmq::types::BackoffStrategy;
 use bullmq::{Error, Job, JobProgress, Queue};
 use serde_json::Value;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
@@ -67,6 +68,10 @@ impl JobObserver for Forward {
     }
 }
 
+/// How long an attempt runs before its log line is written even though
+/// the guest has reported nothing yet.
+const ATTEMPT_LINE_AFTER: Duration = Duration::from_millis(20);
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -91,14 +96,12 @@ impl Attempts {
             hash = self.module.short_hash(),
             "attempt started"
         );
-        let _ = job
-            .log(&format!(
-                "bullpen: attempt {attempt} (start {}) on {} (sha256 {})",
-                job.attempts_started(),
-                self.module.file_name(),
-                self.module.short_hash()
-            ))
-            .await;
+        let attempt_line = format!(
+            "bullpen: attempt {attempt} (start {}) on {} (sha256 {})",
+            job.attempts_started(),
+            self.module.file_name(),
+            self.module.short_hash()
+        );
 
         let (tx, mut rx) = mpsc::unbounded_channel();
         let observer: Arc<dyn JobObserver> = Arc::new(Forward {
@@ -108,8 +111,27 @@ impl Attempts {
         });
         let run = self.module.process(&guest_job, &self.limits, observer);
         let forward = async {
-            // Ends when the run drops the observer (its last sender).
-            while let Some(report) = rx.recv().await {
+            // The attempt's line must precede the guest's own reports, but
+            // needs no round trip of its own: it is written before the first
+            // report, once the run has lasted ATTEMPT_LINE_AFTER, or else
+            // at the end, on the wire together with the crate's next move.
+            let mut line = Some(attempt_line);
+            let late = tokio::time::sleep(ATTEMPT_LINE_AFTER);
+            tokio::pin!(late);
+            loop {
+                let report = tokio::select! {
+                    biased;
+                    report = rx.recv() => report,
+                    () = &mut late, if line.is_some() => {
+                        self.write_line(&job, line.take().unwrap_or_default()).await;
+                        continue;
+                    }
+                };
+                // None: the run dropped the observer (its last sender).
+                let Some(report) = report else { break };
+                if let Some(line) = line.take() {
+                    self.write_line(&job, line).await;
+                }
                 let result = match report {
                     Report::Progress(json) => {
                         // A number goes in as a JSON value too: the crate's
@@ -130,8 +152,9 @@ impl Attempts {
                     );
                 }
             }
+            line
         };
-        let (run, ()) = tokio::join!(run, forward);
+        let (run, unwritten) = tokio::join!(run, forward);
         if !run.stderr.text.is_empty() {
             tracing::debug!(queue = self.queue_name(), job = job.id(), stderr = %run.stderr.text, "guest stderr");
         }
@@ -144,7 +167,50 @@ impl Attempts {
             ?verdict,
             "attempt ended"
         );
-        self.apply(job, &guest_job, verdict).await
+        match (unwritten, verdict) {
+            (Some(line), Verdict::Completed(json)) => {
+                self.send_line(job, line);
+                Ok(serde_json::from_str(&json)?)
+            }
+            (unwritten, verdict) => {
+                if let Some(line) = unwritten {
+                    self.write_line(&job, line).await;
+                }
+                self.apply(job, &guest_job, verdict).await
+            }
+        }
+    }
+
+    /// Writes `line` into the job's log.
+    async fn write_line(&self, job: &Job, line: String) {
+        if let Err(e) = job.log(&line).await {
+            tracing::warn!(
+                queue = self.queue_name(),
+                job = job.id(),
+                "cannot record the attempt in the job's log: {e}"
+            );
+        }
+    }
+
+    /// Puts `line`'s write on the job's connection now, ahead of the move
+    /// the crate sends next, and leaves its reply to a task: Redis runs them
+    /// in order, so the line is in the log before the job is completed.
+    fn send_line(&self, job: Job, line: String) {
+        let queue = self.queue_name().to_owned();
+        let mut write = Box::pin(async move {
+            if let Err(e) = job.log(&line).await {
+                tracing::warn!(
+                    queue,
+                    job = job.id(),
+                    "cannot record the attempt in the job's log: {e}"
+                );
+            }
+        });
+        // The first poll queues the command on the multiplexed connection.
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        if write.as_mut().poll(&mut context).is_pending() {
+            tokio::spawn(write);
+        }
     }
 
     /// The job as the guest sees it.

@@ -1,6 +1,10 @@
-//! One `bullmq-official` `Worker` per queue, set up from the queue's config,
-//! whose processor runs each attempt in the sandbox ([`attempt`]); and the
-//! worker's shutdown. Does not parse TOML.
+//! A queue's `bullmq-official` `Worker`s, set up from the queue's config,
+//! whose processor runs each attempt in the sandbox ([`attempt`]); and their
+//! shutdown. Does not parse TOML.
+//!
+//! A crate worker fetches one job at a time through one connection, which
+//! caps a busy queue below what Redis and the sandbox can do; so a queue
+//! gets `workers` of them, each with its share of the queue's concurrency.
 
 mod attempt;
 
@@ -25,12 +29,19 @@ const UNLIMITED: RateLimiterOptions = RateLimiterOptions {
     duration: 1_000,
 };
 
-/// A running worker for one queue.
+/// The running workers of one queue.
 pub struct QueueWorker {
     name: String,
-    worker: Arc<Worker>,
-    events: tokio::task::JoinHandle<()>,
+    workers: Vec<Arc<Worker>>,
+    events: Vec<tokio::task::JoinHandle<()>>,
     wake: bullmq::Queue,
+}
+
+/// `concurrency` split as evenly as can be between `workers`.
+fn shares(concurrency: u32, workers: u32) -> impl Iterator<Item = usize> {
+    let workers = workers.clamp(1, concurrency.max(1));
+    (0..workers)
+        .map(move |i| (concurrency / workers + u32::from(i < concurrency % workers)) as usize)
 }
 
 /// A worker that could not start.
@@ -111,17 +122,28 @@ impl QueueWorker {
                 }
             }
         };
-        let worker = Worker::with_options(name, processor, worker_options(config, target))
-            .await
-            .map_err(|e| error(e.to_string()))?;
-        let worker = Arc::new(worker);
-        let events = tokio::spawn(drain_events(name.to_owned(), worker.clone()));
-        Ok(QueueWorker {
+        let mut running = QueueWorker {
             name: name.to_owned(),
-            worker,
-            events,
+            workers: Vec::new(),
+            events: Vec::new(),
             wake: queue,
-        })
+        };
+        for share in shares(config.concurrency, config.workers) {
+            let mut options = worker_options(config, target);
+            options.concurrency = share;
+            let worker = match Worker::with_options(name, processor.clone(), options).await {
+                Ok(worker) => Arc::new(worker),
+                Err(e) => {
+                    running.close(Duration::ZERO).await;
+                    return Err(error(e.to_string()));
+                }
+            };
+            running
+                .events
+                .push(tokio::spawn(drain_events(name.to_owned(), worker.clone())));
+            running.workers.push(worker);
+        }
+        Ok(running)
     }
 
     /// The queue's name.
@@ -133,31 +155,49 @@ impl QueueWorker {
     /// still running at the deadline keeps its lock until it expires; then the
     /// stalled checker of any worker gives it back to the queue.
     pub async fn close(self, grace: Duration) {
-        let worker = self.worker.clone();
-        let closing = tokio::spawn(async move { worker.close(grace.as_millis() as u64).await });
+        let closing: Vec<_> = self
+            .workers
+            .iter()
+            .map(|worker| {
+                let worker = worker.clone();
+                tokio::spawn(async move { worker.close(grace.as_millis() as u64).await })
+            })
+            .collect();
         // The crate's idle fetch loop sleeps in a blocking pop on the marker
-        // key and does not notice `close` until it times out; a marker wakes
-        // it (other workers that wake too find nothing and sleep again).
+        // key and does not notice `close` until it times out; a marker per
+        // worker wakes them (other hosts' workers that wake too find nothing
+        // and sleep again).
         tokio::time::sleep(Duration::from_millis(5)).await;
-        wake(&self.wake).await;
-        match closing.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(queue = self.name, "closing the worker: {e}"),
-            Err(e) => tracing::warn!(queue = self.name, "closing the worker: {e}"),
+        wake(&self.wake, self.workers.len()).await;
+        for result in futures::future::join_all(closing).await {
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(queue = self.name, "closing the worker: {e}"),
+                Err(e) => tracing::warn!(queue = self.name, "closing the worker: {e}"),
+            }
         }
-        self.events.abort();
+        for events in self.events {
+            events.abort();
+        }
     }
 }
 
-async fn wake(queue: &bullmq::Queue) {
+/// Adds `count` markers: each blocking pop takes one.
+async fn wake(queue: &bullmq::Queue, count: usize) {
     let marker = queue.keys().marker();
     let mut connection = queue.connection().connection();
-    let result = redis::cmd("ZADD")
-        .arg(&marker)
-        .arg(0)
-        .arg("0")
-        .query_async::<()>(&mut connection)
-        .await;
+    let mut zadd = redis::cmd("ZADD");
+    zadd.arg(&marker);
+    for i in 0..count {
+        // "0" is BullMQ's own base marker; the others are ours, and a fetch
+        // loop treats any member as a wake-up.
+        zadd.arg(0).arg(if i == 0 {
+            "0".to_owned()
+        } else {
+            format!("bullpen-wake-{i}")
+        });
+    }
+    let result = zadd.query_async::<()>(&mut connection).await;
     if let Err(e) = result {
         tracing::debug!(queue = queue.name(), "cannot wake the worker: {e}");
     }

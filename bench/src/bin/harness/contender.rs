@@ -1,0 +1,227 @@
+//! The contenders and the cases they run: each contender is a process of its
+//! own (the native crate too, as this binary in its `--native-worker` role),
+//! so its CPU and memory can be read from `/proc`.
+
+use bullpen_tests::{guest, workspace_root};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The queue every contender works on.
+pub const QUEUE: &str = "bench";
+
+/// Who drains the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contender {
+    NodeInProcess,
+    NodeProcesses,
+    NodeThreads,
+    Native,
+    Bullpen,
+}
+
+impl Contender {
+    pub fn label(self) -> &'static str {
+        match self {
+            Contender::NodeInProcess => "BullMQ Node, in-process",
+            Contender::NodeProcesses => "BullMQ Node, sandboxed (child processes)",
+            Contender::NodeThreads => "BullMQ Node, sandboxed (worker threads)",
+            Contender::Native => "bullmq-official, native closure",
+            Contender::Bullpen => "bullpen",
+        }
+    }
+}
+
+/// What each job asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// Nothing: the processor returns at once (bullpen: the `echo` guest).
+    Noop,
+    /// The `json-transform` guest's work on 100 records (Node: the same
+    /// work in JavaScript, `bench/node/transform.mjs`).
+    Transform,
+}
+
+impl Work {
+    pub fn label(self) -> &'static str {
+        match self {
+            Work::Noop => "no-op",
+            Work::Transform => "json-transform",
+        }
+    }
+}
+
+/// One row of the throughput table.
+#[derive(Debug, Clone, Copy)]
+pub struct Case {
+    pub contender: Contender,
+    pub work: Work,
+    pub concurrency: usize,
+}
+
+/// A started contender; `stop` ends it.
+pub struct Running {
+    child: Child,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the contender is running")
+    }
+
+    /// SIGTERM, then SIGKILL after 10 s.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// Spawns `command` and waits until a line of its stdout (or stderr)
+/// contains `ready`, then keeps draining that stream.
+pub async fn spawn_until(mut command: Command, ready: &str, on_stderr: bool) -> Child {
+    command.stdin(Stdio::null()).kill_on_drop(true);
+    if on_stderr {
+        command.stderr(Stdio::piped()).stdout(Stdio::null());
+    } else {
+        command.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    }
+    let mut child = command.spawn().expect("spawning a contender");
+    let stream: Box<dyn tokio::io::AsyncRead + Unpin + Send> = if on_stderr {
+        Box::new(child.stderr.take().unwrap())
+    } else {
+        Box::new(child.stdout.take().unwrap())
+    };
+    let mut lines = BufReader::new(stream).lines();
+    let found = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains(ready) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "the contender did not get ready");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    child
+}
+
+/// Starts `case`'s contender on `redis_url` and returns once it is a
+/// registered worker waiting for jobs.
+pub async fn start(case: Case, redis_url: &str, bullpen: &Path) -> Running {
+    // `BULLPEN_WORKERS=N` sets the bullpen queue's `workers` (else its default).
+    let workers = std::env::var("BULLPEN_WORKERS")
+        .map(|w| format!("workers = {w}\n"))
+        .unwrap_or_default();
+    let concurrency = case.concurrency.to_string();
+    match case.contender {
+        Contender::NodeInProcess | Contender::NodeProcesses | Contender::NodeThreads => {
+            let mode = match case.contender {
+                Contender::NodeInProcess => "inprocess",
+                Contender::NodeProcesses => "processes",
+                _ => "threads",
+            };
+            let work = match case.work {
+                Work::Noop => "noop",
+                Work::Transform => "transform",
+            };
+            let mut command = Command::new("node");
+            command
+                .arg(workspace_root().join("bench/node/worker.mjs"))
+                .env("REDIS_URL", redis_url)
+                .env("QUEUE", QUEUE)
+                .env("CONCURRENCY", &concurrency)
+                .env("MODE", mode)
+                .env("WORK", work);
+            Running {
+                child: spawn_until(command, "ready", false).await,
+                _dir: None,
+            }
+        }
+        Contender::Native => {
+            assert_eq!(
+                case.work,
+                Work::Noop,
+                "the native contender runs no-op jobs"
+            );
+            let mut command = Command::new(std::env::current_exe().unwrap());
+            command
+                .arg("--native-worker")
+                .env("REDIS_URL", redis_url)
+                .env("CONCURRENCY", &concurrency);
+            Running {
+                child: spawn_until(command, "ready", false).await,
+                _dir: None,
+            }
+        }
+        Contender::Bullpen => {
+            let module = match case.work {
+                Work::Noop => "echo",
+                Work::Transform => "json-transform",
+            };
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(dir.path().join("modules")).unwrap();
+            std::fs::copy(guest(module), dir.path().join("modules/guest.wasm")).unwrap();
+            let config = dir.path().join("bullpen.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "[redis]\nurl = \"{redis_url}\"\n\n[queues.{QUEUE}]\nmodule = \"guest.wasm\"\nconcurrency = {concurrency}\n{workers}",
+                ),
+            )
+            .unwrap();
+            let mut command = Command::new(bullpen);
+            command
+                .arg("run")
+                .arg("-c")
+                .arg(&config)
+                .env_remove("BULLPEN_LOG");
+            Running {
+                child: spawn_until(command, "taking jobs", true).await,
+                _dir: Some(dir),
+            }
+        }
+    }
+}
+
+/// The native contender's process: a `bullmq-official` worker with a no-op
+/// closure, run until SIGTERM.
+pub async fn native_worker() {
+    use bullpen::queue::RedisTarget;
+    use bullpen::queue::bullmq::{Job, Worker, WorkerOptions};
+    {
+        let url = std::env::var("REDIS_URL").expect("REDIS_URL");
+        let concurrency = std::env::var("CONCURRENCY").map_or(1, |c| c.parse().unwrap());
+        let target = RedisTarget {
+            url,
+            prefix: "bull".into(),
+        };
+        let mut options = WorkerOptions::new();
+        options.connection = target.connection();
+        options.concurrency = concurrency;
+        let worker = Worker::with_options(
+            QUEUE,
+            |_job: Job, _cancel| async { Ok(serde_json::Value::Null) },
+            options,
+        )
+        .await
+        .expect("starting the native worker");
+        println!("ready");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
+        term.recv().await;
+        let _ = worker.close(5_000).await;
+    }
+}

@@ -1,0 +1,173 @@
+//! The side-by-side benchmark: BullMQ's Node worker (in-process and
+//! sandboxed), `bullmq-official`'s native worker and bullpen, each draining
+//! the same N jobs from one `redis-server` the harness starts itself; then
+//! pickup latency, and bullpen's start-up time and idle memory.
+//!
+//! ```sh
+//! target/release/harness --bullpen target/release/bullpen          # the full run (~15 min)
+//! target/release/harness --bullpen target/release/bullpen --write  # …and update docs/BENCHMARKS.md
+//! target/release/harness --quick                                   # a few hundred jobs, 1 run
+//! target/release/harness --only bullpen --at 8 --sections throughput # a subset
+//! ```
+//!
+//! `BULLPEN_WORKERS=N` in the environment sets the bullpen queue's `workers`
+//! (docs/CONFIG.md) instead of its default.
+//!
+//! Every contender is a process of its own, so the table can give its CPU per
+//! job and its peak memory beside the Redis server's CPU per job.
+
+mod contender;
+mod events;
+mod latency;
+mod probe;
+mod report;
+mod startup;
+mod throughput;
+
+use bullpen_tests::{RedisServer, bullpen_release_binary, workspace_root};
+use contender::{Case, Contender, Work};
+use std::path::PathBuf;
+
+/// The command line.
+pub struct Options {
+    pub jobs: usize,
+    pub runs: usize,
+    pub latency_jobs: usize,
+    pub bullpen: PathBuf,
+    pub only: Option<String>,
+    pub at: Option<usize>,
+    pub sections: Vec<String>,
+    pub write: bool,
+}
+
+fn parse_options() -> Options {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let number = |flag: &str, default: usize| {
+        value(flag).map_or(default, |v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{flag} takes a number, not {v}"))
+        })
+    };
+    let quick = args.iter().any(|a| a == "--quick");
+    Options {
+        jobs: number("--jobs", if quick { 300 } else { 20_000 }),
+        runs: number("--runs", if quick { 1 } else { 3 }),
+        latency_jobs: number("--latency-jobs", if quick { 50 } else { 1_000 }),
+        bullpen: value("--bullpen")
+            .map(PathBuf::from)
+            .unwrap_or_else(bullpen_release_binary),
+        only: value("--only").map(|o| o.to_lowercase()),
+        at: value("--at").map(|v| v.parse().expect("--at takes a concurrency")),
+        sections: value("--sections")
+            .unwrap_or_else(|| "throughput,latency,startup".into())
+            .split(',')
+            .map(str::to_owned)
+            .collect(),
+        write: args.iter().any(|a| a == "--write"),
+    }
+}
+
+/// Every throughput case, in the order they run.
+fn cases() -> Vec<Case> {
+    let case = |contender, work, concurrency| Case {
+        contender,
+        work,
+        concurrency,
+    };
+    use Contender::*;
+    use Work::*;
+    vec![
+        case(NodeInProcess, Noop, 1),
+        case(NodeInProcess, Noop, 8),
+        case(NodeInProcess, Noop, 64),
+        case(NodeProcesses, Noop, 8),
+        case(NodeThreads, Noop, 8),
+        case(Native, Noop, 1),
+        case(Native, Noop, 8),
+        case(Native, Noop, 64),
+        case(Bullpen, Noop, 1),
+        case(Bullpen, Noop, 8),
+        case(Bullpen, Noop, 64),
+        case(NodeInProcess, Transform, 8),
+        case(Bullpen, Transform, 8),
+    ]
+}
+
+fn ensure_node_deps() {
+    let dir = workspace_root().join("bench/node");
+    if !dir.join("node_modules/bullmq").exists() {
+        let status = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm must be installed to benchmark BullMQ's Node worker");
+        assert!(status.success(), "npm ci in bench/node failed");
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().nth(1).as_deref() == Some("--native-worker") {
+        // `Contender::Native`'s own process (see `contender::start`).
+        return contender::native_worker().await;
+    }
+    let options = parse_options();
+    ensure_node_deps();
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let mut report = report::Report::default();
+    let section = |name: &str| options.sections.iter().any(|s| s == name);
+
+    if section("throughput") {
+        for case in cases().into_iter().filter(|c| {
+            let label = format!("{} {}", c.contender.label(), c.work.label()).to_lowercase();
+            options.only.as_ref().is_none_or(|o| label.starts_with(o))
+                && options.at.is_none_or(|at| c.concurrency == at)
+        }) {
+            let mut samples = Vec::new();
+            for _ in 0..options.runs {
+                samples
+                    .push(throughput::run_once(case, options.jobs, &url, &options.bullpen).await);
+            }
+            let sample = throughput::median(samples);
+            eprintln!(
+                "{} {} @ {}: {:.0} jobs/s",
+                case.contender.label(),
+                case.work.label(),
+                case.concurrency,
+                sample.jobs_per_second
+            );
+            report.throughput.push((case, sample));
+        }
+    }
+    if section("latency") {
+        for contender in [
+            Contender::NodeInProcess,
+            Contender::Native,
+            Contender::Bullpen,
+        ] {
+            let latency =
+                latency::measure(contender, options.latency_jobs, &url, &options.bullpen).await;
+            eprintln!("{} latency: {latency:?}", contender.label());
+            report.latency.push((contender, latency));
+        }
+    }
+    if section("startup") {
+        let startup = startup::measure(options.runs, &url, &options.bullpen).await;
+        eprintln!("start-up: {startup:?}");
+        report.startup = Some(startup);
+    }
+
+    let text = report.render(&options);
+    println!("{text}");
+    if options.write {
+        report::write_into_docs(&text);
+        eprintln!("written into docs/BENCHMARKS.md");
+    }
+}

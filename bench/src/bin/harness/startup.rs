@@ -1,0 +1,120 @@
+//! Start-up and idle memory: `bullpen run` on the example queues
+//! (`examples/bullpen.toml`, every example guest), timed from spawning the
+//! process until a job waiting on the `echo` queue is completed — cold (no
+//! compile cache: every module is compiled) and warm (the cache from the
+//! cold run) — and its resident memory once idle.
+
+use crate::events::EventStream;
+use crate::probe;
+use bullpen::queue::RedisTarget;
+use bullpen_tests::{EXAMPLES, guest, workspace_root};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+/// Medians over the runs, and the idle memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Startup {
+    pub cold: Duration,
+    pub warm: Duration,
+    pub idle_rss: u64,
+}
+
+/// A temp dir with `examples/bullpen.toml` pointed at `redis_url` and every
+/// example guest in its module directory.
+fn example_setup(redis_url: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("modules")).unwrap();
+    for example in EXAMPLES {
+        std::fs::copy(
+            guest(example),
+            dir.path().join(format!("modules/{example}.wasm")),
+        )
+        .unwrap();
+    }
+    let toml = std::fs::read_to_string(workspace_root().join("examples/bullpen.toml")).unwrap();
+    let config = dir.path().join("bullpen.toml");
+    std::fs::write(&config, format!("{toml}\n[redis]\nurl = \"{redis_url}\"\n")).unwrap();
+    (dir, config)
+}
+
+/// One start: spawn, wait for the waiting job to complete; returns the time
+/// it took and the process, still running.
+async fn start_once(
+    config: &Path,
+    redis_url: &str,
+    bullpen: &Path,
+) -> (Duration, tokio::process::Child) {
+    let queue = RedisTarget {
+        url: redis_url.to_owned(),
+        prefix: "bull".into(),
+    }
+    .queue("echo")
+    .await
+    .unwrap();
+    let mut events = EventStream::open(redis_url, "echo").await;
+    let job = queue
+        .add("first", serde_json::json!({"hello": "world"}))
+        .await
+        .unwrap();
+    let mut command = Command::new(bullpen);
+    command
+        .arg("run")
+        .arg("-c")
+        .arg(config)
+        .env_remove("BULLPEN_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let spawned = Instant::now();
+    let mut child = command.spawn().expect("spawning bullpen");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let seen = events
+        .wait_for(
+            job.id(),
+            &["completed"],
+            "completed",
+            Duration::from_secs(120),
+        )
+        .await;
+    queue.close().await;
+    (seen[0].unwrap() - spawned, child)
+}
+
+async fn stop(mut child: tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
+}
+
+/// `runs` cold starts, each followed by a warm one on its cache.
+pub async fn measure(runs: usize, redis_url: &str, bullpen: &Path) -> Startup {
+    let (mut cold, mut warm, mut idle_rss) = (Vec::new(), Vec::new(), 0);
+    for _ in 0..runs {
+        let (_dir, config) = example_setup(redis_url);
+        let (took, child) = start_once(&config, redis_url, bullpen).await;
+        cold.push(took);
+        stop(child).await;
+        let (took, child) = start_once(&config, redis_url, bullpen).await;
+        warm.push(took);
+        // Idle: every queue's worker waiting, nothing to do.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (rss, _) = probe::memory(child.id().unwrap());
+        idle_rss = idle_rss.max(rss);
+        stop(child).await;
+    }
+    cold.sort();
+    warm.sort();
+    Startup {
+        cold: cold[cold.len() / 2],
+        warm: warm[warm.len() / 2],
+        idle_rss,
+    }
+}

@@ -1,0 +1,146 @@
+//! Throughput: a contender drains N jobs added to a paused queue before the
+//! clock starts; the clock runs from `resume` until all N are completed.
+
+use crate::contender::{self, Case, QUEUE, Work};
+use crate::probe;
+use bullpen::queue::RedisTarget;
+use bullpen::queue::bullmq::{BulkJob, Queue};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Records per `json-transform` job.
+pub const RECORDS: usize = 100;
+
+/// What one run measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub jobs_per_second: f64,
+    /// The contender's CPU (its whole process tree) per job, during the run.
+    pub worker_cpu: Duration,
+    /// The Redis server's CPU per job, during the run.
+    pub redis_cpu: Duration,
+    /// The contender's peak resident memory (its main process).
+    pub peak_rss: u64,
+}
+
+/// Flushes Redis and opens the bench queue: every measurement starts empty.
+/// Returns a plain connection too, for `INFO`.
+pub async fn empty_queue(redis_url: &str) -> (redis::aio::MultiplexedConnection, Queue) {
+    let client = redis::Client::open(redis_url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("FLUSHALL")
+        .query_async::<()>(&mut connection)
+        .await
+        .unwrap();
+    let queue = RedisTarget {
+        url: redis_url.to_owned(),
+        prefix: "bull".into(),
+    }
+    .queue(QUEUE)
+    .await
+    .unwrap();
+    (connection, queue)
+}
+
+async fn add_paused(queue: &Queue, work: Work, jobs: usize) {
+    queue.pause().await.unwrap();
+    let transform: serde_json::Value = match work {
+        Work::Noop => serde_json::Value::Null,
+        Work::Transform => serde_json::from_str(&bullpen_bench::records(RECORDS)).unwrap(),
+    };
+    for start in (0..jobs).step_by(500) {
+        let batch = (start..jobs.min(start + 500))
+            .map(|i| {
+                let data = match work {
+                    Work::Noop => serde_json::json!({
+                        "id": i, "user": "ada@example.com", "tags": ["a", "b"]
+                    }),
+                    Work::Transform => transform.clone(),
+                };
+                BulkJob::new("bench", data)
+            })
+            .collect();
+        queue.add_bulk(batch).await.unwrap();
+    }
+}
+
+/// One run of `case` on `jobs` jobs.
+pub async fn run_once(case: Case, jobs: usize, redis_url: &str, bullpen: &Path) -> Sample {
+    let (mut connection, queue) = empty_queue(redis_url).await;
+    add_paused(&queue, case.work, jobs).await;
+    let running = contender::start(case, redis_url, bullpen).await;
+    let pid = running.pid();
+    let (cpu_before, redis_before) = (
+        probe::tree_cpu(pid),
+        probe::redis_cpu(&mut connection).await,
+    );
+    let started = Instant::now();
+    queue.resume().await.unwrap();
+    let deadline = started + Duration::from_secs(600);
+    loop {
+        let done = queue.get_completed_count().await.unwrap() as usize;
+        if done >= jobs {
+            break;
+        }
+        let failed = queue.get_failed_count().await.unwrap();
+        assert_eq!(failed, 0, "{case:?}: {failed} jobs failed");
+        assert!(
+            Instant::now() < deadline,
+            "{case:?}: {done} of {jobs} after 600 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed();
+    let worker_cpu = probe::tree_cpu(pid) - cpu_before;
+    let redis_cpu = probe::redis_cpu(&mut connection).await - redis_before;
+    let (_, peak_rss) = probe::memory(pid);
+    if case.work == Work::Transform {
+        same_work(&queue, case).await;
+    }
+    running.stop().await;
+    queue.close().await;
+    Sample {
+        jobs_per_second: jobs as f64 / elapsed.as_secs_f64(),
+        worker_cpu: worker_cpu / jobs as u32,
+        redis_cpu: redis_cpu / jobs as u32,
+        peak_rss,
+    }
+}
+
+/// Checks that a contender's `json-transform` answer is the guest's (run
+/// natively here): the same work, not merely the same number of jobs.
+async fn same_work(queue: &Queue, case: Case) {
+    let job = queue.get_job("1").await.unwrap().expect("job 1 is kept");
+    let theirs: serde_json::Value = serde_json::from_str(job.returnvalue()).unwrap();
+    let ours: serde_json::Value =
+        serde_json::from_str(&json_transform::transform(&bullpen_bench::records(RECORDS)).unwrap())
+            .unwrap();
+    for field in ["count", "top", "digest"] {
+        assert_eq!(theirs[field], ours[field], "{case:?}: {field} differs");
+    }
+    for (field, tolerance) in [("total", 1e-9), ("mean", 1e-9)] {
+        let (a, b) = (
+            theirs[field].as_f64().unwrap(),
+            ours[field].as_f64().unwrap(),
+        );
+        assert!(
+            (a - b).abs() <= tolerance * b.abs().max(1.0),
+            "{case:?}: {field} {a} != {b}"
+        );
+    }
+    let tags = |v: &serde_json::Value| -> Vec<(String, u64)> {
+        v["by_tag"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, s)| (k.clone(), s["count"].as_u64().unwrap()))
+            .collect()
+    };
+    assert_eq!(tags(&theirs), tags(&ours), "{case:?}: by_tag differs");
+}
+
+/// The sample with the median rate (its CPU and memory figures with it).
+pub fn median(mut samples: Vec<Sample>) -> Sample {
+    samples.sort_by(|a, b| a.jobs_per_second.total_cmp(&b.jobs_per_second));
+    samples[samples.len() / 2]
+}
