@@ -12,6 +12,7 @@ need() {
 
 ensure_rust() {
     need cargo "Install Rust stable: https://rustup.rs (then open a new shell)."
+    need cc "bullpen's allocator (mimalloc) is C: install a C compiler (Debian: apt-get install build-essential)."
     if ! rustc --print target-libdir --target wasm32-wasip2 >/dev/null 2>&1 ||
         [ ! -d "$(rustc --print target-libdir --target wasm32-wasip2 2>/dev/null)" ]; then
         if command -v rustup >/dev/null 2>&1; then

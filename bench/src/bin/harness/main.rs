@@ -125,25 +125,33 @@ async fn main() {
     let section = |name: &str| options.sections.iter().any(|s| s == name);
 
     if section("throughput") {
-        for case in cases().into_iter().filter(|c| {
-            let label = format!("{} {}", c.contender.label(), c.work.label()).to_lowercase();
-            options.only.as_ref().is_none_or(|o| label.starts_with(o))
-                && options.at.is_none_or(|at| c.concurrency == at)
-        }) {
-            let mut samples = Vec::new();
-            for _ in 0..options.runs {
-                samples
-                    .push(throughput::run_once(case, options.jobs, &url, &options.bullpen).await);
+        let cases: Vec<Case> = cases()
+            .into_iter()
+            .filter(|c| {
+                let label = format!("{} {}", c.contender.label(), c.work.label()).to_lowercase();
+                options.only.as_ref().is_none_or(|o| label.starts_with(o))
+                    && options.at.is_none_or(|at| c.concurrency == at)
+            })
+            .collect();
+        // Rounds of every case, not every run of one case in a row: this VM's
+        // speed drifts over minutes, and each case should see all of it.
+        let mut samples = vec![Vec::new(); cases.len()];
+        for round in 1..=options.runs {
+            for (case, samples) in cases.iter().zip(&mut samples) {
+                let sample =
+                    throughput::run_once(*case, options.jobs, &url, &options.bullpen).await;
+                eprintln!(
+                    "round {round}: {} {} @ {}: {:.0} jobs/s",
+                    case.contender.label(),
+                    case.work.label(),
+                    case.concurrency,
+                    sample.jobs_per_second
+                );
+                samples.push(sample);
             }
-            let sample = throughput::median(samples);
-            eprintln!(
-                "{} {} @ {}: {:.0} jobs/s",
-                case.contender.label(),
-                case.work.label(),
-                case.concurrency,
-                sample.jobs_per_second
-            );
-            report.throughput.push((case, sample));
+        }
+        for (case, samples) in cases.into_iter().zip(samples) {
+            report.throughput.push((case, throughput::median(samples)));
         }
     }
     if section("latency") {

@@ -119,7 +119,7 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "- Throughput: {} jobs per run added with addBulk to a paused queue, clock from `resume` to all completed, Redis flushed between runs, median of {} run(s); `json-transform` jobs carry {} records. CPU is per job, during the run; the worker's is its whole process tree.\n",
+            "- Throughput: {} jobs per run added with addBulk to a paused queue, clock from `resume` to all completed, Redis flushed between runs; {} round(s) of every case, median reported; `json-transform` jobs carry {} records. CPU is per job, during the run; the worker's is its whole process tree.\n",
             options.jobs,
             options.runs,
             crate::throughput::RECORDS
