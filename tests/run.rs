@@ -78,6 +78,42 @@ async fn a_queue_of_several_workers_shares_its_jobs_and_completes_each_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_long_attempt_has_its_log_line_while_it_runs() {
+    // The attempt's line rides with the crate's next move when the job is
+    // quick; a job that runs on (and reports nothing) gets it after 20 ms.
+    let redis = RedisServer::start();
+    let host = RunningHost::start(&redis, "[queues.slow]\nmodule = \"misbehave.wasm\"\n");
+    let queue = open(&redis, "slow").await;
+    let id = add(&queue, json!({"mode": "work", "ms": 1500}), attempts(1)).await;
+    wait_for_state(&queue, &id, &["active"], SECONDS_10).await;
+    let mut connection = queue.connection().connection();
+    let logs_key = format!("{}:logs", queue.keys().job_key(&id));
+    let deadline = Instant::now() + Duration::from_millis(700);
+    loop {
+        let logs: Vec<String> = connection.lrange(&logs_key, 0, -1).await.unwrap();
+        if logs
+            .first()
+            .is_some_and(|l| l.starts_with("bullpen: attempt 1 (start 1) on misbehave.wasm"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no attempt line while the job runs: {logs:?}\n{}",
+            host.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        field(&queue, &id, "finishedOn").await,
+        None,
+        "the job was meant to be running still"
+    );
+    let (state, _) = finished(&queue, &id, SECONDS_10).await;
+    assert_eq!(state, "completed", "{}", host.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn completed_jobs_carry_the_return_value_as_an_object() {
     let redis = RedisServer::start();
     let host = RunningHost::start(&redis, "[queues.echo]\nmodule = \"echo.wasm\"\n");
