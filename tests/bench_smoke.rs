@@ -30,6 +30,7 @@ fn the_benchmark_harness_runs_in_quick_mode() {
         "| bullpen | no-op | 64 |",
         "| BullMQ Node, in-process | json-transform | 8 |",
         "| bullpen | json-transform | 8 |",
+        "| bullpen | pickup, added → completed | 8 |",
         "| cold (no compile cache) | warm (cache) | idle RSS |",
         "| warm start to first job ≤ 200 ms |",
         "| pickup latency p50 ≤ 1 ms, p99 ≤ 3 ms (added → completed) |",

@@ -124,9 +124,9 @@ impl Report {
             options.runs,
             crate::throughput::RECORDS
         );
-        if !self.throughput.is_empty() {
-            out.push_str("| contender | work | concurrency | jobs/s | vs Node in-process | worker CPU/job | Redis CPU/job | peak RSS |\n");
-            out.push_str("|---|---|---|---|---|---|---|---|\n");
+        if !self.throughput.is_empty() || !self.latency.is_empty() {
+            out.push_str("| contender | case | concurrency | jobs/s | vs Node in-process | p50 / p99 | worker CPU/job | Redis CPU/job | peak RSS |\n");
+            out.push_str("|---|---|---|---|---|---|---|---|---|\n");
             for (case, sample) in &self.throughput {
                 let ratio = self
                     .rate(Contender::NodeInProcess, case.work, case.concurrency)
@@ -135,7 +135,7 @@ impl Report {
                     });
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | {:.0} | {ratio} | {} | {} | {:.0} MiB |",
+                    "| {} | {} | {} | {:.0} | {ratio} | — | {} | {} | {:.0} MiB |",
                     case.contender.label(),
                     case.work.label(),
                     case.concurrency,
@@ -143,6 +143,17 @@ impl Report {
                     us(sample.worker_cpu),
                     us(sample.redis_cpu),
                     mib(sample.peak_rss),
+                );
+            }
+            // The pickup rows: one table, as the issue asks; their detail
+            // (added → active as well) follows.
+            for (contender, l) in &self.latency {
+                let _ = writeln!(
+                    out,
+                    "| {} | pickup, added → completed | 8 | — | — | {} / {} | — | — | — |",
+                    contender.label(),
+                    ms(l.completed.0),
+                    ms(l.completed.1)
                 );
             }
             out.push('\n');
