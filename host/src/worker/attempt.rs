@@ -72,6 +72,17 @@ impl JobObserver for Forward {
 /// the guest has reported nothing yet.
 const ATTEMPT_LINE_AFTER: Duration = Duration::from_millis(20);
 
+/// Writes an attempt's line into `job`'s log; a failure is only logged.
+async fn log_attempt(queue: &str, job: &Job, line: &str) {
+    if let Err(e) = job.log(line).await {
+        tracing::warn!(
+            queue,
+            job = job.id(),
+            "cannot record the attempt in the job's log: {e}"
+        );
+    }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -183,13 +194,7 @@ impl Attempts {
 
     /// Writes `line` into the job's log.
     async fn write_line(&self, job: &Job, line: String) {
-        if let Err(e) = job.log(&line).await {
-            tracing::warn!(
-                queue = self.queue_name(),
-                job = job.id(),
-                "cannot record the attempt in the job's log: {e}"
-            );
-        }
+        log_attempt(self.queue_name(), job, &line).await;
     }
 
     /// Puts `line`'s write on the job's connection now, ahead of the move
@@ -197,15 +202,7 @@ impl Attempts {
     /// in order, so the line is in the log before the job is completed.
     fn send_line(&self, job: Job, line: String) {
         let queue = self.queue_name().to_owned();
-        let mut write = Box::pin(async move {
-            if let Err(e) = job.log(&line).await {
-                tracing::warn!(
-                    queue,
-                    job = job.id(),
-                    "cannot record the attempt in the job's log: {e}"
-                );
-            }
-        });
+        let mut write = Box::pin(async move { log_attempt(&queue, &job, &line).await });
         // The first poll queues the command on the multiplexed connection.
         let mut context = std::task::Context::from_waker(std::task::Waker::noop());
         if write.as_mut().poll(&mut context).is_pending() {

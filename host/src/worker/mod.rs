@@ -106,20 +106,7 @@ impl QueueWorker {
                 let id = job.id().to_owned();
                 // A panic in our own code must not leave the job active with
                 // its lock renewed forever (the crate never catches it).
-                match AssertUnwindSafe(attempts.run(job)).catch_unwind().await {
-                    Ok(result) => result,
-                    Err(panic) => {
-                        let what = panic_text(&panic);
-                        tracing::error!(
-                            queue = attempts.queue.name(),
-                            job = id,
-                            "panic while running the job: {what}"
-                        );
-                        Err(bullmq::Error::ProcessingError(format!(
-                            "bullpen panicked while running the job: {what}"
-                        )))
-                    }
-                }
+                guard_panics(attempts.queue.name(), &id, attempts.run(job)).await
             }
         };
         let mut running = QueueWorker {

@@ -85,15 +85,6 @@ async fn start_once(
     (seen[0].unwrap() - spawned, child)
 }
 
-async fn stop(mut child: tokio::process::Child) {
-    if let Some(pid) = child.id() {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
-}
-
 /// `runs` cold starts, each followed by a warm one on its cache.
 pub async fn measure(runs: usize, redis_url: &str, bullpen: &Path) -> Startup {
     let (mut cold, mut warm, mut idle_rss) = (Vec::new(), Vec::new(), 0);
@@ -101,14 +92,14 @@ pub async fn measure(runs: usize, redis_url: &str, bullpen: &Path) -> Startup {
         let (_dir, config) = example_setup(redis_url);
         let (took, child) = start_once(&config, redis_url, bullpen).await;
         cold.push(took);
-        stop(child).await;
+        crate::contender::terminate(child).await;
         let (took, child) = start_once(&config, redis_url, bullpen).await;
         warm.push(took);
         // Idle: every queue's worker waiting, nothing to do.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let (rss, _) = probe::memory(child.id().unwrap());
         idle_rss = idle_rss.max(rss);
-        stop(child).await;
+        crate::contender::terminate(child).await;
     }
     cold.sort();
     warm.sort();
