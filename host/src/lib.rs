@@ -14,5 +14,6 @@ pub mod queue;
 pub mod registry;
 pub mod run;
 pub mod sandbox;
+pub mod timer;
 pub mod units;
 pub mod worker;

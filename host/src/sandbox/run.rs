@@ -175,7 +175,8 @@ impl Module {
         }
 
         let mut instantiating = true;
-        let result = tokio::time::timeout(limits.timeout, async {
+        let deadline = tokio::time::Instant::from_std(started) + limits.timeout;
+        let result = crate::timer::within(deadline, async {
             let instance = self.pre.instantiate_async(&mut store).await?;
             instantiating = false;
             match call {

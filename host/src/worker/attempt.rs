@@ -10,6 +10,7 @@
 //! crate is told `Delayed` (nothing more to do), or, for the plain
 //! immediate retry the crate does right, handed back to it.
 
+use super::unawaited::Unawaited;
 use crate::config::OnCrash;
 use crate::outcome::options::{self as job_options, JobOptions};
 use crate::outcome::{self, RetryPlan, Verdict};
@@ -17,11 +18,12 @@ use crate::queue::fields;
 use crate::sandbox::{
     BackoffDecision, BackoffOptions, Failure, Job as GuestJob, JobObserver, Level, Limits, Module,
 };
+use crate::timer::poll_once;
 use bullmq::types::BackoffStrategy;
 use bullmq::{Error, Job, JobProgress, Queue};
 use serde_json::Value;
-use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
@@ -31,6 +33,8 @@ pub(crate) struct Attempts {
     pub module: Module,
     pub limits: Limits,
     pub on_crash: OnCrash,
+    /// The attempts' log lines still waiting for Redis's reply.
+    pub unawaited: Unawaited,
 }
 
 /// What a guest reported, on its way to Redis.
@@ -114,58 +118,19 @@ impl Attempts {
             self.module.short_hash()
         );
 
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::unbounded_channel();
         let observer: Arc<dyn JobObserver> = Arc::new(Forward {
             tx,
             queue: self.queue_name().to_owned(),
             job_id: job.id().to_owned(),
         });
-        let run = self.module.process(&guest_job, &self.limits, observer);
-        let forward = async {
-            // The attempt's line must precede the guest's own reports, but
-            // needs no round trip of its own: it is written before the first
-            // report, once the run has lasted ATTEMPT_LINE_AFTER, or else
-            // at the end, on the wire together with the crate's next move.
-            let mut line = Some(attempt_line);
-            let late = tokio::time::sleep(ATTEMPT_LINE_AFTER);
-            tokio::pin!(late);
-            loop {
-                let report = tokio::select! {
-                    biased;
-                    report = rx.recv() => report,
-                    () = &mut late, if line.is_some() => {
-                        self.write_line(&job, line.take().unwrap_or_default()).await;
-                        continue;
-                    }
-                };
-                // None: the run dropped the observer (its last sender).
-                let Some(report) = report else { break };
-                if let Some(line) = line.take() {
-                    self.write_line(&job, line).await;
-                }
-                let result = match report {
-                    Report::Progress(json) => {
-                        // A number goes in as a JSON value too: the crate's
-                        // `Number(f64)` would store `10` as `10.0`.
-                        let Ok(progress) = serde_json::from_str(&json) else {
-                            continue;
-                        };
-                        let progress = JobProgress::Object(progress);
-                        job.update_progress(progress).await
-                    }
-                    Report::JobLog(line) => job.log(&line).await.map(|_| ()),
-                };
-                if let Err(e) = result {
-                    tracing::warn!(
-                        queue = self.queue_name(),
-                        job = job.id(),
-                        "cannot record a report: {e}"
-                    );
-                }
-            }
-            line
+        let mut run = std::pin::pin!(self.module.process(&guest_job, &self.limits, observer));
+        // Most runs end at their first poll: then every report is already
+        // in the channel and no timer need be armed for the line.
+        let (run, unwritten) = match poll_once(run.as_mut()).await {
+            Poll::Ready(run) => (run, self.forward(&mut job, attempt_line, rx, false).await),
+            Poll::Pending => tokio::join!(run, self.forward(&mut job, attempt_line, rx, true)),
         };
-        let (run, unwritten) = tokio::join!(run, forward);
         if !run.stderr.text.is_empty() {
             tracing::debug!(queue = self.queue_name(), job = job.id(), stderr = %run.stderr.text, "guest stderr");
         }
@@ -192,22 +157,74 @@ impl Attempts {
         }
     }
 
+    /// Writes the guest's reports into the job, the attempt's `line` first,
+    /// until the run drops its observer; returns the line if nothing made
+    /// it due. Once the run has lasted [`ATTEMPT_LINE_AFTER`], the line is
+    /// due anyway, if `running` says the run may still be going.
+    async fn forward(
+        &self,
+        job: &mut Job,
+        line: String,
+        mut reports: mpsc::UnboundedReceiver<Report>,
+        running: bool,
+    ) -> Option<String> {
+        // The attempt's line must precede the guest's own reports, but needs
+        // no round trip of its own: it is written before the first report,
+        // once the run has lasted ATTEMPT_LINE_AFTER, or else at the end, on
+        // the wire together with the crate's next move.
+        let mut line = Some(line);
+        let late = tokio::time::sleep(ATTEMPT_LINE_AFTER);
+        tokio::pin!(late);
+        loop {
+            let report = tokio::select! {
+                biased;
+                report = reports.recv() => report,
+                () = &mut late, if running && line.is_some() => {
+                    self.write_line(job, line.take().unwrap_or_default()).await;
+                    continue;
+                }
+            };
+            // None: the run dropped the observer (its last sender).
+            let Some(report) = report else { break };
+            if let Some(line) = line.take() {
+                self.write_line(job, line).await;
+            }
+            let result = match report {
+                Report::Progress(json) => {
+                    // A number goes in as a JSON value too: the crate's
+                    // `Number(f64)` would store `10` as `10.0`.
+                    let Ok(progress) = serde_json::from_str(&json) else {
+                        continue;
+                    };
+                    job.update_progress(JobProgress::Object(progress)).await
+                }
+                Report::JobLog(line) => job.log(&line).await.map(|_| ()),
+            };
+            if let Err(e) = result {
+                tracing::warn!(
+                    queue = self.queue_name(),
+                    job = job.id(),
+                    "cannot record a report: {e}"
+                );
+            }
+        }
+        line
+    }
+
     /// Writes `line` into the job's log.
     async fn write_line(&self, job: &Job, line: String) {
         log_attempt(self.queue_name(), job, &line).await;
     }
 
     /// Puts `line`'s write on the job's connection now, ahead of the move
-    /// the crate sends next, and leaves its reply to a task: Redis runs them
-    /// in order, so the line is in the log before the job is completed.
+    /// the crate sends next, and leaves its reply to be collected later:
+    /// Redis runs them in order, so the line is in the log before the job is
+    /// completed.
     fn send_line(&self, job: Job, line: String) {
         let queue = self.queue_name().to_owned();
-        let mut write = Box::pin(async move { log_attempt(&queue, &job, &line).await });
-        // The first poll queues the command on the multiplexed connection.
-        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-        if write.as_mut().poll(&mut context).is_pending() {
-            tokio::spawn(write);
-        }
+        self.unawaited.send(Box::pin(
+            async move { log_attempt(&queue, &job, &line).await },
+        ));
     }
 
     /// The job as the guest sees it.

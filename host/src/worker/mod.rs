@@ -7,6 +7,7 @@
 //! gets `workers` of them, each with its share of the queue's concurrency.
 
 mod attempt;
+mod unawaited;
 
 use crate::config::QueueConfig;
 use crate::queue::RedisTarget;
@@ -15,8 +16,10 @@ use attempt::Attempts;
 use bullmq::worker::{CancellationToken, WorkerEvent};
 use bullmq::{Job, RateLimiterOptions, Worker, WorkerOptions};
 use futures::FutureExt;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 /// The limiter a worker gets when its queue has none: BullMQ's scripts honour
@@ -29,12 +32,16 @@ const UNLIMITED: RateLimiterOptions = RateLimiterOptions {
     duration: 1_000,
 };
 
+/// How long `close` waits for job-log writes still in flight.
+const UNAWAITED_GRACE: Duration = Duration::from_secs(1);
+
 /// The running workers of one queue.
 pub struct QueueWorker {
     name: String,
     workers: Vec<Arc<Worker>>,
     events: Vec<tokio::task::JoinHandle<()>>,
     wake: bullmq::Queue,
+    attempts: Arc<Attempts>,
 }
 
 /// `concurrency` split as evenly as can be between `workers`.
@@ -99,9 +106,11 @@ impl QueueWorker {
                 ..Limits::default()
             },
             on_crash: config.on_crash,
+            unawaited: Default::default(),
         });
+        let processing = attempts.clone();
         let processor = move |job: Job, _cancel: CancellationToken| {
-            let attempts = attempts.clone();
+            let attempts = processing.clone();
             async move {
                 let id = job.id().to_owned();
                 // A panic in our own code must not leave the job active with
@@ -114,6 +123,7 @@ impl QueueWorker {
             workers: Vec::new(),
             events: Vec::new(),
             wake: queue,
+            attempts,
         };
         for share in shares(config.concurrency, config.workers) {
             let mut options = worker_options(config, target);
@@ -166,6 +176,7 @@ impl QueueWorker {
         for events in self.events {
             events.abort();
         }
+        self.attempts.unawaited.finish(UNAWAITED_GRACE).await;
     }
 }
 
@@ -221,23 +232,50 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
+/// How long the event reader rests after a batch of events.
+const EVENTS_REST: Duration = Duration::from_millis(100);
+
 /// Reads the worker's event channel, which is unbounded: unread, it grows by
 /// one event per job forever.
+///
+/// A reader that waits on every event is woken twice a job (`active`,
+/// `completed`), and each wake-up hands work to another runtime thread. So it
+/// waits for one event, takes what else is already there without waiting,
+/// then rests: a busy queue costs it one wake-up per [`EVENTS_REST`], and its
+/// log lines come at most that late.
 async fn drain_events(queue: String, worker: Arc<Worker>) {
-    while let Some(event) = worker.next_event().await {
-        match event {
-            WorkerEvent::Error(e) => tracing::warn!(queue, "worker: {e}"),
-            WorkerEvent::Stalled { job_id } => {
-                tracing::warn!(queue, job = job_id, "job stalled; back to wait")
+    while let Some(first) = worker.next_event().await {
+        let mut event = Some(first);
+        while let Some(current) = event {
+            if !log_event(&queue, current) {
+                return;
             }
-            WorkerEvent::Failed { job_id, error } => {
-                tracing::info!(queue, job = job_id, "failed: {error}")
-            }
-            WorkerEvent::Completed { job_id, .. } => {
-                tracing::debug!(queue, job = job_id, "completed")
-            }
-            WorkerEvent::Closed => break,
-            _ => {}
+            // A waker of no one: the rest below must not be cut short.
+            let mut nobody = Context::from_waker(Waker::noop());
+            event = match std::pin::pin!(worker.next_event()).poll(&mut nobody) {
+                Poll::Ready(next) => next,
+                Poll::Pending => None,
+            };
         }
+        tokio::time::sleep(EVENTS_REST).await;
     }
+}
+
+/// Logs one worker event; `false` once the worker has closed.
+fn log_event(queue: &str, event: WorkerEvent) -> bool {
+    match event {
+        WorkerEvent::Error(e) => tracing::warn!(queue, "worker: {e}"),
+        WorkerEvent::Stalled { job_id } => {
+            tracing::warn!(queue, job = job_id, "job stalled; back to wait")
+        }
+        WorkerEvent::Failed { job_id, error } => {
+            tracing::info!(queue, job = job_id, "failed: {error}")
+        }
+        WorkerEvent::Completed { job_id, .. } => {
+            tracing::debug!(queue, job = job_id, "completed")
+        }
+        WorkerEvent::Closed => return false,
+        _ => {}
+    }
+    true
 }
