@@ -233,26 +233,37 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// How long the event reader rests after a batch of events.
-const EVENTS_REST: Duration = Duration::from_millis(100);
+const EVENTS_REST: Duration = Duration::from_millis(10);
 
 /// Reads the worker's event channel, which is unbounded: unread, it grows by
 /// one event per job forever.
-///
-/// A reader that waits on every event is woken twice a job (`active`,
-/// `completed`), and each wake-up hands work to another runtime thread. So it
-/// waits for one event, takes what else is already there without waiting,
-/// then rests: a busy queue costs it one wake-up per [`EVENTS_REST`], and its
-/// log lines come at most that late.
 async fn drain_events(queue: String, worker: Arc<Worker>) {
-    while let Some(first) = worker.next_event().await {
-        let mut event = Some(first);
-        while let Some(current) = event {
-            if !log_event(&queue, current) {
+    in_batches(|| worker.next_event(), |event| log_event(&queue, event)).await;
+}
+
+/// Takes items from `next` until it ends or `take` returns `false`.
+///
+/// A reader that waits on every item of a worker's events is woken twice a
+/// job (`active`, `completed`), and each wake-up hands work to another runtime
+/// thread. So this waits for one item, takes what else is already there
+/// without waiting, then rests: a busy queue costs one wake-up per
+/// [`EVENTS_REST`], and an event's log line comes at most that late.
+async fn in_batches<T, F: Future<Output = Option<T>>>(
+    mut next: impl FnMut() -> F,
+    mut take: impl FnMut(T) -> bool,
+) {
+    while let Some(first) = next().await {
+        let mut item = Some(first);
+        while let Some(current) = item {
+            if !take(current) {
                 return;
             }
-            // A waker of no one: the rest below must not be cut short.
+            // A waker of no one: the rest below must not be cut short. And no
+            // task budget, which would end the batch after 128 items while
+            // the channel fills faster than that per rest.
             let mut nobody = Context::from_waker(Waker::noop());
-            event = match std::pin::pin!(worker.next_event()).poll(&mut nobody) {
+            let ready = tokio::task::coop::unconstrained(next());
+            item = match std::pin::pin!(ready).poll(&mut nobody) {
                 Poll::Ready(next) => next,
                 Poll::Pending => None,
             };
@@ -278,4 +289,61 @@ fn log_event(queue: &str, event: WorkerEvent) -> bool {
         _ => {}
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_batch_takes_everything_already_sent() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        for i in 0..1000 {
+            tx.send(i).unwrap();
+        }
+        let rx = tokio::sync::Mutex::new(rx);
+        let mut taken = Vec::new();
+        let reading = in_batches(
+            || async { rx.lock().await.recv().await },
+            |i| {
+                taken.push(i);
+                true
+            },
+        );
+        // One batch, then the rest: the 1000 are all taken before it ends.
+        let _ = tokio::time::timeout(EVENTS_REST / 2, reading).await;
+        assert_eq!(taken.len(), 1000, "taken in the first batch");
+        assert!(taken.iter().copied().eq(0..1000));
+    }
+
+    #[tokio::test]
+    async fn reading_stops_when_told_or_when_the_channel_ends() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        for i in 0..10 {
+            tx.send(i).unwrap();
+        }
+        let rx = tokio::sync::Mutex::new(rx);
+        let mut taken = Vec::new();
+        in_batches(
+            || async { rx.lock().await.recv().await },
+            |i| {
+                taken.push(i);
+                i < 3
+            },
+        )
+        .await;
+        assert_eq!(taken, [0, 1, 2, 3]);
+
+        drop(tx);
+        let mut rest = 0;
+        in_batches(
+            || async { rx.lock().await.recv().await },
+            |_| {
+                rest += 1;
+                true
+            },
+        )
+        .await;
+        assert_eq!(rest, 6);
+    }
 }

@@ -7,7 +7,7 @@
 //! target/release/harness --bullpen target/release/bullpen          # the full run (~15 min)
 //! target/release/harness --bullpen target/release/bullpen --write  # …and update docs/BENCHMARKS.md
 //! target/release/harness --quick                                   # a few hundred jobs, 1 run
-//! target/release/harness --only bullpen --at 8 --sections throughput # a subset
+//! target/release/harness --only bullpen,bullmq-official --at 8 --sections throughput # a subset
 //! ```
 //!
 //! `BULLPEN_WORKERS=N` in the environment sets the bullpen queue's `workers`
@@ -34,7 +34,8 @@ pub struct Options {
     pub runs: usize,
     pub latency_jobs: usize,
     pub bullpen: PathBuf,
-    pub only: Option<String>,
+    /// Label prefixes of the cases to run (`--only a,b`); all if empty.
+    pub only: Vec<String>,
     pub at: Option<usize>,
     pub sections: Vec<String>,
     pub write: bool,
@@ -62,7 +63,9 @@ fn parse_options() -> Options {
         bullpen: value("--bullpen")
             .map(PathBuf::from)
             .unwrap_or_else(bullpen_release_binary),
-        only: value("--only").map(|o| o.to_lowercase()),
+        only: value("--only")
+            .map(|o| o.to_lowercase().split(',').map(str::to_owned).collect())
+            .unwrap_or_default(),
         at: value("--at").map(|v| v.parse().expect("--at takes a concurrency")),
         sections: value("--sections")
             .unwrap_or_else(|| "throughput,latency,startup".into())
@@ -129,7 +132,8 @@ async fn main() {
             .into_iter()
             .filter(|c| {
                 let label = format!("{} {}", c.contender.label(), c.work.label()).to_lowercase();
-                options.only.as_ref().is_none_or(|o| label.starts_with(o))
+                (options.only.is_empty()
+                    || options.only.iter().any(|o| label.starts_with(o.as_str())))
                     && options.at.is_none_or(|at| c.concurrency == at)
             })
             .collect();
