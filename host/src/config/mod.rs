@@ -199,20 +199,21 @@ fn one() -> Spanned<u32> {
 }
 
 /// The number of workers a queue gets when its config does not say: one
-/// per 2 jobs of concurrency, at most 4. On 2 cores, 2 to 4 workers took a
-/// no-op queue at concurrency 8 or 64 from ~11k/~16k jobs/s (one worker) to
-/// ~17k/~20k, where Redis's own CPU becomes the limit (docs/BENCHMARKS.md).
+/// per 4 jobs of concurrency, at most 4. One crate worker fetches one job at
+/// a time; on 2 cores, with Redis's CPU the limit, 2 workers at concurrency
+/// 8 and 2 to 4 at 64 did best, each worker's connection batching fewer
+/// commands per read for Redis than one (docs/BENCHMARKS.md).
 ///
 /// ```
 /// use bullpen::config::default_workers;
 /// assert_eq!(default_workers(1), 1);
-/// assert_eq!(default_workers(2), 1);
-/// assert_eq!(default_workers(4), 2);
-/// assert_eq!(default_workers(8), 4);
+/// assert_eq!(default_workers(4), 1);
+/// assert_eq!(default_workers(8), 2);
+/// assert_eq!(default_workers(16), 4);
 /// assert_eq!(default_workers(1000), 4);
 /// ```
 pub fn default_workers(concurrency: u32) -> u32 {
-    concurrency.div_ceil(2).clamp(1, 4)
+    concurrency.div_ceil(4).clamp(1, 4)
 }
 
 /// Smallest memory cap accepted: a Rust guest needs about 1.1 MiB to start.
