@@ -8,6 +8,10 @@
 //! parked; Redis's reply completes it without waking anyone, and the next
 //! [`Unawaited::send`] (or [`Unawaited::finish`]) polls the completed ones
 //! and drops them.
+//!
+//! A write whose first poll cannot send (its connection is reconnecting)
+//! goes out when it is next polled: at the queue's next attempt, or at
+//! `close`, which waits for every write still here.
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
