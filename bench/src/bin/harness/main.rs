@@ -7,7 +7,7 @@
 //! target/release/harness --bullpen target/release/bullpen          # the full run (~15 min)
 //! target/release/harness --bullpen target/release/bullpen --write  # …and update docs/BENCHMARKS.md
 //! target/release/harness --quick                                   # a few hundred jobs, 1 run
-//! target/release/harness --only bullpen,bullmq-official --at 8 --sections throughput # a subset
+//! target/release/harness --only 'bullpen|bullmq-official' --at 8 --sections throughput # a subset
 //! ```
 //!
 //! `BULLPEN_WORKERS=N` in the environment sets the bullpen queue's `workers`
@@ -15,6 +15,11 @@
 //!
 //! Every contender is a process of its own, so the table can give its CPU per
 //! job and its peak memory beside the Redis server's CPU per job.
+
+// The native-crate contender is this binary: it gets bullpen's allocator, so
+// that it differs from bullpen by the sandbox alone.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod contender;
 mod events;
@@ -34,7 +39,8 @@ pub struct Options {
     pub runs: usize,
     pub latency_jobs: usize,
     pub bullpen: PathBuf,
-    /// Label prefixes of the cases to run (`--only a,b`); all if empty.
+    /// Label prefixes of the cases to run (`--only 'a|b'`; labels hold
+    /// commas); all if empty.
     pub only: Vec<String>,
     pub at: Option<usize>,
     pub sections: Vec<String>,
@@ -64,7 +70,7 @@ fn parse_options() -> Options {
             .map(PathBuf::from)
             .unwrap_or_else(bullpen_release_binary),
         only: value("--only")
-            .map(|o| o.to_lowercase().split(',').map(str::to_owned).collect())
+            .map(|o| o.to_lowercase().split('|').map(str::to_owned).collect())
             .unwrap_or_default(),
         at: value("--at").map(|v| v.parse().expect("--at takes a concurrency")),
         sections: value("--sections")
@@ -98,6 +104,7 @@ fn cases() -> Vec<Case> {
         case(Bullpen, Noop, 8),
         case(Bullpen, Noop, 64),
         case(NodeInProcess, Transform, 8),
+        case(Native, Transform, 8),
         case(Bullpen, Transform, 8),
     ]
 }
