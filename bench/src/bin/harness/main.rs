@@ -4,7 +4,7 @@
 //! pickup latency, and bullpen's start-up time and idle memory.
 //!
 //! ```sh
-//! target/release/harness --bullpen target/release/bullpen          # the full run (~15 min)
+//! target/release/harness --bullpen target/release/bullpen          # the full run (~6 min)
 //! target/release/harness --bullpen target/release/bullpen --write  # …and update docs/BENCHMARKS.md
 //! target/release/harness --quick                                   # a few hundred jobs, 1 run
 //! target/release/harness --only 'bullpen|bullmq-official' --at 8 --sections throughput # a subset
