@@ -220,3 +220,57 @@ fn the_embedded_redis_keeps_jobs_across_restarts() {
         "{jobs}"
     );
 }
+
+#[test]
+fn a_killed_host_takes_its_embedded_redis_with_it() {
+    let mut host = RunningHost::start_embedded("[queues.later]\nmodule = \"echo.wasm\"\n");
+    let id = cli(&host, &["add", "later", "{\"x\":1}", "--delay", "1h"]);
+    let dir_name = host.dir.path().file_name().unwrap().to_string_lossy();
+    let server = process_whose_command_line_has(&format!("{dir_name}/.bullpen/redis/redis.sock"))
+        .expect("the embedded redis-server runs");
+
+    host.signal("KILL");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while is_running(server) {
+        assert!(
+            Instant::now() < deadline,
+            "redis-server {server} outlived its host, killed with SIGKILL"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The server synced its append-only file on the way out: the next host
+    // finds the job.
+    host.start_again();
+    let jobs = cli(&host, &["jobs", "later", "--state", "delayed"]);
+    assert!(
+        jobs.lines()
+            .any(|l| l.starts_with(&format!("{} ", id.trim()))),
+        "{jobs}"
+    );
+}
+
+/// The pid of a process whose command line contains `needle`.
+fn process_whose_command_line_has(needle: &str) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let command = std::fs::read(entry.path().join("cmdline")).ok()?;
+            String::from_utf8_lossy(&command)
+                .contains(needle)
+                .then_some(pid)
+        })
+}
+
+/// Whether `pid` is alive: neither gone nor a zombie nobody reaped.
+fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(") ")?.1.chars().next()?;
+            Some(state != 'Z' && state != 'X')
+        })
+        .unwrap_or(false)
+}

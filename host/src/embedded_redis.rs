@@ -51,6 +51,28 @@ pub enum EmbeddedRedisError {
     },
 }
 
+/// In the server's process before exec: asks the kernel for SIGTERM when the
+/// thread that started it ends, which for bullpen (it starts the server from
+/// its main thread) is when bullpen ends, however it ends. `kill_on_drop`
+/// covers the orderly exits only; a bullpen killed with SIGKILL or by the
+/// OOM killer would otherwise leave an orphan server holding the data dir's
+/// append-only file while the next bullpen starts another one on it. On
+/// SIGTERM, redis-server syncs its file and exits.
+fn die_with_parent() -> std::io::Result<()> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) and getppid are async-signal-safe.
+    unsafe {
+        let parent = libc::getppid();
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // The parent may have died between fork and prctl.
+        if libc::getppid() != parent {
+            libc::raise(libc::SIGTERM);
+        }
+    }
+    Ok(())
+}
+
 /// How long the server gets to answer its first PING.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -99,6 +121,11 @@ impl EmbeddedRedis {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        // SAFETY: the closure runs in the forked child before exec and only
+        // makes async-signal-safe calls (prctl, getppid).
+        unsafe {
+            command.pre_exec(die_with_parent);
+        }
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
