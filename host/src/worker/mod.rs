@@ -294,14 +294,26 @@ fn log_event(queue: &str, event: WorkerEvent) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+    /// A channel holding `items`, its receiver shared the way the crate
+    /// shares a worker's event receiver.
+    fn sent(
+        items: std::ops::Range<i32>,
+    ) -> (
+        UnboundedSender<i32>,
+        tokio::sync::Mutex<UnboundedReceiver<i32>>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        for i in items {
+            tx.send(i).unwrap();
+        }
+        (tx, tokio::sync::Mutex::new(rx))
+    }
 
     #[tokio::test]
     async fn a_batch_takes_everything_already_sent() {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        for i in 0..1000 {
-            tx.send(i).unwrap();
-        }
-        let rx = tokio::sync::Mutex::new(rx);
+        let (_tx, rx) = sent(0..1000);
         let mut taken = Vec::new();
         let reading = in_batches(
             || async { rx.lock().await.recv().await },
@@ -318,11 +330,7 @@ mod tests {
 
     #[tokio::test]
     async fn reading_stops_when_told_or_when_the_channel_ends() {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        for i in 0..10 {
-            tx.send(i).unwrap();
-        }
-        let rx = tokio::sync::Mutex::new(rx);
+        let (tx, rx) = sent(0..10);
         let mut taken = Vec::new();
         in_batches(
             || async { rx.lock().await.recv().await },

@@ -51,6 +51,14 @@ impl Work {
             Work::Transform => "json-transform",
         }
     }
+
+    /// The `WORK` variable a Node or native contender reads.
+    fn env_value(self) -> &'static str {
+        match self {
+            Work::Noop => "noop",
+            Work::Transform => "transform",
+        }
+    }
 }
 
 /// One row of the throughput table.
@@ -137,10 +145,6 @@ pub async fn start(case: Case, redis_url: &str, bullpen: &Path) -> Running {
                 Contender::NodeProcesses => "processes",
                 _ => "threads",
             };
-            let work = match case.work {
-                Work::Noop => "noop",
-                Work::Transform => "transform",
-            };
             let mut command = Command::new("node");
             command
                 .arg(workspace_root().join("bench/node/worker.mjs"))
@@ -148,23 +152,19 @@ pub async fn start(case: Case, redis_url: &str, bullpen: &Path) -> Running {
                 .env("QUEUE", QUEUE)
                 .env("CONCURRENCY", &concurrency)
                 .env("MODE", mode)
-                .env("WORK", work);
+                .env("WORK", case.work.env_value());
             Running {
                 child: spawn_until(command, "ready", false).await,
                 _dir: None,
             }
         }
         Contender::Native => {
-            let work = match case.work {
-                Work::Noop => "noop",
-                Work::Transform => "transform",
-            };
             let mut command = Command::new(std::env::current_exe().unwrap());
             command
                 .arg("--native-worker")
                 .env("REDIS_URL", redis_url)
                 .env("CONCURRENCY", &concurrency)
-                .env("WORK", work);
+                .env("WORK", case.work.env_value());
             Running {
                 child: spawn_until(command, "ready", false).await,
                 _dir: None,
