@@ -355,7 +355,7 @@ async fn a_flood_of_reports_is_cut_at_the_budget() {
     let run = misbehave("flood", Limits::default()).await;
     assert_eq!(run.outcome, Ok(Ok("\"fine\"".into())));
     assert_eq!(
-        run.reports_dropped,
+        run.reports_dropped.reports,
         20_000 - bullpen::sandbox::MAX_REPORTS_PER_JOB
     );
 }

@@ -18,6 +18,10 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(pub Duration);
 
+/// The longest duration accepted: longer ones are mistakes, and would
+/// overflow the millisecond timestamps BullMQ computes from them.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// A size in bytes written with an optional unit: `B`, `KiB`, `MiB`, `GiB`
 /// (powers of 1024) or `KB`, `MB`, `GB` (powers of 1000).
 ///
@@ -68,8 +72,8 @@ impl FromStr for HumanDuration {
             _ => return Err(error("unknown unit: use ms, s, m or h")),
         };
         let millis = value * millis_per_unit;
-        if !millis.is_finite() || millis > u64::MAX as f64 {
-            return Err(error("too large"));
+        if !millis.is_finite() || millis > MAX_DURATION.as_millis() as f64 {
+            return Err(error("too large: at most 365 days"));
         }
         Ok(HumanDuration(Duration::from_micros(
             (millis * 1000.0) as u64,

@@ -12,7 +12,13 @@
 //! - `bad-progress`: reports a progress that is not JSON and completes;
 //! - `work`: sleeps `ms` milliseconds (data `{"mode": "work", "ms": 500}`),
 //!   then completes with `"fine"`: a job that takes a while;
+//! - `job-log`: appends `times` lines of `bytes` bytes each to the job's log
+//!   (`{"mode": "job-log", "times": 10000, "bytes": 65536}`), then completes;
+//! - `progress`: reports progress 1 to `times`, then completes;
 //! - `ok`: completes with `"fine"`.
+//!
+//! A job named `data-text`, whatever its data, completes with the text of
+//! its data as a JSON string: what the host handed over, byte for byte.
 
 use bullpen_guest::{Error, Job, Processor, Result};
 use serde::Deserialize;
@@ -24,12 +30,19 @@ struct Plan {
     mode: String,
     #[serde(default)]
     ms: u64,
+    #[serde(default)]
+    times: u64,
+    #[serde(default)]
+    bytes: usize,
 }
 
 struct Misbehave;
 
 impl Processor for Misbehave {
     fn process(job: Job) -> Result<impl serde::Serialize> {
+        if job.name == "data-text" {
+            return Ok(job.data_text().to_owned());
+        }
         let plan: Plan = job.data()?;
         match plan.mode.as_str() {
             "spin" => {
@@ -65,6 +78,17 @@ impl Processor for Misbehave {
             }
             "bad-progress" => bullpen_guest::progress(serde_json::json!(10)),
             "work" => std::thread::sleep(std::time::Duration::from_millis(plan.ms)),
+            "job-log" => {
+                let line = "x".repeat(plan.bytes);
+                for _ in 0..plan.times {
+                    bullpen_guest::add_log(&line);
+                }
+            }
+            "progress" => {
+                for i in 1..=plan.times {
+                    bullpen_guest::progress(i);
+                }
+            }
             "ok" => {}
             other => return Err(Error::unrecoverable(format!("unknown mode `{other}`"))),
         }
@@ -72,7 +96,7 @@ impl Processor for Misbehave {
             // Bypasses the SDK's serialisation to send text that is not JSON.
             bullpen_guest::__private::bindings::bullpen::processor::host::progress("{not json");
         }
-        Ok("fine")
+        Ok("fine".to_owned())
     }
 }
 

@@ -39,10 +39,14 @@ pub struct AddArgs {
     /// A job id of your own.
     #[arg(long)]
     job_id: Option<String>,
-    /// Priority (1 is the highest).
-    #[arg(long)]
+    /// Priority: 1 is the highest, 2,097,152 (2^21, BullMQ's limit) the
+    /// lowest; 0 is no priority.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=MAX_PRIORITY))]
     priority: Option<u32>,
 }
+
+/// BullMQ's largest priority (`2 ** 21`): its scripts refuse more.
+const MAX_PRIORITY: i64 = 1 << 21;
 
 fn parse_backoff(text: &str) -> anyhow::Result<BackoffStrategy> {
     let (kind, delay) = text.split_once(':').unwrap_or((text, "0ms"));

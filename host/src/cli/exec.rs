@@ -60,6 +60,10 @@ pub struct ExecArgs {
     /// Linear memory cap.
     #[arg(long, default_value = "64MiB")]
     pub memory: ByteSize,
+    /// Bytes of job-log lines and progress the job may report (each counts
+    /// 256 bytes more than its length); the rest is dropped and counted.
+    #[arg(long, default_value = "1MiB")]
+    pub report_budget: ByteSize,
     /// Where the compile cache lives (<dir>/cache).
     #[arg(long, default_value = ".bullpen")]
     pub data_dir: PathBuf,
@@ -76,6 +80,7 @@ pub(super) async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     let limits = Limits {
         timeout: args.timeout.0,
         memory: args.memory.0,
+        reports: args.report_budget.0,
         ..Limits::default()
     };
     let sandbox = Sandbox::new(SandboxOptions {
@@ -184,11 +189,19 @@ fn describe(module: &Module, run: &Run<ProcessAnswer>) -> (Value, u8) {
         "loaded_from": module.loaded_from().as_str(),
     });
     let code = match &run.outcome {
-        Ok(Ok(value)) => {
-            report["outcome"] = json!("completed");
-            report["return_value"] = serde_json::from_str(value).unwrap_or(Value::Null);
-            0
-        }
+        // The same check `bullpen run` makes before the job is completed.
+        Ok(Ok(value)) => match crate::json::storable_return_value(value) {
+            Ok(value) => {
+                report["outcome"] = json!("completed");
+                report["return_value"] = value;
+                0
+            }
+            Err(message) => {
+                report["outcome"] = json!("failed");
+                report["error"] = json!({ "message": message, "name": "ReturnValueError" });
+                3
+            }
+        },
         Ok(Err(JobError::Failed(failure))) => {
             report["outcome"] = json!("failed");
             report["error"] = json!({ "message": failure.message, "name": failure.name });
@@ -226,8 +239,9 @@ fn describe(module: &Module, run: &Run<ProcessAnswer>) -> (Value, u8) {
     if run.stdout.dropped + run.stderr.dropped > 0 {
         report["output_bytes_dropped"] = json!(run.stdout.dropped + run.stderr.dropped);
     }
-    if run.reports_dropped > 0 {
-        report["reports_dropped"] = json!(run.reports_dropped);
+    if run.reports_dropped.reports > 0 {
+        report["reports_dropped"] = json!(run.reports_dropped.reports);
+        report["report_bytes_dropped"] = json!(run.reports_dropped.bytes);
     }
     (report, code)
 }
@@ -241,9 +255,10 @@ fn attach_reports(report: &mut Value, reports: &[Report]) {
             Report::Log { level, message } => {
                 logs.push(json!({ "level": level_name(*level), "message": message }))
             }
-            Report::Progress(value) => {
-                progress.push(serde_json::from_str(value).unwrap_or(Value::Null))
-            }
+            Report::Progress(value) => progress.push(
+                crate::json::storable(value, "the progress")
+                    .unwrap_or_else(|reason| json!({ "dropped": reason })),
+            ),
             Report::JobLog(line) => job_log.push(json!(line)),
         }
     }

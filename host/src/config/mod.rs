@@ -45,8 +45,7 @@ pub struct Config {
 }
 
 /// `[redis]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisConfig {
     /// The server's URL (`redis://host:port/db`, `rediss://…`,
     /// `unix:///path/redis.sock`). When absent, bullpen starts its own
@@ -129,6 +128,14 @@ pub struct QueueConfig {
     pub max_stalled_count: u32,
     /// What a crash counts as. Default `retry`.
     pub on_crash: OnCrash,
+    /// Bytes of job-log lines and progress one attempt may write to Redis,
+    /// each counted 256 bytes more than its length; the rest is dropped
+    /// and counted in one job-log line. Default 1 MiB.
+    pub report_budget: ByteSize,
+    /// Times a job may be started (moved to active: attempts, rate-limited
+    /// and delayed starts, stalls) before it fails with BullMQ's "job started
+    /// more than allowable limit" (`maxStartedAttempts`). Default 10,000.
+    pub max_started_attempts: u32,
 }
 
 /// A configuration that cannot be used. Its message names the file, the line
@@ -163,11 +170,18 @@ impl std::error::Error for ConfigError {}
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default)]
-    redis: RedisConfig,
+    redis: RawRedis,
     #[serde(default)]
     host: RawHost,
     #[serde(default)]
     queues: BTreeMap<String, Spanned<RawQueue>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRedis {
+    url: Option<Spanned<String>>,
+    prefix: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -185,13 +199,15 @@ struct RawQueue {
     #[serde(default = "one")]
     concurrency: Spanned<u32>,
     workers: Option<Spanned<u32>>,
-    timeout: Option<HumanDuration>,
+    timeout: Option<Spanned<HumanDuration>>,
     memory: Option<Spanned<ByteSize>>,
     limiter: Option<Spanned<LimiterConfig>>,
     lock_duration: Option<Spanned<HumanDuration>>,
     stalled_interval: Option<Spanned<HumanDuration>>,
     max_stalled_count: Option<u32>,
     on_crash: Option<OnCrash>,
+    report_budget: Option<Spanned<ByteSize>>,
+    max_started_attempts: Option<Spanned<u32>>,
 }
 
 fn one() -> Spanned<u32> {
@@ -215,6 +231,15 @@ fn one() -> Spanned<u32> {
 pub fn default_workers(concurrency: u32) -> u32 {
     concurrency.div_ceil(4).clamp(1, 4)
 }
+
+/// Most jobs one queue may run at once.
+pub const MAX_CONCURRENCY: u32 = 1_000;
+/// Most jobs all queues together may run at once: each job slot reserves
+/// address space for two instances in the engine's pool (about 8 GiB of it,
+/// most never touched), and a process has 128 TiB.
+pub const MAX_TOTAL_CONCURRENCY: u32 = 4_000;
+/// Largest report budget accepted.
+const MAX_REPORT_BUDGET: u64 = 1 << 30;
 
 /// Smallest memory cap accepted: a Rust guest needs about 1.1 MiB to start.
 const MIN_MEMORY: u64 = 2 << 20;
@@ -250,14 +275,25 @@ impl Config {
                 .shutdown_grace
                 .map_or(Duration::from_secs(30), |d| d.0),
         };
+        let redis = RedisConfig {
+            url: raw.redis.url.as_ref().map(|u| u.get_ref().clone()),
+            prefix: raw.redis.prefix.unwrap_or_else(|| "bull".into()),
+        };
         let mut config = Config {
             path: path.to_path_buf(),
-            redis: raw.redis,
+            redis,
             host,
             queues: BTreeMap::new(),
             text: text.to_owned(),
             module_spans: BTreeMap::new(),
         };
+        if let Some(url) = &raw.redis.url {
+            use redis::IntoConnectionInfo;
+            if let Err(e) = url.get_ref().as_str().into_connection_info() {
+                return Err(config.at(url.span(), format!("redis.url: {e}")));
+            }
+        }
+        let mut total_concurrency: u32 = 0;
         for (name, queue) in raw.queues {
             let span = queue.span();
             let queue = queue.into_inner();
@@ -270,13 +306,25 @@ impl Config {
                     "a queue name must be non-empty and without `:`".into(),
                 ));
             }
-            if *queue.concurrency.get_ref() == 0 {
+            let concurrency = *queue.concurrency.get_ref();
+            if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
                 return Err(error(
                     queue.concurrency.span(),
-                    "concurrency must be at least 1".into(),
+                    format!("concurrency must be between 1 and {MAX_CONCURRENCY}"),
                 ));
             }
-            let concurrency = *queue.concurrency.get_ref();
+            total_concurrency = match total_concurrency.checked_add(concurrency) {
+                Some(total) if total <= MAX_TOTAL_CONCURRENCY => total,
+                _ => {
+                    return Err(error(
+                        queue.concurrency.span(),
+                        format!(
+                            "the queues' concurrency adds up to more than \
+                             {MAX_TOTAL_CONCURRENCY}, the most one host runs at once"
+                        ),
+                    ));
+                }
+            };
             let workers = match queue.workers {
                 None => default_workers(concurrency),
                 Some(w) if (1..=concurrency).contains(w.get_ref()) => *w.get_ref(),
@@ -306,6 +354,30 @@ impl Config {
                 None => Ok(HumanDuration(default)),
                 Some(v) if v.get_ref().0 >= Duration::from_millis(1) => Ok(*v.get_ref()),
                 Some(v) => Err(error(v.span(), format!("{key} must be at least 1ms"))),
+            };
+            let timeout = positive(queue.timeout, "timeout", Duration::from_secs(30))?;
+            let report_budget = match queue.report_budget {
+                None => ByteSize(1 << 20),
+                Some(b) if b.get_ref().0 <= MAX_REPORT_BUDGET => *b.get_ref(),
+                Some(b) => {
+                    return Err(error(
+                        b.span(),
+                        format!(
+                            "report_budget must be at most {}",
+                            ByteSize(MAX_REPORT_BUDGET)
+                        ),
+                    ));
+                }
+            };
+            let max_started_attempts = match queue.max_started_attempts {
+                None => 10_000,
+                Some(m) if *m.get_ref() >= 1 => *m.get_ref(),
+                Some(m) => {
+                    return Err(error(
+                        m.span(),
+                        "max_started_attempts must be at least 1".into(),
+                    ));
+                }
             };
             let lock_duration = positive(
                 queue.lock_duration,
@@ -341,15 +413,15 @@ impl Config {
                     module,
                     concurrency,
                     workers,
-                    timeout: queue
-                        .timeout
-                        .unwrap_or(HumanDuration(Duration::from_secs(30))),
+                    timeout,
                     memory,
                     limiter,
                     lock_duration,
                     stalled_interval,
                     max_stalled_count: queue.max_stalled_count.unwrap_or(1),
                     on_crash: queue.on_crash.unwrap_or(OnCrash::Retry),
+                    report_budget,
+                    max_started_attempts,
                 },
             );
         }
@@ -457,7 +529,7 @@ on_crash = "fail"
     fn unknown_keys_name_the_line() {
         assert_eq!(
             error("[queues.q]\nmodule = \"a.wasm\"\nconcurency = 4\n"),
-            "/etc/bullpen/bullpen.toml:3:1: unknown field `concurency`, expected one of `module`, `concurrency`, `workers`, `timeout`, `memory`, `limiter`, `lock_duration`, `stalled_interval`, `max_stalled_count`, `on_crash`"
+            "/etc/bullpen/bullpen.toml:3:1: unknown field `concurency`, expected one of `module`, `concurrency`, `workers`, `timeout`, `memory`, `limiter`, `lock_duration`, `stalled_interval`, `max_stalled_count`, `on_crash`, `report_budget`, `max_started_attempts`"
         );
     }
 
@@ -473,7 +545,7 @@ on_crash = "fail"
         );
         assert_eq!(
             error("[queues.q]\nmodule = \"a.wasm\"\nconcurrency = 0\n"),
-            "/etc/bullpen/bullpen.toml:3:15: queues.q: concurrency must be at least 1"
+            "/etc/bullpen/bullpen.toml:3:15: queues.q: concurrency must be between 1 and 1000"
         );
         assert_eq!(
             error("[queues.q]\nmodule = \"a.wasm\"\nconcurrency = 2\nworkers = 3\n"),
@@ -487,6 +559,55 @@ on_crash = "fail"
         assert_eq!(
             error("[queues.q]\nmodule = \"a.wasm\"\nlimiter = { max = 0, duration = \"1s\" }\n"),
             "/etc/bullpen/bullpen.toml:3:11: queues.q: limiter needs max >= 1 and a duration of at least 1ms"
+        );
+    }
+
+    #[test]
+    fn limits_and_sums_are_checked_where_they_are_written() {
+        let two = |c: &str| {
+            format!(
+                "[queues.a]\nmodule = \"a.wasm\"\nconcurrency = {c}\n\
+                 [queues.b]\nmodule = \"b.wasm\"\nconcurrency = {c}\n"
+            )
+        };
+        // 2^31 twice wrapped to 0 in a u32 sum once.
+        assert_eq!(
+            error(&two("2147483648")),
+            "/etc/bullpen/bullpen.toml:3:15: queues.a: concurrency must be between 1 and 1000"
+        );
+        let many: String = (0..5)
+            .map(|i| format!("[queues.q{i}]\nmodule = \"a.wasm\"\nconcurrency = 1000\n"))
+            .collect();
+        assert_eq!(
+            error(&many),
+            "/etc/bullpen/bullpen.toml:15:15: queues.q4: the queues' concurrency adds up to more than 4000, the most one host runs at once"
+        );
+        assert_eq!(
+            error("[redis]\nurl = \"redis://[::1\"\n[queues.q]\nmodule = \"a.wasm\"\n"),
+            "/etc/bullpen/bullpen.toml:2:7: redis.url: Redis URL did not parse - InvalidClientConfig"
+        );
+        assert_eq!(
+            error("[queues.q]\nmodule = \"a.wasm\"\ntimeout = \"0s\"\n"),
+            "/etc/bullpen/bullpen.toml:3:11: queues.q: timeout must be at least 1ms"
+        );
+        assert_eq!(
+            error("[queues.q]\nmodule = \"a.wasm\"\ntimeout = \"3000000000000h\"\n"),
+            "/etc/bullpen/bullpen.toml:3:11: `3000000000000h` is not a duration: too large: at most 365 days"
+        );
+        assert_eq!(
+            error("[queues.q]\nmodule = \"a.wasm\"\nreport_budget = \"2GiB\"\n"),
+            "/etc/bullpen/bullpen.toml:3:17: queues.q: report_budget must be at most 1 GiB"
+        );
+        assert_eq!(
+            error("[queues.q]\nmodule = \"a.wasm\"\nmax_started_attempts = 0\n"),
+            "/etc/bullpen/bullpen.toml:3:24: queues.q: max_started_attempts must be at least 1"
+        );
+        let q = &parse("[queues.q]\nmodule = \"a.wasm\"\nreport_budget = \"64KiB\"\n")
+            .unwrap()
+            .queues["q"];
+        assert_eq!(
+            (q.report_budget, q.max_started_attempts),
+            (ByteSize(64 << 10), 10_000)
         );
     }
 

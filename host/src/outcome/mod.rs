@@ -107,6 +107,55 @@ pub fn plan_retry(
     }
 }
 
+/// The shortest delay a guest's `delayed` answer gets: a time already past
+/// (or about to be) would have the job taken again at once, and again, in
+/// a loop as fast as Redis answers.
+pub const MIN_DELAY: Duration = Duration::from_millis(100);
+
+/// The longest a job waits for a retry or a `delayed` answer, and the
+/// longest a `rate-limited` answer pauses its queue; longer asks are cut
+/// to these (and logged), where they would otherwise overflow timestamps or
+/// stop a queue for years.
+pub const MAX_DELAY: Duration = crate::units::MAX_DURATION;
+/// See [`MAX_DELAY`].
+pub const MAX_RATE_LIMIT: Duration = Duration::from_secs(3600);
+
+/// The timestamp (ms) a job waits until: `delay` from `now_ms`, at most
+/// [`MAX_DELAY`], never past `u64::MAX`.
+///
+/// ```
+/// use bullpen::outcome::{retry_at, MAX_DELAY};
+/// use std::time::Duration;
+/// assert_eq!(retry_at(1_000, Duration::from_millis(500)), 1_500);
+/// assert_eq!(retry_at(1_000, Duration::MAX), 1_000 + MAX_DELAY.as_millis() as u64);
+/// ```
+pub fn retry_at(now_ms: u64, delay: Duration) -> u64 {
+    now_ms.saturating_add(delay.min(MAX_DELAY).as_millis() as u64)
+}
+
+/// A guest's `delayed` time (ms) brought within [`MIN_DELAY`] and
+/// [`MAX_DELAY`] of `now_ms`.
+///
+/// ```
+/// use bullpen::outcome::delayed_until;
+/// assert_eq!(delayed_until(0, 10_000), 10_100);
+/// assert_eq!(delayed_until(60_000, 10_000), 60_000);
+/// assert_eq!(delayed_until(u64::MAX, 10_000), 10_000 + 365 * 24 * 3600 * 1000);
+/// ```
+pub fn delayed_until(until: u64, now_ms: u64) -> u64 {
+    until.clamp(retry_at(now_ms, MIN_DELAY), retry_at(now_ms, MAX_DELAY))
+}
+
+/// A guest's `rate-limited` pause (ms), at most [`MAX_RATE_LIMIT`].
+///
+/// ```
+/// assert_eq!(bullpen::outcome::rate_limit(1_000_000_000_000), 3_600_000);
+/// assert_eq!(bullpen::outcome::rate_limit(250), 250);
+/// ```
+pub fn rate_limit(ms: u64) -> u64 {
+    ms.min(MAX_RATE_LIMIT.as_millis() as u64)
+}
+
 /// BullMQ's message when a job names a backoff type nobody implements.
 pub fn unknown_strategy(strategy: &str) -> String {
     format!(

@@ -16,6 +16,14 @@ pub async fn raw_options(queue: &Queue, job_id: &str) -> redis::RedisResult<Stri
     Ok(opts.unwrap_or_else(|| "{}".into()))
 }
 
+/// The job's `data` field as stored: bytes, which need not be UTF-8 or
+/// JSON (`None` when the job has no such field).
+pub async fn raw_data(queue: &Queue, job_id: &str) -> redis::RedisResult<Option<Vec<u8>>> {
+    let key = queue.keys().job_key(job_id);
+    let mut connection = queue.connection().connection();
+    connection.hget(&key, "data").await
+}
+
 /// What a failed attempt leaves on the job, as BullMQ's Node worker leaves
 /// it: `failedReason`, one more entry in `stacktrace` (trimmed to
 /// `stack_trace_limit`), and, when the move that follows does not count the

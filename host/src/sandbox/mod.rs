@@ -40,7 +40,8 @@ pub use engine::EPOCH_TICK;
 pub use module::{LoadError, Module};
 pub use output::Captured;
 pub use report::{
-    Ignore, JobObserver, MAX_REPORT_LEN, MAX_REPORTS_PER_JOB, Recorder, Report, level_name,
+    Dropped, Ignore, JobObserver, MAX_REPORT_LEN, MAX_REPORTS_PER_JOB, REPORT_OVERHEAD, Recorder,
+    Report, level_name,
 };
 pub use run::{Cost, JobState, Limits, ProcessAnswer, Run};
 

@@ -20,8 +20,8 @@ pub trait JobObserver: Send + Sync {
     fn add_log(&self, line: &str);
 }
 
-/// Most reports one job may make; later ones are dropped (and counted), so a
-/// guest in a logging loop cannot flood the host or Redis.
+/// Most log messages one job may write; later ones are dropped (and
+/// counted), so a guest in a logging loop cannot flood the host's log.
 pub const MAX_REPORTS_PER_JOB: u32 = 10_000;
 
 /// Longest log message or job-log line kept, in bytes.
@@ -105,34 +105,74 @@ pub fn level_name(level: Level) -> &'static str {
     }
 }
 
-/// One job's connection to its observer, with the report budget applied.
+/// What one report costs against [`Limits::reports`](super::Limits) on top
+/// of its own bytes: about what Redis keeps around a job-log line or a
+/// progress event, so that many tiny reports are bounded too (1 MiB holds
+/// 4,096 empty ones).
+pub const REPORT_OVERHEAD: u64 = 256;
+
+/// What a call's reports went over its budgets by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// Reports dropped: logs past [`MAX_REPORTS_PER_JOB`], job-log lines and
+    /// progress past the byte budget.
+    pub reports: u32,
+    /// The bytes of the job-log lines and progress values among them.
+    pub bytes: u64,
+}
+
+/// One job's connection to its observer, with the report budgets applied:
+/// a count for logs, bytes for what goes to Redis (job-log lines and
+/// progress).
 pub(crate) struct Reporter {
     observer: std::sync::Arc<dyn JobObserver>,
-    made: u32,
-    dropped: u32,
+    logs: u32,
+    budget: u64,
+    dropped: Dropped,
 }
 
 impl Reporter {
-    pub(crate) fn new(observer: std::sync::Arc<dyn JobObserver>) -> Self {
+    /// A reporter that lets through `budget` bytes of job-log lines and
+    /// progress, each charged [`REPORT_OVERHEAD`] more than its length.
+    pub(crate) fn new(observer: std::sync::Arc<dyn JobObserver>, budget: u64) -> Self {
         Reporter {
             observer,
-            made: 0,
-            dropped: 0,
+            logs: 0,
+            budget,
+            dropped: Dropped::default(),
         }
     }
 
-    /// Reports dropped because the job went over [`MAX_REPORTS_PER_JOB`].
-    pub(crate) fn dropped(&self) -> u32 {
+    /// What went over the budgets.
+    pub(crate) fn dropped(&self) -> Dropped {
         self.dropped
     }
 
-    fn admit(&mut self) -> bool {
-        if self.made >= MAX_REPORTS_PER_JOB {
-            self.dropped += 1;
+    fn admit_log(&mut self) -> bool {
+        if self.logs >= MAX_REPORTS_PER_JOB {
+            self.dropped.reports += 1;
             return false;
         }
-        self.made += 1;
+        self.logs += 1;
         true
+    }
+
+    fn admit_bytes(&mut self, len: usize) -> bool {
+        let cost = (len as u64).saturating_add(REPORT_OVERHEAD);
+        match self.budget.checked_sub(cost) {
+            Some(left) => {
+                self.budget = left;
+                true
+            }
+            None => {
+                // Spent: nothing smaller gets in later either, so the count
+                // says how many were refused, in order.
+                self.budget = 0;
+                self.dropped.reports = self.dropped.reports.saturating_add(1);
+                self.dropped.bytes = self.dropped.bytes.saturating_add(len as u64);
+                false
+            }
+        }
     }
 }
 
@@ -149,13 +189,13 @@ fn clip(text: &str) -> &str {
 
 impl processor::host::Host for Reporter {
     fn log(&mut self, level: Level, message: String) {
-        if self.admit() {
+        if self.admit_log() {
             self.observer.log(level, clip(&message));
         }
     }
 
     fn progress(&mut self, value: String) {
-        if !self.admit() {
+        if !self.admit_bytes(value.len()) {
             return;
         }
         match serde_json::from_str::<serde::de::IgnoredAny>(&value) {
@@ -168,8 +208,9 @@ impl processor::host::Host for Reporter {
     }
 
     fn add_log(&mut self, line: String) {
-        if self.admit() {
-            self.observer.add_log(clip(&line));
+        let line = clip(&line);
+        if self.admit_bytes(line.len()) {
+            self.observer.add_log(line);
         }
     }
 }

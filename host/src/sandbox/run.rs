@@ -6,7 +6,7 @@ use super::crash::{self, Crash, Evidence};
 use super::limits::MemoryLimiter;
 use super::module::Module;
 use super::output::{CapturePipe, Captured};
-use super::report::{JobObserver, Reporter};
+use super::report::{Dropped, JobObserver, Reporter};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::Store;
@@ -22,15 +22,20 @@ pub struct Limits {
     pub memory: u64,
     /// Bytes of stdout and of stderr kept; the rest is counted and dropped.
     pub capture: usize,
+    /// Bytes of job-log lines and progress values the call may report, each
+    /// charged [`REPORT_OVERHEAD`](super::REPORT_OVERHEAD) more; the rest is
+    /// counted and dropped.
+    pub reports: u64,
 }
 
 impl Default for Limits {
-    /// 30 s, 64 MiB, 64 KiB of each output stream.
+    /// 30 s, 64 MiB, 64 KiB of each output stream, 1 MiB of reports.
     fn default() -> Self {
         Limits {
             timeout: Duration::from_secs(30),
             memory: 64 << 20,
             capture: 64 << 10,
+            reports: 1 << 20,
         }
     }
 }
@@ -55,8 +60,9 @@ pub struct Run<T> {
     pub stdout: Captured,
     /// What the guest wrote to stderr.
     pub stderr: Captured,
-    /// Reports (logs, progress) dropped because the call made too many.
-    pub reports_dropped: u32,
+    /// Reports (logs, job-log lines, progress) dropped because the call went
+    /// over its budgets.
+    pub reports_dropped: Dropped,
 }
 
 /// What `process` answered: the return value's JSON text, or how the attempt
@@ -163,7 +169,7 @@ impl Module {
             wasi,
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(limits.memory),
-            reporter: Reporter::new(observer),
+            reporter: Reporter::new(observer, limits.reports),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);

@@ -12,17 +12,21 @@
 
 use super::unawaited::Unawaited;
 use crate::config::OnCrash;
+use crate::json;
 use crate::outcome::options::{self as job_options, JobOptions};
 use crate::outcome::{self, RetryPlan, Verdict};
 use crate::queue::fields;
+use crate::sandbox::REPORT_OVERHEAD;
 use crate::sandbox::{
     BackoffDecision, BackoffOptions, Failure, Job as GuestJob, JobObserver, Level, Limits, Module,
 };
 use crate::timer::poll_once;
+use crate::units::ByteSize;
 use bullmq::types::BackoffStrategy;
 use bullmq::{Error, Job, JobProgress, Queue};
 use serde_json::Value;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
@@ -35,20 +39,77 @@ pub(crate) struct Attempts {
     pub on_crash: OnCrash,
     /// The attempts' log lines still waiting for Redis's reply.
     pub unawaited: Unawaited,
+    /// Whether a `delayed` answer was already brought within bounds: a job
+    /// that loops on a past time would log it ten times a second.
+    pub delay_bounded: AtomicBool,
 }
 
 /// What a guest reported, on its way to Redis.
 enum Report {
-    Progress(String),
+    /// The progress changed: the newest value waits in
+    /// [`Forward::progress`].
+    Progress,
     JobLog(String),
 }
 
 /// Forwards progress and job-log lines to the attempt's task; logs go to
 /// tracing directly.
+///
+/// The channel is bounded by the report budget: each line or progress the
+/// sandbox lets through costs at least [`REPORT_OVERHEAD`] bytes of it.
+/// Progress is a state, so values the writer has not caught up with are
+/// replaced by newer ones rather than queued.
 struct Forward {
-    tx: mpsc::UnboundedSender<Report>,
+    tx: mpsc::Sender<Report>,
+    pending: Arc<Pending>,
     queue: String,
     job_id: String,
+}
+
+/// What the attempt's task reads beside the channel. Kept apart from
+/// [`Forward`] so that the channel closes when the run drops its observer.
+#[derive(Default)]
+struct Pending {
+    /// The newest progress not yet written.
+    progress: Mutex<Option<String>>,
+    /// Reports the channel refused (none while the budget bounds it).
+    refused: AtomicU32,
+}
+
+impl Pending {
+    fn take_progress(&self) -> Option<String> {
+        self.progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+}
+
+impl Forward {
+    /// A forwarder for a call with `limits`, what it leaves pending, and the
+    /// receiving end of its channel.
+    fn new(
+        limits: &Limits,
+        queue: &str,
+        job_id: &str,
+    ) -> (Arc<Self>, Arc<Pending>, mpsc::Receiver<Report>) {
+        let capacity = (limits.reports / REPORT_OVERHEAD).clamp(1, 1 << 16) as usize + 1;
+        let (tx, rx) = mpsc::channel(capacity);
+        let pending = Arc::new(Pending::default());
+        let forward = Forward {
+            tx,
+            pending: pending.clone(),
+            queue: queue.to_owned(),
+            job_id: job_id.to_owned(),
+        };
+        (Arc::new(forward), pending, rx)
+    }
+
+    fn send(&self, report: Report) {
+        if self.tx.try_send(report).is_err() {
+            self.pending.refused.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl JobObserver for Forward {
@@ -64,11 +125,19 @@ impl JobObserver for Forward {
     }
 
     fn progress(&self, json: &str) {
-        let _ = self.tx.send(Report::Progress(json.to_owned()));
+        let pending = self
+            .pending
+            .progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(json.to_owned());
+        if pending.is_none() {
+            self.send(Report::Progress);
+        }
     }
 
     fn add_log(&self, line: &str) {
-        let _ = self.tx.send(Report::JobLog(line.to_owned()));
+        self.send(Report::JobLog(line.to_owned()));
     }
 }
 
@@ -101,7 +170,19 @@ impl Attempts {
 
     /// Runs one attempt and returns what the crate's worker should do next.
     pub async fn run(&self, mut job: Job) -> Result<Value, Error> {
-        let guest_job = self.guest_job(&job);
+        let data = match self.guest_data(&job).await {
+            Ok(data) => data,
+            Err(verdict) => {
+                tracing::warn!(
+                    queue = self.queue_name(),
+                    job = job.id(),
+                    "not run: {verdict:?}"
+                );
+                let guest_job = self.guest_job(&job, String::new());
+                return self.apply(job, &guest_job, verdict).await;
+            }
+        };
+        let guest_job = self.guest_job(&job, data);
         let attempt = job.attempts_made() + 1;
         tracing::debug!(
             queue = self.queue_name(),
@@ -118,19 +199,37 @@ impl Attempts {
             self.module.short_hash()
         );
 
-        let (tx, rx) = mpsc::unbounded_channel();
-        let observer: Arc<dyn JobObserver> = Arc::new(Forward {
-            tx,
-            queue: self.queue_name().to_owned(),
-            job_id: job.id().to_owned(),
-        });
+        let (observer, reports, rx) = Forward::new(&self.limits, self.queue_name(), job.id());
         let mut run = std::pin::pin!(self.module.process(&guest_job, &self.limits, observer));
         // Most runs end at their first poll: then every report is already
         // in the channel and no timer need be armed for the line.
-        let (run, unwritten) = match poll_once(run.as_mut()).await {
-            Poll::Ready(run) => (run, self.forward(&mut job, attempt_line, rx, false).await),
-            Poll::Pending => tokio::join!(run, self.forward(&mut job, attempt_line, rx, true)),
+        let (run, mut unwritten) = match poll_once(run.as_mut()).await {
+            Poll::Ready(run) => (
+                run,
+                self.forward(&mut job, attempt_line, &reports, rx, false)
+                    .await,
+            ),
+            Poll::Pending => tokio::join!(
+                run,
+                self.forward(&mut job, attempt_line, &reports, rx, true)
+            ),
         };
+        let refused = reports.refused.load(Ordering::Relaxed);
+        if run.reports_dropped.reports > 0 || refused > 0 {
+            // Once per attempt, whatever the number dropped.
+            let line = format!(
+                "bullpen: {} report(s) ({} bytes of job-log lines and progress) over this attempt's \
+                 budget of {} were dropped",
+                run.reports_dropped.reports + refused,
+                run.reports_dropped.bytes,
+                ByteSize(self.limits.reports)
+            );
+            tracing::warn!(queue = self.queue_name(), job = job.id(), "{line}");
+            if let Some(first) = unwritten.take() {
+                self.write_line(&job, first).await;
+            }
+            self.write_line(&job, line).await;
+        }
         if !run.stderr.text.is_empty() {
             tracing::debug!(queue = self.queue_name(), job = job.id(), stderr = %run.stderr.text, "guest stderr");
         }
@@ -143,12 +242,28 @@ impl Attempts {
             ?verdict,
             "attempt ended"
         );
+        let verdict = match verdict {
+            Verdict::Completed(json) => match json::storable_return_value(&json) {
+                Ok(value) => Ok(value),
+                Err(message) => Err(Verdict::Failed(Failure {
+                    message,
+                    name: Some("ReturnValueError".into()),
+                })),
+            },
+            other => Err(other),
+        };
         match (unwritten, verdict) {
-            (Some(line), Verdict::Completed(json)) => {
+            (Some(line), Ok(value)) => {
                 self.send_line(job, line);
-                Ok(serde_json::from_str(&json)?)
+                Ok(value)
             }
-            (unwritten, verdict) => {
+            (unwritten, Ok(value)) => {
+                if let Some(line) = unwritten {
+                    self.write_line(&job, line).await;
+                }
+                Ok(value)
+            }
+            (unwritten, Err(verdict)) => {
                 if let Some(line) = unwritten {
                     self.write_line(&job, line).await;
                 }
@@ -165,7 +280,8 @@ impl Attempts {
         &self,
         job: &mut Job,
         line: String,
-        mut reports: mpsc::UnboundedReceiver<Report>,
+        pending: &Pending,
+        mut reports: mpsc::Receiver<Report>,
         running: bool,
     ) -> Option<String> {
         // The attempt's line must precede the guest's own reports, but needs
@@ -190,13 +306,19 @@ impl Attempts {
                 self.write_line(job, line).await;
             }
             let result = match report {
-                Report::Progress(json) => {
-                    // A number goes in as a JSON value too: the crate's
-                    // `Number(f64)` would store `10` as `10.0`.
-                    let Ok(progress) = serde_json::from_str(&json) else {
+                Report::Progress => {
+                    let Some(json) = pending.take_progress() else {
                         continue;
                     };
-                    job.update_progress(JobProgress::Object(progress)).await
+                    // A number goes in as a JSON value too: the crate's
+                    // `Number(f64)` would store `10` as `10.0`.
+                    match json::storable(&json, "the progress") {
+                        Ok(progress) => job.update_progress(JobProgress::Object(progress)).await,
+                        Err(reason) => {
+                            tracing::warn!(queue = self.queue_name(), job = job.id(), "{reason}");
+                            continue;
+                        }
+                    }
                 }
                 Report::JobLog(line) => job.log(&line).await.map(|_| ()),
             };
@@ -227,14 +349,33 @@ impl Attempts {
         ));
     }
 
-    /// The job as the guest sees it.
-    fn guest_job(&self, job: &Job) -> GuestJob {
+    /// The job's data as the text the guest gets: the crate's parsed copy
+    /// written out again when that is the producer's value, else the stored
+    /// bytes (one more read); `Err` names why the data cannot be given to
+    /// the guest faithfully (the job fails for good) or that it could not be
+    /// read (the attempt fails).
+    async fn guest_data(&self, job: &Job) -> Result<String, Verdict> {
+        if !json::may_differ(job.data()) {
+            // A Value always serialises.
+            return Ok(serde_json::to_string(job.data()).unwrap_or_default());
+        }
+        match fields::raw_data(&self.queue, job.id()).await {
+            Ok(bytes) => json::stored_data(bytes).map_err(Verdict::Unrecoverable),
+            Err(e) => Err(Verdict::Failed(Failure {
+                message: format!("cannot read the job's data: {e}"),
+                name: Some("RedisError".into()),
+            })),
+        }
+    }
+
+    /// The job as the guest sees it, with `data` as its data.
+    fn guest_job(&self, job: &Job, data: String) -> GuestJob {
         let opts = job.opts();
         GuestJob {
             id: job.id().to_owned(),
             name: job.name().to_owned(),
             queue: self.queue_name().to_owned(),
-            data: serde_json::to_string(job.data()).unwrap_or_else(|_| "null".into()),
+            data,
             attempts_made: job.attempts_made(),
             attempts_started: job.attempts_started().max(1),
             max_attempts: opts.attempts.unwrap_or(1).max(1),
@@ -266,7 +407,9 @@ impl Attempts {
         verdict: Verdict,
     ) -> Result<Value, Error> {
         match verdict {
-            Verdict::Completed(json) => Ok(serde_json::from_str(&json)?),
+            Verdict::Completed(json) => {
+                json::storable_return_value(&json).map_err(Error::ProcessingError)
+            }
             Verdict::Unrecoverable(reason) => {
                 let failure = Failure {
                     message: reason.clone(),
@@ -276,11 +419,30 @@ impl Attempts {
                 self.record(&job, &failure, &opts, false).await;
                 Err(Error::Unrecoverable(reason))
             }
-            Verdict::RateLimited(ms) => {
+            Verdict::RateLimited(asked) => {
+                let ms = outcome::rate_limit(asked);
+                if ms != asked {
+                    tracing::warn!(
+                        queue = self.queue_name(),
+                        job = job.id(),
+                        "the module asked to pause the queue {asked} ms; paused {ms} ms, the most bullpen allows"
+                    );
+                }
                 self.queue.rate_limit(ms).await?;
                 Err(Error::RateLimited { delay_ms: ms })
             }
-            Verdict::Delayed(until) => {
+            Verdict::Delayed(asked) => {
+                let until = outcome::delayed_until(asked, now_ms());
+                if until != asked && !self.delay_bounded.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        queue = self.queue_name(),
+                        job = job.id(),
+                        "the module asked to delay the job until {asked}; delayed until {until} \
+                         (between {:?} and {} from now; said once per queue)",
+                        outcome::MIN_DELAY,
+                        crate::units::HumanDuration(outcome::MAX_DELAY)
+                    );
+                }
                 job.move_to_delayed(until).await?;
                 Err(Error::Delayed)
             }
@@ -436,7 +598,7 @@ impl Attempts {
             // RPUSH to wait: the next job taken, as BullMQ's lifo retry.
             job.move_to_wait(None).await?;
         } else {
-            job.move_to_delayed(now_ms() + delay.as_millis() as u64)
+            job.move_to_delayed(outcome::retry_at(now_ms(), delay))
                 .await?;
         }
         Err(Error::Delayed)

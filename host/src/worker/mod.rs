@@ -81,8 +81,16 @@ pub fn worker_options(config: &QueueConfig, target: &RedisTarget) -> WorkerOptio
     // `attempt`): those are immediate by our decision.
     options.backoff_strategy = Some(Arc::new(|_, _, _, _| Box::pin(async { 0 })));
     options.drain_delay = 1;
+    // The crate's fetch loop sleeps this long after any Redis error (15 s by
+    // default): after an outage, fetching resumes within this of Redis
+    // coming back.
+    options.run_retry_delay = RUN_RETRY_DELAY.as_millis() as u64;
+    options.max_started_attempts = Some(config.max_started_attempts);
     options
 }
+
+/// How long a worker waits after a failed fetch before trying again.
+pub const RUN_RETRY_DELAY: Duration = Duration::from_millis(250);
 
 impl QueueWorker {
     /// Starts taking jobs from queue `name` and running them with `module`.
@@ -103,10 +111,12 @@ impl QueueWorker {
             limits: Limits {
                 timeout: config.timeout.0,
                 memory: config.memory.0,
+                reports: config.report_budget.0,
                 ..Limits::default()
             },
             on_crash: config.on_crash,
             unawaited: Default::default(),
+            delay_bounded: Default::default(),
         });
         let processing = attempts.clone();
         let processor = move |job: Job, _cancel: CancellationToken| {
