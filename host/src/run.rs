@@ -73,6 +73,31 @@ async fn start_embedded(config: &Config) -> Result<EmbeddedRedis, StartError> {
     }
 }
 
+/// How often `bullpen run` tries Redis again while it does not answer.
+pub const REDIS_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Waits, however long it takes, until Redis answers: a host started before
+/// its Redis (a reboot, a deploy) takes jobs once Redis is up. Says so at
+/// once, then every minute; a signal stops the wait (see `cli::run`).
+async fn wait_for_redis(target: &RedisTarget) {
+    let mut last_said: Option<std::time::Instant> = None;
+    let started = std::time::Instant::now();
+    while let Err(e) = target.ping().await {
+        if last_said.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
+            tracing::warn!("{e}; waiting for Redis, trying again every {REDIS_RETRY:?}");
+            last_said = Some(std::time::Instant::now());
+        }
+        tokio::time::sleep(REDIS_RETRY).await;
+    }
+    if last_said.is_some() {
+        tracing::warn!(
+            "Redis at {} answers after {:.1}s; starting",
+            crate::queue::redact(&target.url),
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
+
 impl Host {
     /// Starts everything `config` describes and begins taking jobs.
     pub async fn start(config: &Config) -> Result<Host, StartError> {
@@ -107,6 +132,7 @@ impl Host {
                 (target, Some(redis))
             }
         };
+        wait_for_redis(&target).await;
         let mut host = Host {
             workers: Vec::new(),
             redis,

@@ -149,6 +149,7 @@ pub struct RedisServer {
     child: std::process::Child,
     /// Its port.
     pub port: u16,
+    persistent: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -162,38 +163,83 @@ impl RedisServer {
             .expect("could not start redis-server on a free port")
     }
 
+    /// Starts one that keeps its data in an append-only file, fsynced on
+    /// every write, so that [`RedisServer::restart`] loses nothing.
+    pub fn start_persistent() -> RedisServer {
+        (0..20)
+            .find_map(|_| Self::try_start_with(true))
+            .expect("could not start redis-server on a free port")
+    }
+
     fn try_start() -> Option<RedisServer> {
+        Self::try_start_with(false)
+    }
+
+    fn try_start_with(persistent: bool) -> Option<RedisServer> {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("redis-server")
+        let mut server = RedisServer {
+            child: Self::spawn(port, dir.path(), persistent),
+            port,
+            persistent,
+            _dir: dir,
+        };
+        server.wait_ready().then_some(server)
+    }
+
+    fn spawn(port: u16, dir: &Path, persistent: bool) -> std::process::Child {
+        let aof: &[&str] = if persistent {
+            &["--appendonly", "yes", "--appendfsync", "always"]
+        } else {
+            &["--appendonly", "no"]
+        };
+        Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--save", ""])
+            .args(aof)
             .arg("--dir")
-            .arg(dir.path())
+            .arg(dir)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("redis-server must be installed to run the tests (Debian: apt-get install redis-server)");
-        let mut server = RedisServer {
-            child,
-            port,
-            _dir: dir,
-        };
+            .expect("redis-server must be installed to run the tests (Debian: apt-get install redis-server)")
+    }
+
+    /// Whether it answers within 5 s (`false`: it exited, e.g. port taken).
+    fn wait_ready(&mut self) -> bool {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = server.child.try_wait() {
-                return None;
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
             }
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(server);
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        None
+        false
+    }
+
+    /// Stops the server at once (SIGKILL); [`RedisServer::restart`] starts it
+    /// again on the same port and data.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again after [`RedisServer::stop`], on the same port and
+    /// directory, and waits until it answers.
+    pub fn restart(&mut self) {
+        self.child = Self::spawn(self.port, self._dir.path(), self.persistent);
+        assert!(
+            self.wait_ready(),
+            "redis-server did not come back on port {}",
+            self.port
+        );
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -231,7 +277,31 @@ impl RunningHost {
         Self::start_with("", queues)
     }
 
+    /// Like [`RunningHost::start`], without waiting until it takes jobs (its
+    /// Redis may be down): see [`RunningHost::wait_for_log`].
+    pub fn launch(redis: &RedisServer, queues: &str) -> RunningHost {
+        let dir = Self::prepare(&format!("[redis]\nurl = \"{}\"\n\n", redis.url()), queues);
+        let (child, log, _ready) = Self::spawn_unready(dir.path());
+        RunningHost { child, log, dir }
+    }
+
+    /// Waits up to `timeout` until the host's stderr has `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        false
+    }
+
     fn start_with(redis: &str, queues: &str) -> RunningHost {
+        Self::start_in(Self::prepare(redis, queues))
+    }
+
+    fn prepare(redis: &str, queues: &str) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let modules = dir.path().join("modules");
         std::fs::create_dir_all(&modules).unwrap();
@@ -240,7 +310,7 @@ impl RunningHost {
         }
         let config = format!("{redis}[host]\nshutdown_grace = \"5s\"\n\n{queues}");
         std::fs::write(dir.path().join("bullpen.toml"), config).unwrap();
-        Self::start_in(dir)
+        dir
     }
 
     /// Starts another `bullpen run` on the same directory (after this one
@@ -266,6 +336,27 @@ impl RunningHost {
     ) -> (
         std::process::Child,
         std::sync::Arc<std::sync::Mutex<String>>,
+    ) {
+        let (mut child, log, ready_rx) = Self::spawn_unready(dir);
+        if ready_rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .is_err()
+        {
+            let _ = child.kill();
+            panic!("bullpen run did not start:\n{}", log.lock().unwrap());
+        }
+        (child, log)
+    }
+
+    /// Spawns `bullpen run` on `dir/bullpen.toml`; the receiver hears once
+    /// it takes jobs.
+    #[allow(clippy::type_complexity)]
+    fn spawn_unready(
+        dir: &Path,
+    ) -> (
+        std::process::Child,
+        std::sync::Arc<std::sync::Mutex<String>>,
+        std::sync::mpsc::Receiver<()>,
     ) {
         use std::io::BufRead;
         let mut child = bullpen()
@@ -293,14 +384,7 @@ impl RunningHost {
                 log.push('\n');
             }
         });
-        if ready_rx
-            .recv_timeout(std::time::Duration::from_secs(60))
-            .is_err()
-        {
-            let _ = child.kill();
-            panic!("bullpen run did not start:\n{}", log.lock().unwrap());
-        }
-        (child, log)
+        (child, log, ready_rx)
     }
 
     /// Runs `bullpen <args> -c <this host's config>`: exit code, stdout,

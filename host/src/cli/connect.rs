@@ -25,6 +25,8 @@ impl Connected {
     pub async fn open(arg: &ConfigArg) -> anyhow::Result<Self> {
         let config = Config::load(&arg.config)?;
         let (target, embedded) = crate::run::redis_for(&config).await?;
+        // Fail in seconds, with the reason, when Redis is down.
+        target.ping().await?;
         Ok(Connected {
             config,
             target,

@@ -4,7 +4,7 @@ use super::connect::ConfigArg;
 use crate::config::Config;
 use crate::run::Host;
 use std::process::ExitCode;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 pub(super) const AFTER_HELP: &str = "\
 Examples:
@@ -13,8 +13,10 @@ Examples:
 
 Takes jobs from every queue of the config until SIGINT or SIGTERM, then stops
 taking jobs, lets the jobs in flight finish within [host] shutdown_grace, and
-exits. With no [redis] url, runs its own redis-server with its data under
-[host] data_dir.";
+exits. A second signal exits at once: jobs still running come back to the queue
+when their locks expire. While Redis does not answer, waits for it (saying so)
+until it does or a signal comes. With no [redis] url, runs its own
+redis-server with its data under [host] data_dir.";
 
 /// Arguments of `bullpen run`.
 #[derive(Debug, clap::Args)]
@@ -25,22 +27,60 @@ pub struct RunArgs {
 
 pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config.config)?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let host = Host::start(&config).await?;
+    let mut signals = Signals::new()?;
+    // Start-up can wait on Redis for as long as it is down: a signal stops
+    // it at once (dropping the start stops what it started).
+    let host = tokio::select! {
+        host = Host::start(&config) => host?,
+        signal = signals.next() => {
+            eprintln!("bullpen: {signal} during start-up; stopping");
+            return Ok(ExitCode::from(INTERRUPTED));
+        }
+    };
     eprintln!(
         "bullpen: taking jobs from {} queue(s) of {}",
         config.queues.len(),
         config.path.display()
     );
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
-    }
+    let signal = signals.next().await;
     eprintln!(
-        "bullpen: stopping (in-flight jobs get {:?})",
+        "bullpen: {signal}: stopping (in-flight jobs get {:?}; a second signal exits at once)",
         config.host.shutdown_grace
     );
-    host.shutdown().await;
-    Ok(ExitCode::SUCCESS)
+    tokio::select! {
+        () = host.shutdown() => Ok(ExitCode::SUCCESS),
+        signal = signals.next() => {
+            eprintln!(
+                "bullpen: {signal} again: exiting now; jobs still running keep their locks \
+                 until those expire, then any host's stalled checker puts them back in the queue"
+            );
+            Ok(ExitCode::from(INTERRUPTED))
+        }
+    }
+}
+
+/// The exit code when a signal cut start-up or shutdown short (128 + SIGINT).
+const INTERRUPTED: u8 = 130;
+
+/// SIGINT and SIGTERM, installed once, read as they come.
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for the next one; its name.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
 }

@@ -28,22 +28,52 @@ impl RedisTarget {
         RedisConnectionOptions::default().url(self.url.clone())
     }
 
-    /// Opens the queue `name`.
+    /// Opens the queue `name`. Fails within [`CONNECT_TIMEOUT`] when Redis
+    /// does not answer (the crate alone retries for about 40 s).
     pub async fn queue(&self, name: &str) -> Result<Queue, QueueError> {
         let mut options = QueueOptions::new();
         options.connection = self.connection();
         options.prefix = self.prefix.clone();
-        Queue::with_options(name, options)
-            .await
-            .map_err(|e| QueueError::Connect {
-                url: redact(&self.url),
-                reason: e.to_string(),
-            })
+        match tokio::time::timeout(CONNECT_TIMEOUT, Queue::with_options(name, options)).await {
+            Ok(Ok(queue)) => Ok(queue),
+            Ok(Err(e)) => Err(self.unreachable(e.to_string())),
+            Err(_) => Err(self.unreachable(no_answer())),
+        }
+    }
+
+    /// Whether Redis answers a `PING` within [`CONNECT_TIMEOUT`]; the error
+    /// says why not (refused, unknown host, no answer).
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        let ping = async {
+            let client = redis::Client::open(self.url.as_str())?;
+            let mut connection = client.get_multiplexed_async_connection().await?;
+            redis::cmd("PING").query_async::<()>(&mut connection).await
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, ping).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.unreachable(e.to_string())),
+            Err(_) => Err(self.unreachable(no_answer())),
+        }
+    }
+
+    fn unreachable(&self, reason: String) -> QueueError {
+        QueueError::Connect {
+            url: redact(&self.url),
+            reason,
+        }
     }
 }
 
+/// How long a command waits for Redis to answer before it says it cannot
+/// reach it.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn no_answer() -> String {
+    format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())
+}
+
 /// Hides the password of a URL for messages.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}***{}", &url[..scheme + 3], &url[at..])
