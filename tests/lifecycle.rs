@@ -136,10 +136,23 @@ async fn a_job_still_running_at_the_grace_deadline_is_not_lost() {
         .await
         .unwrap();
     wait_for(&queue, job.id(), "active", Duration::from_secs(10)).await;
+    let signalled = Instant::now();
     host.signal("TERM");
     assert!(
         host.wait_exit(Duration::from_secs(5)).is_some(),
         "the host exits after its grace"
+    );
+    // Grace (500 ms) honoured to within a second.
+    assert!(
+        signalled.elapsed() < Duration::from_millis(1500),
+        "exited {:?} after SIGTERM",
+        signalled.elapsed()
+    );
+    let log = host.log();
+    assert!(
+        log.contains("1 job(s) still running at the end of the shutdown grace are left to the stalled checker")
+            && log.contains(&format!("them back in the queue: {}", job.id())),
+        "{log}"
     );
     assert_eq!(
         state(&queue, job.id()).await,

@@ -25,6 +25,7 @@ use crate::units::ByteSize;
 use bullmq::types::BackoffStrategy;
 use bullmq::{Error, Job, JobProgress, Queue};
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
@@ -42,6 +43,32 @@ pub(crate) struct Attempts {
     /// Whether a `delayed` answer was already brought within bounds: a job
     /// that loops on a past time would log it ten times a second.
     pub delay_bounded: AtomicBool,
+    /// The ids of the jobs whose attempt is running, for the shutdown to
+    /// name those it leaves behind.
+    pub in_flight: Mutex<BTreeSet<String>>,
+}
+
+/// Holds a job's id in [`Attempts::in_flight`] for as long as its attempt
+/// runs, however it ends (a shutdown drops attempts mid-way).
+struct InFlight<'a> {
+    attempts: &'a Attempts,
+    id: String,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(attempts: &'a Attempts, id: &str) -> Self {
+        attempts.in_flight().insert(id.to_owned());
+        InFlight {
+            attempts,
+            id: id.to_owned(),
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.attempts.in_flight().remove(&self.id);
+    }
 }
 
 /// What a guest reported, on its way to Redis.
@@ -168,8 +195,18 @@ impl Attempts {
         self.queue.name()
     }
 
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The ids of the jobs whose attempt is running now.
+    pub fn running(&self) -> Vec<String> {
+        self.in_flight().iter().cloned().collect()
+    }
+
     /// Runs one attempt and returns what the crate's worker should do next.
     pub async fn run(&self, mut job: Job) -> Result<Value, Error> {
+        let _running = InFlight::new(self, job.id());
         let data = match self.guest_data(&job).await {
             Ok(data) => data,
             Err(verdict) => {

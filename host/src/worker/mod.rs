@@ -32,8 +32,10 @@ const UNLIMITED: RateLimiterOptions = RateLimiterOptions {
     duration: 1_000,
 };
 
-/// How long `close` waits for job-log writes still in flight.
+/// How long `close` waits for job-log writes still in flight, at most...
 const UNAWAITED_GRACE: Duration = Duration::from_secs(1);
+/// ...and at least, even when the shutdown grace is spent.
+const UNAWAITED_MIN: Duration = Duration::from_millis(100);
 
 /// The running workers of one queue.
 pub struct QueueWorker {
@@ -117,6 +119,7 @@ impl QueueWorker {
             on_crash: config.on_crash,
             unawaited: Default::default(),
             delay_bounded: Default::default(),
+            in_flight: Default::default(),
         });
         let processing = attempts.clone();
         let processor = move |job: Job, _cancel: CancellationToken| {
@@ -162,6 +165,7 @@ impl QueueWorker {
     /// still running at the deadline keeps its lock until it expires; then the
     /// stalled checker of any worker gives it back to the queue.
     pub async fn close(self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
         let closing: Vec<_> = self
             .workers
             .iter()
@@ -186,7 +190,23 @@ impl QueueWorker {
         for events in self.events {
             events.abort();
         }
-        self.attempts.unawaited.finish(UNAWAITED_GRACE).await;
+        let abandoned = self.attempts.running();
+        if !abandoned.is_empty() {
+            tracing::warn!(
+                queue = self.name,
+                "{} job(s) still running at the end of the shutdown grace are left to the \
+                 stalled checker: their locks expire within lock_duration, then any host puts \
+                 them back in the queue: {}",
+                abandoned.len(),
+                abandoned.join(", ")
+            );
+        }
+        // The attempts' last log lines, within the grace where it is left.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.attempts
+            .unawaited
+            .finish(UNAWAITED_GRACE.min(left.max(UNAWAITED_MIN)))
+            .await;
     }
 }
 
