@@ -546,4 +546,61 @@ fn a_second_load_comes_from_the_compile_cache() {
     let module = second.load(&guest("echo")).unwrap();
     assert_eq!(module.loaded_from(), LoadedFrom::Cache);
     assert_eq!(module.short_hash().len(), 12);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "the cache is its owner's only");
+}
+
+#[test]
+fn a_corrupted_cache_entry_is_compiled_again_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || SandboxOptions {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..SandboxOptions::default()
+    };
+    Sandbox::new(options())
+        .unwrap()
+        .load(&guest("echo"))
+        .unwrap();
+    let entry = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .expect("an entry was written");
+    // Flip bytes in the middle of the machine code: loaded unchecked, this
+    // crashed the host (SIGILL) at the first job.
+    let mut bytes = std::fs::read(&entry).unwrap();
+    let middle = bytes.len() / 2;
+    for byte in &mut bytes[middle..middle + 64] {
+        *byte = !*byte;
+    }
+    std::fs::write(&entry, &bytes).unwrap();
+    let module = Sandbox::new(options())
+        .unwrap()
+        .load(&guest("echo"))
+        .unwrap();
+    assert_eq!(module.loaded_from(), LoadedFrom::Compiler);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let outcome = runtime.block_on(process(&module, &test_job("{\"a\":1}")));
+    assert_eq!(outcome, Ok(Ok("{\"a\":1}".into())));
+    // Written again: the next load is from the cache once more.
+    let again = Sandbox::new(options())
+        .unwrap()
+        .load(&guest("echo"))
+        .unwrap();
+    assert_eq!(again.loaded_from(), LoadedFrom::Cache);
+
+    // A truncated entry, and one whose digest is gone, are compiled too.
+    std::fs::write(&entry, &bytes[..bytes.len() / 3]).unwrap();
+    let module = Sandbox::new(options())
+        .unwrap()
+        .load(&guest("echo"))
+        .unwrap();
+    assert_eq!(module.loaded_from(), LoadedFrom::Compiler);
+    std::fs::remove_file(entry.with_extension("cwasm.sha256")).unwrap();
+    let module = Sandbox::new(options())
+        .unwrap()
+        .load(&guest("echo"))
+        .unwrap();
+    assert_eq!(module.loaded_from(), LoadedFrom::Compiler);
 }

@@ -123,7 +123,7 @@ pub fn stored_data(bytes: Option<Vec<u8>>) -> Result<String, String> {
 /// );
 /// assert_eq!(
 ///     storable_return_value(r#"{"s":"\ud800"}"#).unwrap_err(),
-///     "the return value cannot be stored: lone leading surrogate in hex escape at line 1 column 12"
+///     "the return value cannot be stored: unexpected end of hex escape at line 1 column 13"
 /// );
 /// ```
 pub fn storable_return_value(json: &str) -> Result<Value, String> {

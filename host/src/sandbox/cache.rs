@@ -5,7 +5,17 @@
 //! compatibility hash (wasmtime version and every setting that changes the
 //! machine code), so a changed module or a changed engine never loads a stale
 //! entry.
+//!
+//! An entry is native code that runs outside the sandbox, and wasmtime loads
+//! it without checking it: a truncated or flipped byte can crash the host.
+//! So each entry has its sha256 in a file of its own beside it, written after
+//! the entry, and an entry is loaded only when its bytes match it; any other
+//! entry is compiled again, with a warning. The digest catches corruption,
+//! not a hostile writer: whoever can write to the cache directory can run
+//! code as the host, so it is created readable by its owner only
+//! (docs/GUARANTEES.md, "Trust").
 
+use sha2::{Digest, Sha256};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use wasmtime::Engine;
@@ -64,14 +74,18 @@ impl CompileCache {
     ) -> wasmtime::Result<(Component, LoadedFrom)> {
         let entry = self.entry(sha256);
         if let Some(entry) = entry.as_deref().filter(|p| p.exists()) {
-            // SAFETY: the entry was written by `Component::serialize` of an
-            // engine with the same compatibility hash (it is in the name),
-            // in a directory owned by this host.
-            match unsafe { Component::deserialize_file(engine, entry) } {
+            let loaded = read_verified(entry).and_then(|bytes| {
+                // SAFETY: these bytes are what `Component::serialize` wrote
+                // for an engine with the same compatibility hash (it is in
+                // the name): they match the digest written after them, in a
+                // directory only this host's user can write.
+                unsafe { Component::deserialize(engine, &bytes) }.map_err(|e| format!("{e:#}"))
+            });
+            match loaded {
                 Ok(component) => return Ok((component, LoadedFrom::Cache)),
-                Err(e) => tracing::warn!(
+                Err(why) => tracing::warn!(
                     path = %entry.display(),
-                    "compile cache entry unusable, compiling again: {e:#}"
+                    "compile cache entry unusable ({why}); compiling again"
                 ),
             }
         }
@@ -85,19 +99,55 @@ impl CompileCache {
     }
 }
 
+/// Where an entry's digest lives: beside it, in a file of its own.
+fn digest_path(entry: &Path) -> PathBuf {
+    entry.with_extension("cwasm.sha256")
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    super::module::hex(&Sha256::digest(bytes))
+}
+
+/// The entry's bytes, if they match its digest.
+fn read_verified(entry: &Path) -> Result<Vec<u8>, String> {
+    let bytes = std::fs::read(entry).map_err(|e| format!("cannot read it: {e}"))?;
+    let digest = std::fs::read_to_string(digest_path(entry))
+        .map_err(|e| format!("cannot read its digest: {e}"))?;
+    if sha256_hex(&bytes) != digest.trim() {
+        return Err("it does not match its digest: corrupted or changed".into());
+    }
+    Ok(bytes)
+}
+
 fn write_atomically(entry: &Path, component: &Component) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     let dir = entry.parent().expect("cache entries live in a directory");
-    std::fs::create_dir_all(dir)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    // An existing directory keeps its mode unless it is told.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     let bytes = component.serialize()?;
-    let temp = dir.join(format!(
-        ".{}.{}.tmp",
-        entry
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("entry"),
-        std::process::id()
-    ));
-    std::fs::write(&temp, bytes)?;
-    std::fs::rename(&temp, entry)?;
+    let write = |path: &Path, contents: &[u8]| -> std::io::Result<()> {
+        let temp = dir.join(format!(
+            ".{}.{}.tmp",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("entry"),
+            std::process::id()
+        ));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)?;
+        std::io::Write::write_all(&mut file, contents)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    };
+    // The entry first: a reader between the two renames finds a digest that
+    // does not match, and compiles.
+    write(entry, &bytes)?;
+    write(&digest_path(entry), sha256_hex(&bytes).as_bytes())?;
     Ok(())
 }
