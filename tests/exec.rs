@@ -251,3 +251,27 @@ fn check_names_the_file_and_the_reason() {
         );
     }
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_exec_quietly() {
+    use std::io::Read;
+    // `bullpen exec … | head -c 10`: the pipe closes after 10 bytes of a
+    // report of about a megabyte (the guest prints 1 MiB, captured 64 KiB;
+    // the return value is large too).
+    let mut child = bullpen()
+        .arg("exec")
+        .arg(guest("misbehave"))
+        .args(["--data", r#"{"mode":"print"}"#, "--no-cache"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 10];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+}

@@ -5,7 +5,9 @@
 //! within bounds.
 
 use bullpen::queue::bullmq::{Job, JobOptions, Queue};
-use bullpen_tests::{RedisServer, RunningHost, bullpen, guest, queue as open, wait_for_state};
+use bullpen_tests::{
+    RedisServer, RunningHost, bullpen, field, finished, guest, queue as open, wait_for_state,
+};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -34,17 +36,8 @@ async fn add_raw(queue: &Queue, name: &str, bytes: &[u8], attempts: u32) -> Stri
     id
 }
 
-async fn finished(queue: &Queue, id: &str) -> (String, Job) {
-    let state = wait_for_state(queue, id, &["completed", "failed"], SECONDS_10).await;
-    (state.to_owned(), queue.get_job(id).await.unwrap().unwrap())
-}
-
-async fn hget(queue: &Queue, id: &str, field: &str) -> Option<String> {
-    let mut connection = queue.connection().connection();
-    connection
-        .hget(queue.keys().job_key(id), field)
-        .await
-        .unwrap()
+async fn done(queue: &Queue, id: &str) -> (String, Job) {
+    finished(queue, id, SECONDS_10).await
 }
 
 fn nested(depth: usize) -> String {
@@ -106,27 +99,27 @@ async fn job_data_reaches_the_guest_byte_for_byte_or_fails_the_job_saying_why() 
          [queues.odd-echo]\nmodule = \"echo.wasm\"\n",
     );
     for (label, text, id) in shown {
-        let (state, _) = finished(&queue, &id).await;
+        let (state, _) = done(&queue, &id).await;
         assert_eq!(state, "completed", "{label}: {}", host.log());
         let returned: Value =
-            serde_json::from_str(&hget(&queue, &id, "returnvalue").await.unwrap()).unwrap();
+            serde_json::from_str(&field(&queue, &id, "returnvalue").await.unwrap()).unwrap();
         assert_eq!(returned, json!(text), "{label}: the guest got other bytes");
     }
     for (id, reason) in refused {
         // Read field by field: the crate cannot load a hash that is not UTF-8.
         let state = wait_for_state(&queue, &id, &["completed", "failed"], SECONDS_10).await;
         assert_eq!(state, "failed", "{}", host.log());
-        assert_eq!(hget(&queue, &id, "failedReason").await.unwrap(), reason);
+        assert_eq!(field(&queue, &id, "failedReason").await.unwrap(), reason);
         // Unrecoverable: no retry, though attempts = 3.
         assert_eq!(
-            hget(&queue, &id, "atm").await.unwrap(),
+            field(&queue, &id, "atm").await.unwrap(),
             "1",
             "job {id} was retried"
         );
     }
-    let (state, _) = finished(&echo, &echoed).await;
+    let (state, _) = done(&echo, &echoed).await;
     assert_eq!(state, "completed", "{}", host.log());
-    assert_eq!(hget(&echo, &echoed, "returnvalue").await.unwrap(), deep);
+    assert_eq!(field(&echo, &echoed, "returnvalue").await.unwrap(), deep);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -139,10 +132,10 @@ async fn a_return_value_too_deep_to_store_fails_alike_under_run_and_exec() {
     let host = RunningHost::start(&redis, "[queues.deep]\nmodule = \"echo.wasm\"\n");
     let reason = "the return value cannot be stored: it is nested 1001 levels deep, \
                   more than the 1000 bullpen stores";
-    let (state, job) = finished(&queue, &id).await;
+    let (state, job) = done(&queue, &id).await;
     assert_eq!(state, "failed", "{}", host.log());
     assert_eq!(job.failed_reason(), reason);
-    assert_eq!(finished(&queue, &fine).await.0, "completed");
+    assert_eq!(done(&queue, &fine).await.0, "completed");
 
     for (data, outcome) in [(too_deep, "failed"), (nested(300), "completed")] {
         let output = bullpen()
@@ -187,7 +180,7 @@ async fn report_floods_stop_at_the_attempts_budget_and_say_so_once() {
         .id()
         .to_owned();
     for id in &logs {
-        let (state, _) = finished(&queue, id).await;
+        let (state, _) = done(&queue, id).await;
         assert_eq!(state, "completed", "{}", host.log());
         let lines: Vec<String> = connection
             .lrange(format!("{}:logs", queue.keys().job_key(id)), 0, -1)
@@ -222,7 +215,7 @@ async fn report_floods_stop_at_the_attempts_budget_and_say_so_once() {
         "Redis grew from {before} to {after} bytes"
     );
 
-    let (state, _) = finished(&queue, &progress).await;
+    let (state, _) = done(&queue, &progress).await;
     assert_eq!(state, "completed", "{}", host.log());
     let events: Vec<redis::Value> = redis::cmd("XRANGE")
         .arg(queue.keys().events())
@@ -238,7 +231,7 @@ async fn report_floods_stop_at_the_attempts_budget_and_say_so_once() {
         (1..=1_020).contains(&progress_events),
         "{progress_events} progress events"
     );
-    let last: u64 = hget(&queue, &progress, "progress")
+    let last: u64 = field(&queue, &progress, "progress")
         .await
         .and_then(|p| p.parse().ok())
         .unwrap();
@@ -273,7 +266,7 @@ async fn a_delay_into_the_past_does_not_loop_and_starts_are_bounded() {
         .id()
         .to_owned();
     let started = Instant::now();
-    let (state, job) = finished(&queue, &id).await;
+    let (state, job) = done(&queue, &id).await;
     let took = started.elapsed();
     assert_eq!(state, "failed", "{}", host.log());
     assert_eq!(job.failed_reason(), "job started more than allowable limit");

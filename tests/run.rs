@@ -2,8 +2,8 @@
 //! example guests; BullMQ state read back through the crate's `Queue`.
 
 use bullpen::queue::bullmq::types::BackoffStrategy;
-use bullpen::queue::bullmq::{Job, JobOptions, Queue};
-use bullpen_tests::{RedisServer, RunningHost, queue as open, wait_for_state};
+use bullpen::queue::bullmq::{JobOptions, Queue};
+use bullpen_tests::{RedisServer, RunningHost, field, finished, queue as open, wait_for_state};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -16,20 +16,6 @@ async fn add(queue: &Queue, data: Value, options: JobOptions) -> String {
         .unwrap()
         .id()
         .to_owned()
-}
-
-/// Waits until the job is completed or failed; returns the state and job.
-async fn finished(queue: &Queue, id: &str, timeout: Duration) -> (String, Job) {
-    let state = wait_for_state(queue, id, &["completed", "failed"], timeout).await;
-    (state.to_owned(), queue.get_job(id).await.unwrap().unwrap())
-}
-
-async fn field(queue: &Queue, id: &str, name: &str) -> Option<String> {
-    let mut connection = queue.connection().connection();
-    connection
-        .hget(queue.keys().job_key(id), name)
-        .await
-        .unwrap()
 }
 
 fn attempts(n: u32) -> JobOptions {

@@ -541,6 +541,27 @@ pub async fn wait_for_state(
     }
 }
 
+/// Waits until job `id` is completed or failed; returns the state and the
+/// job.
+pub async fn finished(
+    queue: &bullpen::queue::bullmq::Queue,
+    id: &str,
+    timeout: std::time::Duration,
+) -> (String, bullpen::queue::bullmq::Job) {
+    let state = wait_for_state(queue, id, &["completed", "failed"], timeout).await;
+    (state.to_owned(), queue.get_job(id).await.unwrap().unwrap())
+}
+
+/// One field of job `id`'s hash, as stored.
+pub async fn field(queue: &bullpen::queue::bullmq::Queue, id: &str, name: &str) -> Option<String> {
+    use redis::AsyncCommands;
+    let mut connection = queue.connection().connection();
+    connection
+        .hget(queue.keys().job_key(id), name)
+        .await
+        .unwrap()
+}
+
 /// A job's `attemptsMade` and `attemptsStarted` as a JSON peer reported them.
 pub fn attempts(job: &serde_json::Value) -> (Option<u64>, Option<u64>) {
     (

@@ -84,6 +84,6 @@ pub(super) async fn run(args: AddArgs) -> anyhow::Result<ExitCode> {
     .await;
     queue.close().await;
     connected.close().await;
-    println!("{}", id?);
+    super::say!("{}", id?)?;
     Ok(ExitCode::SUCCESS)
 }

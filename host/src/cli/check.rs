@@ -27,11 +27,11 @@ pub(super) fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut all_valid = true;
     for path in &args.modules {
         match sandbox.load(path) {
-            Ok(module) => println!(
+            Ok(module) => super::say!(
                 "{}: ok: a {CONTRACT_PACKAGE}@{CONTRACT_VERSION} processor (sha256 {})",
                 path.display(),
                 module.short_hash()
-            ),
+            )?,
             Err(e) => {
                 all_valid = false;
                 eprintln!("{e}");

@@ -121,7 +121,7 @@ pub(super) async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         report["backoff"] = next;
     }
     attach_reports(&mut report, &recorder.reports());
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    super::say!("{}", serde_json::to_string_pretty(&report)?)?;
     Ok(ExitCode::from(code))
 }
 

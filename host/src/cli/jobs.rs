@@ -59,12 +59,15 @@ pub(super) async fn run(args: JobsArgs) -> anyhow::Result<ExitCode> {
             "FAILED_REASON",
         ],
         &rows,
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Prints left-aligned columns separated by two spaces.
-pub(super) fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
+pub(super) fn print_table<const N: usize>(
+    header: [&str; N],
+    rows: &[[String; N]],
+) -> std::io::Result<()> {
     let mut widths = header.map(str::len);
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -77,10 +80,11 @@ pub(super) fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]
             .zip(widths)
             .map(|(cell, width)| format!("{cell:width$}"))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        super::say!("{}", padded.join("  ").trim_end())
     };
-    line(header.to_vec());
+    line(header.to_vec())?;
     for row in rows {
-        line(row.iter().map(String::as_str).collect());
+        line(row.iter().map(String::as_str).collect())?;
     }
+    Ok(())
 }

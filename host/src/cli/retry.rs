@@ -63,7 +63,7 @@ pub(super) async fn run(args: RetryArgs) -> anyhow::Result<ExitCode> {
     let mut result = Ok(());
     for id in &ids {
         match queue::retry(&queue, id, state, options.clone()).await {
-            Ok(()) => println!("{id}: back to wait"),
+            Ok(()) => super::say!("{id}: back to wait")?,
             Err(e) => {
                 result = Err(e);
                 break;

@@ -53,6 +53,6 @@ pub(super) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             "MODULE",
         ],
         &rows,
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
