@@ -74,7 +74,7 @@ impl Drop for InFlight<'_> {
 /// What a guest reported, on its way to Redis.
 enum Report {
     /// The progress changed: the newest value waits in
-    /// [`Forward::progress`].
+    /// [`Pending::progress`].
     Progress,
     JobLog(String),
 }
@@ -210,11 +210,12 @@ impl Attempts {
         let data = match self.guest_data(&job).await {
             Ok(data) => data,
             Err(verdict) => {
-                tracing::warn!(
-                    queue = self.queue_name(),
-                    job = job.id(),
-                    "not run: {verdict:?}"
-                );
+                let why = match &verdict {
+                    Verdict::Unrecoverable(reason) => reason,
+                    Verdict::Failed(failure) => &failure.message,
+                    _ => "",
+                };
+                tracing::warn!(queue = self.queue_name(), job = job.id(), "not run: {why}");
                 let guest_job = self.guest_job(&job, String::new());
                 return self.apply(job, &guest_job, verdict).await;
             }
@@ -294,12 +295,7 @@ impl Attempts {
                 self.send_line(job, line);
                 Ok(value)
             }
-            (unwritten, Ok(value)) => {
-                if let Some(line) = unwritten {
-                    self.write_line(&job, line).await;
-                }
-                Ok(value)
-            }
+            (None, Ok(value)) => Ok(value),
             (unwritten, Err(verdict)) => {
                 if let Some(line) = unwritten {
                     self.write_line(&job, line).await;
@@ -393,8 +389,7 @@ impl Attempts {
     /// read (the attempt fails).
     async fn guest_data(&self, job: &Job) -> Result<String, Verdict> {
         if !json::may_differ(job.data()) {
-            // A Value always serialises.
-            return Ok(serde_json::to_string(job.data()).unwrap_or_default());
+            return Ok(job.data().to_string());
         }
         match fields::raw_data(&self.queue, job.id()).await {
             Ok(bytes) => json::stored_data(bytes).map_err(Verdict::Unrecoverable),
