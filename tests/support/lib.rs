@@ -216,12 +216,26 @@ impl RedisServer {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false;
             }
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if self.answers_ping() {
                 return true;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         false
+    }
+
+    /// Whether it answers `PING` (not `-LOADING`, as while it reads its
+    /// append-only file).
+    fn answers_ping(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(1)));
+        let mut reply = [0u8; 5];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut reply).is_ok()
+            && &reply == b"+PONG"
     }
 
     /// Stops the server at once (SIGKILL); [`RedisServer::restart`] starts it

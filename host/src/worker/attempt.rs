@@ -10,6 +10,7 @@
 //! crate is told `Delayed` (nothing more to do), or, for the plain
 //! immediate retry the crate does right, handed back to it.
 
+use super::lock::{self, Runs, Trouble};
 use super::unawaited::Unawaited;
 use crate::config::OnCrash;
 use crate::json;
@@ -25,7 +26,6 @@ use crate::units::ByteSize;
 use bullmq::types::BackoffStrategy;
 use bullmq::{Error, Job, JobProgress, Queue};
 use serde_json::Value;
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
@@ -43,32 +43,13 @@ pub(crate) struct Attempts {
     /// Whether a `delayed` answer was already brought within bounds: a job
     /// that loops on a past time would log it ten times a second.
     pub delay_bounded: AtomicBool,
-    /// The ids of the jobs whose attempt is running, for the shutdown to
-    /// name those it leaves behind.
-    pub in_flight: Mutex<BTreeSet<String>>,
-}
-
-/// Holds a job's id in [`Attempts::in_flight`] for as long as its attempt
-/// runs, however it ends (a shutdown drops attempts mid-way).
-struct InFlight<'a> {
-    attempts: &'a Attempts,
-    id: String,
-}
-
-impl<'a> InFlight<'a> {
-    fn new(attempts: &'a Attempts, id: &str) -> Self {
-        attempts.in_flight().insert(id.to_owned());
-        InFlight {
-            attempts,
-            id: id.to_owned(),
-        }
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.attempts.in_flight().remove(&self.id);
-    }
+    /// This host's runs of the queue's jobs: one per job at a time, and
+    /// the ones a shutdown leaves behind.
+    pub runs: Runs,
+    /// When Redis last failed for this queue.
+    pub trouble: Trouble,
+    /// The queue's `lock_duration`.
+    pub lock: Duration,
 }
 
 /// What a guest reported, on its way to Redis.
@@ -173,17 +154,19 @@ impl JobObserver for Forward {
 const ATTEMPT_LINE_AFTER: Duration = Duration::from_millis(20);
 
 /// Writes an attempt's line into `job`'s log; a failure is only logged.
-async fn log_attempt(queue: &str, job: &Job, line: &str) {
-    if let Err(e) = job.log(line).await {
+async fn log_attempt(queue: &str, job: &Job, line: &str) -> bool {
+    let result = job.log(line).await;
+    if let Err(e) = &result {
         tracing::warn!(
             queue,
             job = job.id(),
             "cannot record the attempt in the job's log: {e}"
         );
     }
+    result.is_ok()
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -195,18 +178,23 @@ impl Attempts {
         self.queue.name()
     }
 
-    fn in_flight(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
-        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// The ids of the jobs whose attempt is running now.
     pub fn running(&self) -> Vec<String> {
-        self.in_flight().iter().cloned().collect()
+        self.runs.running()
     }
 
     /// Runs one attempt and returns what the crate's worker should do next.
     pub async fn run(&self, mut job: Job) -> Result<Value, Error> {
-        let _running = InFlight::new(self, job.id());
+        let this_run = self.runs.start(job.id());
+        if this_run.took_over {
+            tracing::warn!(
+                queue = self.queue_name(),
+                job = job.id(),
+                "taken again (its lock expired) while an earlier run on this host still ran: \
+                 the earlier run is cancelled and its outcome discarded"
+            );
+        }
+        let started_ms = now_ms();
         let data = match self.guest_data(&job).await {
             Ok(data) => data,
             Err(verdict) => {
@@ -241,17 +229,57 @@ impl Attempts {
         let mut run = std::pin::pin!(self.module.process(&guest_job, &self.limits, observer));
         // Most runs end at their first poll: then every report is already
         // in the channel and no timer need be armed for the line.
-        let (run, mut unwritten) = match poll_once(run.as_mut()).await {
-            Poll::Ready(run) => (
-                run,
-                self.forward(&mut job, attempt_line, &reports, rx, false)
-                    .await,
-            ),
-            Poll::Pending => tokio::join!(
-                run,
-                self.forward(&mut job, attempt_line, &reports, rx, true)
-            ),
+        let renewal = this_run.took_over.then(|| job.clone());
+        let ran = async {
+            match poll_once(run.as_mut()).await {
+                Poll::Ready(run) => (
+                    run,
+                    self.forward(&mut job, attempt_line, &reports, rx, false)
+                        .await,
+                ),
+                Poll::Pending => tokio::join!(
+                    run,
+                    self.forward(&mut job, attempt_line, &reports, rx, true)
+                ),
+            }
         };
+        // The crate stopped renewing a run that took over when the earlier
+        // run ended: this one renews its own.
+        let renewing = async {
+            match &renewal {
+                Some(job) => lock::renew(job, self.lock).await,
+                None => std::future::pending().await,
+            }
+        };
+        let (run, mut unwritten) = tokio::select! {
+            biased;
+            () = this_run.superseded() => {
+                tracing::warn!(
+                    queue = self.queue_name(),
+                    "a newer run of the job holds its lock: this run is cancelled, its outcome discarded"
+                );
+                return Err(Error::Delayed);
+            }
+            ran = ran => ran,
+            never = renewing => match never {},
+        };
+        // An outcome is written only while the lock is this run's: a long
+        // run may have outlived it, and a run that ended during an outage
+        // waits for Redis rather than losing its result.
+        if (run.cost.wall >= lock::CONFIRM_AFTER
+            || this_run.took_over
+            || self.trouble.since(started_ms))
+            && lock::confirm(&job, self.lock, &self.trouble, self.queue_name()).await
+                == lock::Lock::Lost
+        {
+            tracing::warn!(
+                queue = self.queue_name(),
+                job = job.id(),
+                "the job's lock was lost while this run went on (an outage or a stall longer \
+                 than lock_duration): its outcome is discarded, the run that holds the lock decides"
+            );
+            return Err(Error::Delayed);
+        }
         let refused = reports.refused.load(Ordering::Relaxed);
         if run.reports_dropped.reports > 0 || refused > 0 {
             // Once per attempt, whatever the number dropped.
@@ -356,6 +384,7 @@ impl Attempts {
                 Report::JobLog(line) => job.log(&line).await.map(|_| ()),
             };
             if let Err(e) = result {
+                self.trouble.saw();
                 tracing::warn!(
                     queue = self.queue_name(),
                     job = job.id(),
@@ -368,7 +397,9 @@ impl Attempts {
 
     /// Writes `line` into the job's log.
     async fn write_line(&self, job: &Job, line: String) {
-        log_attempt(self.queue_name(), job, &line).await;
+        if !log_attempt(self.queue_name(), job, &line).await {
+            self.trouble.saw();
+        }
     }
 
     /// Puts `line`'s write on the job's connection now, ahead of the move
@@ -377,9 +408,9 @@ impl Attempts {
     /// completed.
     fn send_line(&self, job: Job, line: String) {
         let queue = self.queue_name().to_owned();
-        self.unawaited.send(Box::pin(
-            async move { log_attempt(&queue, &job, &line).await },
-        ));
+        self.unawaited.send(Box::pin(async move {
+            log_attempt(&queue, &job, &line).await;
+        }));
     }
 
     /// The job's data as the text the guest gets: the crate's parsed copy
@@ -522,6 +553,7 @@ impl Attempts {
         )
         .await
         {
+            self.trouble.saw();
             tracing::warn!(
                 queue = self.queue_name(),
                 job = job.id(),

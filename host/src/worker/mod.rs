@@ -7,6 +7,7 @@
 //! gets `workers` of them, each with its share of the queue's concurrency.
 
 mod attempt;
+mod lock;
 mod unawaited;
 
 use crate::config::QueueConfig;
@@ -119,7 +120,9 @@ impl QueueWorker {
             on_crash: config.on_crash,
             unawaited: Default::default(),
             delay_bounded: Default::default(),
-            in_flight: Default::default(),
+            runs: Default::default(),
+            trouble: Default::default(),
+            lock: config.lock_duration.0,
         });
         let processing = attempts.clone();
         let processor = move |job: Job, _cancel: CancellationToken| {
@@ -148,9 +151,11 @@ impl QueueWorker {
                     return Err(error(e.to_string()));
                 }
             };
-            running
-                .events
-                .push(tokio::spawn(drain_events(name.to_owned(), worker.clone())));
+            running.events.push(tokio::spawn(drain_events(
+                name.to_owned(),
+                worker.clone(),
+                running.attempts.clone(),
+            )));
             running.workers.push(worker);
         }
         Ok(running)
@@ -267,8 +272,19 @@ const EVENTS_REST: Duration = Duration::from_millis(10);
 
 /// Reads the worker's event channel, which is unbounded: unread, it grows by
 /// one event per job forever.
-async fn drain_events(queue: String, worker: Arc<Worker>) {
-    in_batches(|| worker.next_event(), |event| log_event(&queue, event)).await;
+async fn drain_events(queue: String, worker: Arc<Worker>, attempts: Arc<Attempts>) {
+    in_batches(
+        || worker.next_event(),
+        |event| {
+            if matches!(event, WorkerEvent::Error(_)) {
+                // The crate's own Redis errors: attempts running now check
+                // their lock before their outcome is written.
+                attempts.trouble.saw();
+            }
+            log_event(&queue, event)
+        },
+    )
+    .await;
 }
 
 /// Takes items from `next` until it ends or `take` returns `false`.
