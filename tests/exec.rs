@@ -275,3 +275,24 @@ fn a_reader_that_goes_away_ends_exec_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(output.status.code(), Some(0), "{stderr}");
 }
+
+#[test]
+fn a_truncated_module_is_called_truncated_wherever_it_is_cut() {
+    let whole = std::fs::read(guest("echo")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("echo.wasm");
+    // Every 1/16th of the file, and the last byte missing.
+    let cuts = (1..16)
+        .map(|i| whole.len() * i / 16)
+        .chain([whole.len() - 1]);
+    for cut in cuts {
+        std::fs::write(&file, &whole[..cut]).unwrap();
+        let (code, _, stderr) = run(bullpen().arg("check").arg(&file));
+        assert_eq!(code, 1, "cut at {cut}: {stderr}");
+        assert!(
+            stderr.contains("truncated or corrupt"),
+            "cut at {cut} of {}: {stderr}",
+            whole.len()
+        );
+    }
+}

@@ -513,7 +513,10 @@ fn broken_component_bytes_are_invalid() {
     let mut bytes = wat::parse_str("(component)").unwrap();
     bytes.extend_from_slice(&[0xff, 0x01, 0x02]);
     let (reason, _) = load_error(&bytes);
-    assert!(reason.starts_with("not a valid component: "), "{reason}");
+    assert!(
+        reason.starts_with("not a valid component (truncated or corrupt?): "),
+        "{reason}"
+    );
 }
 
 #[test]

@@ -2,13 +2,22 @@
 //! allocated, and the clock that lets their time budgets expire.
 
 use super::SandboxOptions;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-/// How often the engine's epoch advances. A running guest yields to the
-/// async runtime once per tick, so a spinning guest delays other jobs on its
-/// thread by at most this much, and overruns its budget by at most this much.
-pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// How often the engine's epoch advances. A running guest checks its
+/// deadline and yields to the async runtime once per tick, so a spinning
+/// guest delays other jobs on its thread by about this much at a time, and
+/// ends about this much after its budget once it is scheduled
+/// (docs/BENCHMARKS.md, "Time budget under load").
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Ticks without a guest running after which the clock sleeps until one
+/// starts: an idle host does not wake a thousand times a second, and a busy
+/// one never pays for waking the clock.
+const IDLE_TICKS: u32 = 1_000;
 
 /// Builds the engine every module of this host is compiled for.
 ///
@@ -38,18 +47,79 @@ pub fn build(options: &SandboxOptions) -> wasmtime::Result<Engine> {
     Engine::new(&config)
 }
 
-/// Advances `engine`'s epoch every [`EPOCH_TICK`] for as long as the engine
-/// lives, on a thread of its own.
-pub fn start_epoch_clock(engine: &Engine) {
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("bullpen-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
+/// The thread that advances an engine's epoch every [`EPOCH_TICK`] while
+/// guests run (a guest's time budget and its yields need the ticks), and
+/// sleeps when none has run for [`IDLE_TICKS`].
+#[derive(Debug)]
+pub struct EpochClock {
+    running: AtomicUsize,
+    parked: AtomicBool,
+    thread: OnceLock<std::thread::Thread>,
+}
+
+impl EpochClock {
+    /// Starts the clock of `engine`; it stops when the engine is dropped.
+    pub fn start(engine: &Engine) -> Arc<Self> {
+        let clock = Arc::new(EpochClock {
+            running: AtomicUsize::new(0),
+            parked: AtomicBool::new(false),
+            thread: OnceLock::new(),
+        });
+        let weak = engine.weak();
+        let ticking = clock.clone();
+        let handle = std::thread::Builder::new()
+            .name("bullpen-epoch".into())
+            .spawn(move || ticking.tick(weak))
+            .expect("spawning the epoch thread");
+        let _ = clock.thread.set(handle.thread().clone());
+        clock
+    }
+
+    fn tick(&self, engine: wasmtime::EngineWeak) {
+        let mut idle = 0;
+        while let Some(engine) = engine.upgrade() {
+            engine.increment_epoch();
+            drop(engine);
+            if self.running.load(Ordering::SeqCst) > 0 {
+                idle = 0;
+            } else {
+                idle += 1;
             }
-        })
-        .expect("spawning the epoch thread");
+            if idle >= IDLE_TICKS {
+                self.parked.store(true, Ordering::SeqCst);
+                // A guest that started before `parked` was set is seen here;
+                // one that starts after it unparks this thread.
+                if self.running.load(Ordering::SeqCst) == 0 {
+                    // Timed: the engine's drop is noticed within a second.
+                    std::thread::park_timeout(Duration::from_secs(1));
+                }
+                self.parked.store(false, Ordering::SeqCst);
+                idle = 0;
+                continue;
+            }
+            std::thread::sleep(EPOCH_TICK);
+        }
+    }
+
+    /// Keeps the clock ticking until the returned guard is dropped: held
+    /// for as long as a guest may run.
+    pub fn hold(self: &Arc<Self>) -> Ticking {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        if self.parked.load(Ordering::SeqCst)
+            && let Some(thread) = self.thread.get()
+        {
+            thread.unpark();
+        }
+        Ticking(self.clone())
+    }
+}
+
+/// Keeps an [`EpochClock`] ticking while it lives.
+#[derive(Debug)]
+pub struct Ticking(Arc<EpochClock>);
+
+impl Drop for Ticking {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
 }

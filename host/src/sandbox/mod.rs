@@ -46,6 +46,7 @@ pub use report::{
 pub use run::{Cost, JobState, Limits, ProcessAnswer, Run};
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
@@ -82,7 +83,8 @@ pub struct Sandbox {
     engine: Engine,
     linker: Linker<JobState>,
     cache: cache::CompileCache,
-    epoch_checks: bool,
+    /// The epoch clock, when guests are compiled with epoch checks.
+    clock: Option<Arc<engine::EpochClock>>,
 }
 
 /// The engine or linker could not be set up.
@@ -95,9 +97,9 @@ impl Sandbox {
     pub fn new(options: SandboxOptions) -> Result<Self, SandboxError> {
         let error = |e: wasmtime::Error| SandboxError(format!("{e:#}"));
         let engine = engine::build(&options).map_err(error)?;
-        if options.epoch_checks {
-            engine::start_epoch_clock(&engine);
-        }
+        let clock = options
+            .epoch_checks
+            .then(|| engine::EpochClock::start(&engine));
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(error)?;
         bindings::Processor::add_to_linker::<_, HasSelf<report::Reporter>>(
@@ -110,7 +112,7 @@ impl Sandbox {
             engine,
             linker,
             cache,
-            epoch_checks: options.epoch_checks,
+            clock,
         })
     }
 
@@ -122,7 +124,7 @@ impl Sandbox {
             &self.linker,
             &self.cache,
             path,
-            self.epoch_checks,
+            self.clock.clone(),
         )?;
         tracing::debug!(
             module = %module.file_name(),

@@ -4,9 +4,11 @@
 
 use super::bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION, ProcessorPre};
 use super::cache::{CompileCache, LoadedFrom};
+use super::engine::EpochClock;
 use super::run::JobState;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::Engine;
 use wasmtime::component::types::ComponentItem;
@@ -23,7 +25,8 @@ pub struct Module {
     sha256: String,
     loaded_from: LoadedFrom,
     load_time: Duration,
-    pub(crate) epoch_checks: bool,
+    /// The epoch clock, when the module has epoch checks.
+    pub(crate) clock: Option<Arc<EpochClock>>,
 }
 
 impl std::fmt::Debug for Module {
@@ -99,7 +102,7 @@ pub enum LoadError {
         path: PathBuf,
     },
     /// The component does not parse, validate or compile.
-    #[error("{path}: not a valid component: {reason}")]
+    #[error("{path}: not a valid component (truncated or corrupt?): {reason}")]
     Invalid {
         /// The file.
         path: PathBuf,
@@ -126,6 +129,18 @@ pub enum LoadError {
         /// The export that is missing.
         export: &'static str,
     },
+    /// The component uses the contract's imports but lacks its exports:
+    /// a processor cut short (exports come last in a component, and a
+    /// component cut between two sections still parses).
+    #[error(
+        "{path}: truncated or corrupt: it imports {CONTRACT_PACKAGE}/host but does not export `{export}`, as a processor cut short would (copied while it was being written?); copy or build it again"
+    )]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// The export that is missing.
+        export: &'static str,
+    },
     /// The component's imports or exports do not fit the host.
     #[error("{path}: cannot be linked: {reason}")]
     Link {
@@ -146,7 +161,7 @@ pub(crate) fn load(
     linker: &Linker<JobState>,
     cache: &CompileCache,
     path: &Path,
-    epoch_checks: bool,
+    clock: Option<Arc<EpochClock>>,
 ) -> Result<Module, LoadError> {
     let started = Instant::now();
     let owned = || path.to_path_buf();
@@ -182,7 +197,7 @@ pub(crate) fn load(
         sha256,
         loaded_from,
         load_time: started.elapsed(),
-        epoch_checks,
+        clock,
     })
 }
 
@@ -190,6 +205,7 @@ pub(crate) fn load(
 /// linker's: the contract version imported, and the exports.
 fn check_contract(engine: &Engine, component: &Component, path: &Path) -> Result<(), LoadError> {
     let ty = component.component_type();
+    let mut imports_contract = false;
     for (name, _) in ty.imports(engine) {
         let Some(rest) = name
             .strip_prefix(CONTRACT_PACKAGE)
@@ -197,6 +213,7 @@ fn check_contract(engine: &Engine, component: &Component, path: &Path) -> Result
         else {
             continue;
         };
+        imports_contract = true;
         let version = rest
             .split_once('@')
             .map(|(_, v)| v)
@@ -211,6 +228,12 @@ fn check_contract(engine: &Engine, component: &Component, path: &Path) -> Result
     for export in REQUIRED_EXPORTS {
         match ty.get_export(engine, export).map(|e| e.ty) {
             Some(ComponentItem::ComponentFunc(_)) => {}
+            _ if imports_contract => {
+                return Err(LoadError::Truncated {
+                    path: path.to_path_buf(),
+                    export,
+                });
+            }
             _ => {
                 return Err(LoadError::MissingExport {
                     path: path.to_path_buf(),

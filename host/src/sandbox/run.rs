@@ -9,8 +9,8 @@ use super::output::{CapturePipe, Captured};
 use super::report::{Dropped, JobObserver, Reporter};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::Store;
 use wasmtime::component::ResourceTable;
+use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 /// The budgets one call runs under.
@@ -173,11 +173,27 @@ impl Module {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
-        if self.epoch_checks {
-            // Yield to the runtime at every epoch tick: a guest that never
-            // returns cannot hold its thread, and the timeout below can fire.
+        let deadline_at = started + limits.timeout;
+        let _ticking = self.clock.as_ref().map(|clock| clock.hold());
+        if self.clock.is_some() {
+            // At every epoch tick a running guest checks its own deadline
+            // (a spinning guest ends within a tick of it, without waiting
+            // for the timer below to be seen) and otherwise yields with
+            // tokio's `yield_now`, which puts it behind the tasks already
+            // waiting, timers and I/O included: a plain self-wake would take
+            // the worker's LIFO slot and run again first, and spinners kept
+            // other jobs' wake-ups (in the global queue) waiting for up to
+            // 61 of their slices.
             store.set_epoch_deadline(1);
-            store.epoch_deadline_async_yield_and_update(1);
+            store.epoch_deadline_callback(move |_| {
+                if Instant::now() >= deadline_at {
+                    return Ok(UpdateDeadline::Interrupt);
+                }
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
+            });
         }
 
         let mut instantiating = true;
@@ -208,6 +224,14 @@ impl Module {
         let outcome = match result {
             Err(_elapsed) => Err(Crash::Timeout(limits.timeout)),
             Ok(Ok(answer)) => Ok(answer),
+            // The epoch callback's interrupt: the budget ran out while the
+            // guest computed.
+            Ok(Err(error))
+                if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt)
+                    && Instant::now() >= deadline_at =>
+            {
+                Err(Crash::Timeout(limits.timeout))
+            }
             Ok(Err(error)) => Err(crash::classify(
                 &error,
                 Evidence {
