@@ -280,3 +280,32 @@ async fn a_delay_into_the_past_does_not_loop_and_starts_are_bounded() {
         host.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_over_the_queues_max_data_size_fails_the_job_saying_its_size() {
+    let redis = RedisServer::start();
+    let host = RunningHost::start(
+        &redis,
+        "[queues.small]\nmodule = \"echo.wasm\"\nmax_data_size = \"1KiB\"\n",
+    );
+    let queue = open(&redis, "small").await;
+    let big = queue
+        .add("t", json!({ "s": "x".repeat(2000) }))
+        .await
+        .unwrap()
+        .id()
+        .to_owned();
+    let fits = queue
+        .add("t", json!({ "s": "x".repeat(500) }))
+        .await
+        .unwrap()
+        .id()
+        .to_owned();
+    let (state, job) = done(&queue, &big).await;
+    assert_eq!(state, "failed", "{}", host.log());
+    assert_eq!(
+        job.failed_reason(),
+        "job data is 1.961 KiB, more than this queue's max_data_size of 1 KiB"
+    );
+    assert_eq!(done(&queue, &fits).await.0, "completed");
+}

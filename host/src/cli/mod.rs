@@ -56,10 +56,18 @@ pub enum Command {
 /// Parses the command line, runs the subcommand and returns the process's
 /// exit code.
 pub fn main() -> ExitCode {
+    main_with(|| {})
+}
+
+/// [`main`], calling `on_idle` on a runtime thread each time it runs out of
+/// work (the binary gives its allocator freed memory back to the system
+/// there).
+pub fn main_with(on_idle: fn()) -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(on_idle)
         .build()
     {
         Ok(runtime) => runtime,

@@ -136,6 +136,9 @@ pub struct QueueConfig {
     /// and delayed starts, stalls) before it fails with BullMQ's "job started
     /// more than allowable limit" (`maxStartedAttempts`). Default 10,000.
     pub max_started_attempts: u32,
+    /// Largest job data (as JSON text) handed to the guest; a larger job
+    /// fails as unrecoverable, saying its size. Default 16 MiB.
+    pub max_data_size: ByteSize,
 }
 
 /// A configuration that cannot be used. Its message names the file, the line
@@ -208,6 +211,7 @@ struct RawQueue {
     on_crash: Option<OnCrash>,
     report_budget: Option<Spanned<ByteSize>>,
     max_started_attempts: Option<Spanned<u32>>,
+    max_data_size: Option<Spanned<ByteSize>>,
 }
 
 fn one() -> Spanned<u32> {
@@ -240,6 +244,8 @@ pub const MAX_CONCURRENCY: u32 = 1_000;
 pub const MAX_TOTAL_CONCURRENCY: u32 = 4_000;
 /// Largest report budget accepted.
 const MAX_REPORT_BUDGET: u64 = 1 << 30;
+/// Largest `max_data_size` accepted: Redis's own limit for a string.
+const MAX_DATA_SIZE: u64 = 512 << 20;
 
 /// Smallest memory cap accepted: a Rust guest needs about 1.1 MiB to start.
 const MIN_MEMORY: u64 = 2 << 20;
@@ -369,6 +375,19 @@ impl Config {
                     ));
                 }
             };
+            let max_data_size = match queue.max_data_size {
+                None => ByteSize(16 << 20),
+                Some(m) if (1..=MAX_DATA_SIZE).contains(&m.get_ref().0) => *m.get_ref(),
+                Some(m) => {
+                    return Err(error(
+                        m.span(),
+                        format!(
+                            "max_data_size must be between 1 B and {}",
+                            ByteSize(MAX_DATA_SIZE)
+                        ),
+                    ));
+                }
+            };
             let max_started_attempts = match queue.max_started_attempts {
                 None => 10_000,
                 Some(m) if *m.get_ref() >= 1 => *m.get_ref(),
@@ -422,6 +441,7 @@ impl Config {
                     on_crash: queue.on_crash.unwrap_or(OnCrash::Retry),
                     report_budget,
                     max_started_attempts,
+                    max_data_size,
                 },
             );
         }
@@ -529,7 +549,7 @@ on_crash = "fail"
     fn unknown_keys_name_the_line() {
         assert_eq!(
             error("[queues.q]\nmodule = \"a.wasm\"\nconcurency = 4\n"),
-            "/etc/bullpen/bullpen.toml:3:1: unknown field `concurency`, expected one of `module`, `concurrency`, `workers`, `timeout`, `memory`, `limiter`, `lock_duration`, `stalled_interval`, `max_stalled_count`, `on_crash`, `report_budget`, `max_started_attempts`"
+            "/etc/bullpen/bullpen.toml:3:1: unknown field `concurency`, expected one of `module`, `concurrency`, `workers`, `timeout`, `memory`, `limiter`, `lock_duration`, `stalled_interval`, `max_stalled_count`, `on_crash`, `report_budget`, `max_started_attempts`, `max_data_size`"
         );
     }
 

@@ -50,6 +50,8 @@ pub(crate) struct Attempts {
     pub trouble: Trouble,
     /// The queue's `lock_duration`.
     pub lock: Duration,
+    /// The queue's `max_data_size`, in bytes.
+    pub max_data_size: u64,
 }
 
 /// What a guest reported, on its way to Redis.
@@ -419,16 +421,27 @@ impl Attempts {
     /// the guest faithfully (the job fails for good) or that it could not be
     /// read (the attempt fails).
     async fn guest_data(&self, job: &Job) -> Result<String, Verdict> {
-        if !json::may_differ(job.data()) {
-            return Ok(job.data().to_string());
+        let data = if !json::may_differ(job.data()) {
+            job.data().to_string()
+        } else {
+            match fields::raw_data(&self.queue, job.id()).await {
+                Ok(bytes) => json::stored_data(bytes).map_err(Verdict::Unrecoverable)?,
+                Err(e) => {
+                    return Err(Verdict::Failed(Failure {
+                        message: format!("cannot read the job's data: {e}"),
+                        name: Some("RedisError".into()),
+                    }));
+                }
+            }
+        };
+        if data.len() as u64 > self.max_data_size {
+            return Err(Verdict::Unrecoverable(format!(
+                "job data is {}, more than this queue's max_data_size of {}",
+                ByteSize(data.len() as u64),
+                ByteSize(self.max_data_size)
+            )));
         }
-        match fields::raw_data(&self.queue, job.id()).await {
-            Ok(bytes) => json::stored_data(bytes).map_err(Verdict::Unrecoverable),
-            Err(e) => Err(Verdict::Failed(Failure {
-                message: format!("cannot read the job's data: {e}"),
-                name: Some("RedisError".into()),
-            })),
-        }
+        Ok(data)
     }
 
     /// The job as the guest sees it, with `data` as its data.

@@ -123,6 +123,7 @@ impl QueueWorker {
             runs: Default::default(),
             trouble: Default::default(),
             lock: config.lock_duration.0,
+            max_data_size: config.max_data_size.0,
         });
         let processing = attempts.clone();
         let processor = move |job: Job, _cancel: CancellationToken| {
