@@ -207,6 +207,13 @@ async fn kill_9_mid_job_the_next_host_completes_it_once() {
         1,
         "completed exactly once"
     );
+    // The recovery is said, naming the job.
+    let log = host.log();
+    assert!(
+        log.lines().any(|l| l.contains("runs again after stalling")
+            && l.contains(&format!("job=\"{}\"", job.id()))),
+        "{log}"
+    );
 }
 
 fn cli(host: &RunningHost, args: &[&str]) -> String {

@@ -24,6 +24,14 @@ pub async fn raw_data(queue: &Queue, job_id: &str) -> redis::RedisResult<Option<
     connection.hget(&key, "data").await
 }
 
+/// How many times the job has stalled (`stc`; 0 when never).
+pub async fn stalled_count(queue: &Queue, job_id: &str) -> redis::RedisResult<u32> {
+    let key = queue.keys().job_key(job_id);
+    let mut connection = queue.connection().connection();
+    let count: Option<u32> = connection.hget(&key, "stc").await?;
+    Ok(count.unwrap_or(0))
+}
+
 /// What a failed attempt leaves on the job, as BullMQ's Node worker leaves
 /// it: `failedReason`, one more entry in `stacktrace` (trimmed to
 /// `stack_trace_limit`), and, when the move that follows does not count the

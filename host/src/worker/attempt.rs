@@ -197,6 +197,7 @@ impl Attempts {
             );
         }
         let started_ms = now_ms();
+        self.say_if_stalled(&job).await;
         let data = match self.guest_data(&job).await {
             Ok(data) => data,
             Err(verdict) => {
@@ -413,6 +414,36 @@ impl Attempts {
         self.unawaited.send(Box::pin(async move {
             log_attempt(&queue, &job, &line).await;
         }));
+    }
+
+    /// Says so when the job comes back from a stall. The crate's stalled
+    /// checker reports none of the jobs it recovers (it misreads its
+    /// script's answer); a job started more often than its attempts count
+    /// was handed back without one (a stall, a delay or a rate limit), and
+    /// only then is its stall counter read.
+    async fn say_if_stalled(&self, job: &Job) {
+        if job.attempts_started() <= job.attempts_made() + 1 {
+            return;
+        }
+        match fields::stalled_count(&self.queue, job.id()).await {
+            Ok(0) => {}
+            Ok(stalls) => tracing::warn!(
+                queue = self.queue_name(),
+                job = job.id(),
+                stalls,
+                start = job.attempts_started(),
+                "runs again after stalling: a run lost its lock (its host died or Redis was \
+                 away longer than lock_duration) and the stalled checker put the job back"
+            ),
+            Err(e) => {
+                self.trouble.saw();
+                tracing::debug!(
+                    queue = self.queue_name(),
+                    job = job.id(),
+                    "cannot read stc: {e}"
+                );
+            }
+        }
     }
 
     /// The job's data as the text the guest gets: the crate's parsed copy
