@@ -15,6 +15,13 @@
 //! - `job-log`: appends `times` lines of `bytes` bytes each to the job's log
 //!   (`{"mode": "job-log", "times": 10000, "bytes": 65536}`), then completes;
 //! - `progress`: reports progress 1 to `times`, then completes;
+//! - `read`: completes with the text of the file at `path`;
+//! - `write`: writes `text` to the file at `path`, completes with `"written"`;
+//! - `list`: completes with the names in the directory at `path`;
+//! - `env`: completes with the value of the environment variable `name`
+//!   (`null` when it is not set);
+//! - `fail-with-env`: fails with a message that holds the value of the
+//!   environment variable `name`;
 //! - `ok`: completes with `"fine"`.
 //!
 //! A job named `data-text`, whatever its data, completes with the text of
@@ -34,6 +41,12 @@ struct Plan {
     times: u64,
     #[serde(default)]
     bytes: usize,
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    name: String,
 }
 
 struct Misbehave;
@@ -41,7 +54,7 @@ struct Misbehave;
 impl Processor for Misbehave {
     fn process(job: Job) -> Result<impl serde::Serialize> {
         if job.name == "data-text" {
-            return Ok(job.data_text().to_owned());
+            return Ok(serde_json::json!(job.data_text()));
         }
         let plan: Plan = job.data()?;
         match plan.mode.as_str() {
@@ -89,6 +102,23 @@ impl Processor for Misbehave {
                     bullpen_guest::progress(i);
                 }
             }
+            "read" => return Ok(serde_json::json!(std::fs::read_to_string(&plan.path)?)),
+            "write" => {
+                std::fs::write(&plan.path, &plan.text)?;
+                return Ok(serde_json::json!("written"));
+            }
+            "list" => {
+                let mut names = Vec::new();
+                for entry in std::fs::read_dir(&plan.path)? {
+                    names.push(entry?.file_name().to_string_lossy().into_owned());
+                }
+                return Ok(serde_json::json!(names));
+            }
+            "env" => return Ok(serde_json::json!(std::env::var(&plan.name).ok())),
+            "fail-with-env" => {
+                let value = std::env::var(&plan.name).unwrap_or_default();
+                return Err(Error::failed(format!("the server rejected token {value}")));
+            }
             "ok" => {}
             other => return Err(Error::unrecoverable(format!("unknown mode `{other}`"))),
         }
@@ -96,7 +126,7 @@ impl Processor for Misbehave {
             // Bypasses the SDK's serialisation to send text that is not JSON.
             bullpen_guest::__private::bindings::bullpen::processor::host::progress("{not json");
         }
-        Ok("fine".to_owned())
+        Ok(serde_json::json!("fine"))
     }
 }
 

@@ -20,6 +20,10 @@
 //! # Ok::<(), bullpen::config::ConfigError>(())
 //! ```
 
+mod grants;
+
+pub use grants::{FileGrant, GrantsConfig, Secret};
+
 use crate::units::{ByteSize, HumanDuration};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -139,6 +143,9 @@ pub struct QueueConfig {
     /// Largest job data (as JSON text) handed to the guest; a larger job
     /// fails as unrecoverable, saying its size. Default 16 MiB.
     pub max_data_size: ByteSize,
+    /// What the processor may reach: `files`, `environment`, `secrets`.
+    /// Default: nothing.
+    pub grants: GrantsConfig,
 }
 
 /// A configuration that cannot be used. Its message names the file, the line
@@ -212,6 +219,10 @@ struct RawQueue {
     report_budget: Option<Spanned<ByteSize>>,
     max_started_attempts: Option<Spanned<u32>>,
     max_data_size: Option<Spanned<ByteSize>>,
+    #[serde(default)]
+    files: Vec<Spanned<grants::RawFileGrant>>,
+    environment: Option<Spanned<BTreeMap<String, String>>>,
+    secrets: Option<Spanned<BTreeMap<String, grants::RawSecret>>>,
 }
 
 fn one() -> Spanned<u32> {
@@ -417,6 +428,13 @@ impl Config {
                 }
                 other => other.map(Spanned::into_inner),
             };
+            let grants = grants::RawGrants {
+                files: queue.files,
+                environment: queue.environment,
+                secrets: queue.secrets,
+            }
+            .check(resolve, |var| std::env::var(var).ok())
+            .map_err(|e| error(e.span, e.reason))?;
             config
                 .module_spans
                 .insert(name.clone(), queue.module.span());
@@ -442,6 +460,7 @@ impl Config {
                     report_budget,
                     max_started_attempts,
                     max_data_size,
+                    grants,
                 },
             );
         }
@@ -549,7 +568,7 @@ on_crash = "fail"
     fn unknown_keys_name_the_line() {
         assert_eq!(
             error("[queues.q]\nmodule = \"a.wasm\"\nconcurency = 4\n"),
-            "/etc/bullpen/bullpen.toml:3:1: unknown field `concurency`, expected one of `module`, `concurrency`, `workers`, `timeout`, `memory`, `limiter`, `lock_duration`, `stalled_interval`, `max_stalled_count`, `on_crash`, `report_budget`, `max_started_attempts`, `max_data_size`"
+            "/etc/bullpen/bullpen.toml:3:1: unknown field `concurency`, expected one of `module`, `concurrency`, `workers`, `timeout`, `memory`, `limiter`, `lock_duration`, `stalled_interval`, `max_stalled_count`, `on_crash`, `report_budget`, `max_started_attempts`, `max_data_size`, `files`, `environment`, `secrets`"
         );
     }
 

@@ -24,6 +24,7 @@ mod bindings;
 mod cache;
 mod crash;
 mod engine;
+pub mod grants;
 mod limits;
 mod module;
 mod output;

@@ -3,6 +3,7 @@
 
 use super::bindings::{BackoffDecision, Failure, Job, JobError};
 use super::crash::{self, Crash, Evidence};
+use super::grants::Grants;
 use super::limits::MemoryLimiter;
 use super::module::Module;
 use super::output::{CapturePipe, Captured};
@@ -13,8 +14,8 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-/// The budgets one call runs under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The budgets one call runs under, and what it is granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Wall-clock budget for the call, instantiation included.
     pub timeout: Duration,
@@ -26,6 +27,8 @@ pub struct Limits {
     /// charged [`REPORT_OVERHEAD`](super::REPORT_OVERHEAD) more; the rest is
     /// counted and dropped.
     pub reports: u64,
+    /// What the guest may reach besides computing (nothing by default).
+    pub grants: Grants,
 }
 
 impl Default for Limits {
@@ -36,6 +39,7 @@ impl Default for Limits {
             memory: 64 << 20,
             capture: 64 << 10,
             reports: 1 << 20,
+            grants: Grants::default(),
         }
     }
 }
@@ -158,13 +162,25 @@ impl Module {
         let started = Instant::now();
         let stdout = CapturePipe::new(limits.capture);
         let stderr = CapturePipe::new(limits.capture);
-        let wasi = WasiCtxBuilder::new()
-            .stdout(stdout.clone())
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(stdout.clone())
             .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+            .allow_ip_name_lookup(false);
+        if let Err(e) = limits.grants.apply(&mut wasi) {
+            return Run {
+                outcome: Err(Crash::Instantiate(e.to_string())),
+                cost: Cost {
+                    wall: started.elapsed(),
+                    peak_memory: 0,
+                },
+                stdout: stdout.captured(),
+                stderr: stderr.captured(),
+                reports_dropped: Dropped::default(),
+            };
+        }
+        let wasi = wasi.build();
         let state = JobState {
             wasi,
             table: ResourceTable::new(),

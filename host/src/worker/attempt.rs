@@ -18,6 +18,7 @@ use crate::outcome::options::{self as job_options, JobOptions};
 use crate::outcome::{self, RetryPlan, Verdict};
 use crate::queue::fields;
 use crate::sandbox::REPORT_OVERHEAD;
+use crate::sandbox::grants::Grants;
 use crate::sandbox::{
     BackoffDecision, BackoffOptions, Failure, Job as GuestJob, JobObserver, Level, Limits, Module,
 };
@@ -72,6 +73,8 @@ enum Report {
 struct Forward {
     tx: mpsc::Sender<Report>,
     pending: Arc<Pending>,
+    /// Whose secrets are masked in what goes to logs.
+    grants: Grants,
     queue: String,
     job_id: String,
 }
@@ -109,6 +112,7 @@ impl Forward {
         let forward = Forward {
             tx,
             pending: pending.clone(),
+            grants: limits.grants.clone(),
             queue: queue.to_owned(),
             job_id: job_id.to_owned(),
         };
@@ -125,6 +129,7 @@ impl Forward {
 impl JobObserver for Forward {
     fn log(&self, level: Level, message: &str) {
         let (queue, job) = (&self.queue, &self.job_id);
+        let message = self.grants.redact(message);
         match level {
             Level::Error => tracing::error!(queue, job, "{message}"),
             Level::Warn => tracing::warn!(queue, job, "{message}"),
@@ -147,7 +152,7 @@ impl JobObserver for Forward {
     }
 
     fn add_log(&self, line: &str) {
-        self.send(Report::JobLog(line.to_owned()));
+        self.send(Report::JobLog(self.grants.redact(line).into_owned()));
     }
 }
 
@@ -178,6 +183,23 @@ pub(crate) fn now_ms() -> u64 {
 impl Attempts {
     fn queue_name(&self) -> &str {
         self.queue.name()
+    }
+
+    /// `verdict` with the queue's secrets masked in its messages: they
+    /// become `failedReason`s and stack traces, which anyone with access to
+    /// the queue reads.
+    fn redact(&self, verdict: Verdict) -> Verdict {
+        let grants = &self.limits.grants;
+        match verdict {
+            Verdict::Failed(Failure { message, name }) => Verdict::Failed(Failure {
+                message: grants.redact(&message).into_owned(),
+                name,
+            }),
+            Verdict::Unrecoverable(reason) => {
+                Verdict::Unrecoverable(grants.redact(&reason).into_owned())
+            }
+            other => other,
+        }
     }
 
     /// The ids of the jobs whose attempt is running now.
@@ -300,15 +322,15 @@ impl Attempts {
             self.write_line(&job, line).await;
         }
         if !run.stderr.text.is_empty() {
-            tracing::debug!(queue = self.queue_name(), job = job.id(), stderr = %run.stderr.text, "guest stderr");
+            tracing::debug!(queue = self.queue_name(), job = job.id(), stderr = %self.limits.grants.redact(&run.stderr.text), "guest stderr");
         }
-        let verdict = outcome::verdict(run.outcome, self.on_crash);
+        let verdict = self.redact(outcome::verdict(run.outcome, self.on_crash));
         tracing::debug!(
             queue = self.queue_name(),
             job = job.id(),
             ms = run.cost.wall.as_secs_f64() * 1e3,
             peak_memory = run.cost.peak_memory,
-            ?verdict,
+            verdict = %self.limits.grants.redact(&format!("{verdict:?}")),
             "attempt ended"
         );
         let verdict = match verdict {

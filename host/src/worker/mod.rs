@@ -115,6 +115,7 @@ impl QueueWorker {
                 timeout: config.timeout.0,
                 memory: config.memory.0,
                 reports: config.report_budget.0,
+                grants: crate::sandbox::grants::Grants::from_config(&config.grants),
                 ..Limits::default()
             },
             on_crash: config.on_crash,

@@ -1,0 +1,98 @@
+//! What a queue grants its processor, one unit per capability, each with
+//! the same life cycle (as Spin's factors): its part of the queue's config
+//! is checked at start (`config::grants`), made into a unit here once, and
+//! applied to every attempt's WASI context. The attempt path applies
+//! whatever units the queue has, with no branch per capability; a queue
+//! with no grants has no units and costs what it did before grants.
+//!
+//! The imports the units serve (`wasi:cli/environment`,
+//! `wasi:filesystem`) are linked for every module once, by the sandbox:
+//! without a grant they answer with nothing (no variables, no preopens).
+
+mod env;
+mod files;
+
+pub use env::Environment;
+pub use files::Directories;
+
+use crate::config::GrantsConfig;
+use std::borrow::Cow;
+use std::sync::Arc;
+use wasmtime_wasi::WasiCtxBuilder;
+
+/// One capability given to a queue's guests.
+pub trait Grant: Send + Sync + std::fmt::Debug {
+    /// Adds the capability to one attempt's WASI context.
+    fn apply(&self, wasi: &mut WasiCtxBuilder) -> Result<(), GrantError>;
+
+    /// Values that must not leave the sandbox in bullpen's own words (logs,
+    /// job logs, failed reasons): a grant's secrets.
+    fn secrets(&self) -> Vec<&str> {
+        Vec::new()
+    }
+}
+
+/// A grant that could not be applied to an attempt (a granted directory
+/// removed since start, say): the attempt fails, saying which.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct GrantError(pub String);
+
+/// Every grant of a queue. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    units: Arc<[Arc<dyn Grant>]>,
+    secrets: Arc<[String]>,
+}
+
+impl PartialEq for Grants {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.units, &other.units)
+    }
+}
+
+impl Eq for Grants {}
+
+impl Grants {
+    /// The units for a queue's checked grants.
+    pub fn from_config(config: &GrantsConfig) -> Self {
+        let mut units: Vec<Arc<dyn Grant>> = Vec::new();
+        if !config.environment.is_empty() || !config.secrets.is_empty() {
+            units.push(Arc::new(Environment::from_config(config)));
+        }
+        if !config.files.is_empty() {
+            units.push(Arc::new(Directories::from_config(config)));
+        }
+        let secrets = units
+            .iter()
+            .flat_map(|unit| unit.secrets())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Grants {
+            units: units.into(),
+            secrets,
+        }
+    }
+
+    /// Applies every unit to one attempt's WASI context.
+    pub fn apply(&self, wasi: &mut WasiCtxBuilder) -> Result<(), GrantError> {
+        self.units.iter().try_for_each(|unit| unit.apply(wasi))
+    }
+
+    /// `text` with every granted secret replaced by `***`.
+    ///
+    /// ```
+    /// use bullpen::sandbox::grants::Grants;
+    /// assert_eq!(Grants::default().redact("nothing to hide"), "nothing to hide");
+    /// ```
+    pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut text = Cow::Borrowed(text);
+        for secret in self.secrets.iter() {
+            if text.contains(secret.as_str()) {
+                text = Cow::Owned(text.replace(secret.as_str(), "***"));
+            }
+        }
+        text
+    }
+}
