@@ -400,7 +400,10 @@ async fn after_every_kind_of_crash_the_host_keeps_serving_with_flat_memory() {
     let tight = limits(Duration::from_millis(200), 16 << 20);
     for mode in ["spin", "oom", "stack-overflow", "panic", "sleep"] {
         for _ in 0..3 {
-            assert!(misbehave(mode, tight.clone()).await.outcome.is_err(), "{mode}");
+            assert!(
+                misbehave(mode, tight.clone()).await.outcome.is_err(),
+                "{mode}"
+            );
         }
     }
     let echo = load("echo");
