@@ -296,3 +296,63 @@ fn a_truncated_module_is_called_truncated_wherever_it_is_cut() {
         );
     }
 }
+
+#[test]
+fn exec_grants_what_its_flags_or_a_queue_of_the_config_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let templates = dir.path().join("templates");
+    std::fs::create_dir_all(&templates).unwrap();
+    std::fs::write(templates.join("t.txt"), "Dear {name}").unwrap();
+    let read = r#"{"mode":"read","path":"/templates/t.txt"}"#;
+    let env = r#"{"mode":"env","name":"REGION"}"#;
+
+    // Nothing granted: refused.
+    assert_eq!(
+        exec("misbehave", &["--data", read]).report["outcome"],
+        "failed"
+    );
+    assert_eq!(
+        exec("misbehave", &["--data", env]).report["return_value"],
+        Value::Null
+    );
+
+    // Granted by flags.
+    let dir_flag = format!("{}:/templates", templates.display());
+    let run = exec("misbehave", &["--data", read, "--dir", &dir_flag]);
+    assert_eq!(run.report["return_value"], "Dear {name}", "{}", run.stderr);
+    let run = exec("misbehave", &["--data", env, "--env", "REGION=eu-west-1"]);
+    assert_eq!(run.report["return_value"], "eu-west-1");
+    let write = r#"{"mode":"write","path":"/templates/new","text":"x"}"#;
+    let run = exec("misbehave", &["--data", write, "--dir", &dir_flag]);
+    assert_eq!(run.report["outcome"], "failed", "read-only by default");
+    let rw = format!("{dir_flag}:rw");
+    let run = exec("misbehave", &["--data", write, "--dir", &rw]);
+    assert_eq!(run.report["return_value"], "written");
+
+    // Granted as a queue of the config grants it.
+    let config = dir.path().join("bullpen.toml");
+    std::fs::write(
+        &config,
+        "[queues.render]\nmodule = \"misbehave.wasm\"\n\
+         files = [{ source = \"templates\", destination = \"/templates\" }]\n\
+         environment = { REGION = \"us-east-2\" }\n",
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let as_queue = ["--queue", "render", "-c", config.as_str()];
+    let run = exec("misbehave", &[&["--data", read][..], &as_queue].concat());
+    assert_eq!(run.report["return_value"], "Dear {name}", "{}", run.stderr);
+    let run = exec("misbehave", &[&["--data", env][..], &as_queue].concat());
+    assert_eq!(run.report["return_value"], "us-east-2");
+
+    let (code, _, stderr) = run_cmd(&["--dir", "/nonexistent:/x"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("--dir `/nonexistent:/x`: /nonexistent is not a directory"),
+        "{stderr}"
+    );
+}
+
+fn run_cmd(extra: &[&str]) -> (i32, String, String) {
+    run(bullpen().arg("exec").arg(guest("misbehave")).args(extra))
+}

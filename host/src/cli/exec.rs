@@ -18,6 +18,8 @@ Examples:
   bullpen exec modules/echo.wasm --data '{\"hello\":\"world\"}'
   bullpen exec modules/flaky.wasm --data '{\"succeed_on\":3}' --attempts-made 1 --attempts 5 --backoff exponential:1s
   bullpen exec modules/misbehave.wasm --data '{\"mode\":\"spin\"}' --timeout 2s
+  bullpen exec modules/render.wasm --dir templates:/templates --env REGION=eu-west-1
+  bullpen exec modules/render.wasm --queue render -c bullpen.toml   # as queue `render` runs it
 
 The outcome is printed on stdout as one JSON object: outcome (completed, failed,
 unrecoverable, rate-limited, delayed or crashed), the return value or the error,
@@ -70,6 +72,78 @@ pub struct ExecArgs {
     /// Compile the module even if the cache holds it, and do not write it.
     #[arg(long)]
     pub no_cache: bool,
+    /// Grants an environment variable (repeatable), as a queue's
+    /// `environment` does.
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// Grants a host directory at a guest path, read-only unless `:rw`
+    /// (repeatable), as a queue's `files` does.
+    #[arg(long = "dir", value_name = "SRC:DST[:rw]")]
+    pub dirs: Vec<String>,
+    /// Runs the job as queue `--queue` of this config file runs it: its
+    /// grants, timeout, memory and report budget (flags add grants).
+    #[arg(short, long)]
+    pub config: Option<PathBuf>,
+}
+
+/// The grants and limits of `--queue` in `--config`, if given, with the
+/// flags' grants added.
+fn limits_and_grants(args: &ExecArgs) -> anyhow::Result<Limits> {
+    let mut limits = Limits {
+        timeout: args.timeout.0,
+        memory: args.memory.0,
+        reports: args.report_budget.0,
+        ..Limits::default()
+    };
+    let mut grants = crate::config::GrantsConfig::default();
+    if let Some(path) = &args.config {
+        let config = crate::config::Config::load(path)?;
+        let Some(queue) = config.queues.get(&args.queue) else {
+            bail!(
+                "{}: no queue named `{}` (give it with --queue)",
+                path.display(),
+                args.queue
+            );
+        };
+        limits.timeout = queue.timeout.0;
+        limits.memory = queue.memory.0;
+        limits.reports = queue.report_budget.0;
+        grants = queue.grants.clone();
+    }
+    for pair in &args.env {
+        let Some((name, value)) = pair.split_once('=') else {
+            bail!("--env `{pair}`: write NAME=VALUE");
+        };
+        grants.environment.insert(name.to_owned(), value.to_owned());
+    }
+    for dir in &args.dirs {
+        grants.files.push(parse_dir(dir)?);
+    }
+    limits.grants = crate::sandbox::grants::Grants::from_config(&grants);
+    Ok(limits)
+}
+
+/// `templates:/templates` or `out:/out:rw`.
+fn parse_dir(text: &str) -> anyhow::Result<crate::config::FileGrant> {
+    let (rest, writable) = match text.strip_suffix(":rw") {
+        Some(rest) => (rest, true),
+        None => (text.strip_suffix(":ro").unwrap_or(text), false),
+    };
+    let Some((source, destination)) = rest.rsplit_once(':') else {
+        bail!("--dir `{text}`: write SRC:DST or SRC:DST:rw");
+    };
+    let source = PathBuf::from(source);
+    if !source.is_dir() {
+        bail!("--dir `{text}`: {} is not a directory", source.display());
+    }
+    if !destination.starts_with('/') {
+        bail!("--dir `{text}`: the guest path `{destination}` must be absolute");
+    }
+    Ok(crate::config::FileGrant {
+        source,
+        destination: destination.to_owned(),
+        writable,
+    })
 }
 
 pub(super) async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
@@ -77,12 +151,7 @@ pub(super) async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         bail!("--data is not JSON: {e}");
     }
     let backoff = args.backoff.as_deref().map(parse_backoff).transpose()?;
-    let limits = Limits {
-        timeout: args.timeout.0,
-        memory: args.memory.0,
-        reports: args.report_budget.0,
-        ..Limits::default()
-    };
+    let limits = limits_and_grants(&args)?;
     let sandbox = Sandbox::new(SandboxOptions {
         max_instances: 2,
         max_memory: limits.memory,
@@ -121,7 +190,9 @@ pub(super) async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         report["backoff"] = next;
     }
     attach_reports(&mut report, &recorder.reports());
-    super::say!("{}", serde_json::to_string_pretty(&report)?)?;
+    // What the guest said may hold a granted secret.
+    let report = serde_json::to_string_pretty(&report)?;
+    super::say!("{}", limits.grants.redact(&report))?;
     Ok(ExitCode::from(code))
 }
 
