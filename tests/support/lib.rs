@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// The example guests, by crate name.
-pub const EXAMPLES: [&str; 8] = [
+pub const EXAMPLES: [&str; 9] = [
     "echo",
     "json-transform",
     "flaky",
@@ -15,6 +15,7 @@ pub const EXAMPLES: [&str; 8] = [
     "delayed",
     "custom-backoff",
     "misbehave",
+    "render",
 ];
 
 /// The built `.wasm` of an example guest (e.g. `"json-transform"`).
