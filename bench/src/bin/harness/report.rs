@@ -181,7 +181,9 @@ impl Report {
         if let Some(s) = &self.startup {
             let _ = writeln!(
                 out,
-                "Start-up: `bullpen run` on `examples/bullpen.toml` (8 queues, 8 guests), from spawning the process until a job waiting on `echo` is completed, median of {} run(s). Idle RSS: the same host 2 s after that job.\n",
+                "Start-up: `bullpen run` on `examples/bullpen.toml` ({} queues, {} guests), from spawning the process until a job waiting on `echo` is completed, median of {} run(s). Idle RSS: the same host 2 s after that job.\n",
+                bullpen_tests::EXAMPLES.len(),
+                bullpen_tests::EXAMPLES.len(),
                 options.runs
             );
             let _ = writeln!(

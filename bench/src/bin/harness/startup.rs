@@ -22,8 +22,8 @@ pub struct Startup {
     pub idle_rss: u64,
 }
 
-/// A temp dir with `examples/bullpen.toml` pointed at `redis_url` and every
-/// example guest in its module directory.
+/// A temp dir with `examples/bullpen.toml` pointed at `redis_url`, every
+/// example guest in its module directory and the templates it grants.
 fn example_setup(redis_url: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("modules")).unwrap();
@@ -33,6 +33,13 @@ fn example_setup(redis_url: &str) -> (tempfile::TempDir, std::path::PathBuf) {
             dir.path().join(format!("modules/{example}.wasm")),
         )
         .unwrap();
+    }
+    // What the example queues grant, beside the config as in examples/.
+    let templates = dir.path().join("templates");
+    std::fs::create_dir_all(&templates).unwrap();
+    for entry in std::fs::read_dir(workspace_root().join("examples/templates")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), templates.join(entry.file_name())).unwrap();
     }
     let toml = std::fs::read_to_string(workspace_root().join("examples/bullpen.toml")).unwrap();
     let config = dir.path().join("bullpen.toml");
