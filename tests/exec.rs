@@ -353,6 +353,41 @@ fn exec_grants_what_its_flags_or_a_queue_of_the_config_grant() {
     );
 }
 
+#[test]
+fn exec_sends_http_only_to_hosts_given_with_allow_host() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(bullpen_tests::hook_server::HookServer::start());
+    let data =
+        serde_json::json!({"url": server.url("http", "/ok"), "payload": {"n": 1}}).to_string();
+
+    let run = exec("webhook", &["--data", &data]);
+    assert_eq!(run.report["outcome"], "failed");
+    assert!(
+        run.report["error"]
+            .to_string()
+            .contains("HTTP-request-denied"),
+        "{}",
+        run.report
+    );
+    assert!(server.received().is_empty());
+
+    let allow = format!("http://{}", server.addr);
+    let run = exec("webhook", &["--data", &data, "--allow-host", &allow]);
+    assert_eq!(run.report["outcome"], "completed", "{}", run.report);
+    assert_eq!(
+        run.report["return_value"],
+        serde_json::json!({"status": 200})
+    );
+    assert_eq!(server.received_on("/ok").len(), 1);
+
+    let (code, _, stderr) = run_cmd(&["--allow-host", "ftp://x"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("--allow-host `ftp://x` has a scheme other than http, https or *"),
+        "{stderr}"
+    );
+}
+
 fn run_cmd(extra: &[&str]) -> (i32, String, String) {
     run(bullpen().arg("exec").arg(guest("misbehave")).args(extra))
 }

@@ -152,6 +152,22 @@ fn grants_are_checked_at_start_with_the_line_and_reason() {
             "bullpen.toml:3:11: queues.q: secrets: `API_TOKEN` reads the host variable $BULLPEN_TEST_SURELY_UNSET, which is not set".to_owned(),
         ),
         (
+            "allowed_outbound_hosts = [\"ftp://files.example.com\"]".to_owned(),
+            "bullpen.toml:3:27: queues.q: allowed_outbound_hosts: `ftp://files.example.com` has a scheme other than http, https or *".to_owned(),
+        ),
+        (
+            "allowed_outbound_hosts = [\"https://ok.example.com\", \"https://example.com/hooks\"]".to_owned(),
+            "bullpen.toml:3:53: queues.q: allowed_outbound_hosts: `https://example.com/hooks` has a path".to_owned(),
+        ),
+        (
+            "allowed_outbound_hosts = [\"hooks.example.com\"]".to_owned(),
+            "queues.q: allowed_outbound_hosts: `hooks.example.com` needs a scheme".to_owned(),
+        ),
+        (
+            "max_response_size = \"8GiB\"".to_owned(),
+            "bullpen.toml:3:21: queues.q: max_response_size must be between 1 B and 4 GiB".to_owned(),
+        ),
+        (
             "environment = { \"A-B\" = \"1\" }".to_owned(),
             "bullpen.toml:3:15: queues.q: environment: `A-B` is not a variable name".to_owned(),
         ),

@@ -43,6 +43,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod http;
 mod job;
 mod report;
 

@@ -1,12 +1,14 @@
 //! Shared helpers of bullpen's end-to-end tests: the example guests and the
 //! `bullpen` binary, each built once per test run, found by asking cargo.
 
+pub mod hook_server;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
 /// The example guests, by crate name.
-pub const EXAMPLES: [&str; 9] = [
+pub const EXAMPLES: [&str; 10] = [
     "echo",
     "json-transform",
     "flaky",
@@ -16,6 +18,7 @@ pub const EXAMPLES: [&str; 9] = [
     "custom-backoff",
     "misbehave",
     "render",
+    "webhook",
 ];
 
 /// The built `.wasm` of an example guest (e.g. `"json-transform"`).

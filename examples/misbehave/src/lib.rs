@@ -22,6 +22,14 @@
 //!   (`null` when it is not set);
 //! - `fail-with-env`: fails with a message that holds the value of the
 //!   environment variable `name`;
+//! - `http`: sends a `GET` to `url` with the SDK's client and completes with
+//!   `{"status": S, "body": TEXT}`; a request that gets no answer fails the
+//!   attempt with the SDK's error (which names the URL and the code);
+//! - `tcp`: opens a TCP connection to `path` (`"127.0.0.1:6379"`) and
+//!   completes with `"connected"`;
+//! - `udp`: sends a datagram to `path` and completes with `"sent"`;
+//! - `dns`: looks `path` up (`"example.com:80"`) and completes with the
+//!   addresses;
 //! - `ok`: completes with `"fine"`.
 //!
 //! A job named `data-text`, whatever its data, completes with the text of
@@ -47,6 +55,8 @@ struct Plan {
     text: String,
     #[serde(default)]
     name: String,
+    #[serde(default)]
+    url: String,
 }
 
 struct Misbehave;
@@ -118,6 +128,31 @@ impl Processor for Misbehave {
             "fail-with-env" => {
                 let value = std::env::var(&plan.name).unwrap_or_default();
                 return Err(Error::failed(format!("the server rejected token {value}")));
+            }
+            "http" => {
+                let response = bullpen_guest::http::get(&plan.url).send()?;
+                return Ok(serde_json::json!({
+                    "status": response.status(),
+                    "body": response.text(),
+                }));
+            }
+            "tcp" => {
+                std::net::TcpStream::connect(&plan.path)?;
+                return Ok(serde_json::json!("connected"));
+            }
+            "udp" => {
+                let socket = std::net::UdpSocket::bind("0.0.0.0:0")?;
+                socket.send_to(b"escape", &plan.path)?;
+                return Ok(serde_json::json!("sent"));
+            }
+            "dns" => {
+                use std::net::ToSocketAddrs;
+                let addresses: Vec<String> = plan
+                    .path
+                    .to_socket_addrs()?
+                    .map(|a| a.to_string())
+                    .collect();
+                return Ok(serde_json::json!(addresses));
             }
             "ok" => {}
             other => return Err(Error::unrecoverable(format!("unknown mode `{other}`"))),

@@ -19,6 +19,7 @@ Examples:
   bullpen exec modules/flaky.wasm --data '{\"succeed_on\":3}' --attempts-made 1 --attempts 5 --backoff exponential:1s
   bullpen exec modules/misbehave.wasm --data '{\"mode\":\"spin\"}' --timeout 2s
   bullpen exec modules/render.wasm --dir templates:/templates --env REGION=eu-west-1
+  bullpen exec modules/webhook.wasm --data '{\"url\":\"http://127.0.0.1:8080/hook\"}' --allow-host http://127.0.0.1:8080
   bullpen exec modules/render.wasm --queue render -c bullpen.toml   # as queue `render` runs it
 
 The outcome is printed on stdout as one JSON object: outcome (completed, failed,
@@ -80,6 +81,11 @@ pub struct ExecArgs {
     /// (repeatable), as a queue's `files` does.
     #[arg(long = "dir", value_name = "SRC:DST[:rw]")]
     pub dirs: Vec<String>,
+    /// Allows HTTP(S) requests to a host (repeatable), as an entry of a
+    /// queue's `allowed_outbound_hosts` does: `https://api.example.com`,
+    /// `http://127.0.0.1:8080`, `https://*.example.com:*`.
+    #[arg(long = "allow-host", value_name = "SCHEME://HOST[:PORT]")]
+    pub allow_hosts: Vec<String>,
     /// Runs the job as queue `--queue` of this config file runs it: its
     /// grants, timeout, memory and report budget (flags add grants).
     #[arg(short, long)]
@@ -118,6 +124,12 @@ fn limits_and_grants(args: &ExecArgs) -> anyhow::Result<Limits> {
     }
     for dir in &args.dirs {
         grants.files.push(parse_dir(dir)?);
+    }
+    for entry in &args.allow_hosts {
+        let host = entry
+            .parse()
+            .map_err(|reason| anyhow::anyhow!("--allow-host {reason}"))?;
+        grants.allowed_outbound_hosts.push(host);
     }
     limits.grants = crate::sandbox::grants::Grants::from_config(&grants);
     Ok(limits)

@@ -21,6 +21,8 @@
 //! # Ok::<(), bullpen::config::ConfigError>(())
 //! ```
 
+use super::OutboundHost;
+use crate::units::ByteSize;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,7 +30,7 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 /// What a queue grants its processor. Empty: nothing (WASI deny-all).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrantsConfig {
     /// Host directories the guest sees, and where.
     pub files: Vec<FileGrant>,
@@ -36,12 +38,38 @@ pub struct GrantsConfig {
     pub environment: BTreeMap<String, String>,
     /// Environment variables whose values come from the host's environment.
     pub secrets: BTreeMap<String, Secret>,
+    /// Where the guest may send HTTP(S) requests.
+    pub allowed_outbound_hosts: Vec<OutboundHost>,
+    /// Largest HTTP response body the guest may read, in bytes.
+    pub max_response_size: u64,
+}
+
+/// Default `max_response_size`: 10 MiB, well inside the default 64 MiB of
+/// guest memory that has to hold it.
+pub const DEFAULT_MAX_RESPONSE_SIZE: u64 = 10 << 20;
+
+/// Largest `max_response_size` accepted.
+const MAX_RESPONSE_SIZE_LIMIT: u64 = 4 << 30;
+
+impl Default for GrantsConfig {
+    fn default() -> Self {
+        GrantsConfig {
+            files: Vec::new(),
+            environment: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            allowed_outbound_hosts: Vec::new(),
+            max_response_size: DEFAULT_MAX_RESPONSE_SIZE,
+        }
+    }
 }
 
 impl GrantsConfig {
     /// Whether nothing is granted.
     pub fn is_empty(&self) -> bool {
-        self.files.is_empty() && self.environment.is_empty() && self.secrets.is_empty()
+        self.files.is_empty()
+            && self.environment.is_empty()
+            && self.secrets.is_empty()
+            && self.allowed_outbound_hosts.is_empty()
     }
 }
 
@@ -99,6 +127,8 @@ pub(super) struct RawGrants {
     pub files: Vec<Spanned<RawFileGrant>>,
     pub environment: Option<Spanned<BTreeMap<String, String>>>,
     pub secrets: Option<Spanned<BTreeMap<String, RawSecret>>>,
+    pub allowed_outbound_hosts: Vec<Spanned<String>>,
+    pub max_response_size: Option<Spanned<ByteSize>>,
 }
 
 /// A grant that cannot be given: where it is written, and why.
@@ -221,10 +251,32 @@ impl RawGrants {
                 );
             }
         }
+        let mut allowed_outbound_hosts = Vec::new();
+        for entry in self.allowed_outbound_hosts {
+            let parsed = entry.get_ref().parse::<OutboundHost>().map_err(|reason| {
+                error(entry.span(), format!("allowed_outbound_hosts: {reason}"))
+            })?;
+            allowed_outbound_hosts.push(parsed);
+        }
+        let max_response_size = match self.max_response_size {
+            None => DEFAULT_MAX_RESPONSE_SIZE,
+            Some(size) if size.get_ref().0 == 0 || size.get_ref().0 > MAX_RESPONSE_SIZE_LIMIT => {
+                return Err(error(
+                    size.span(),
+                    format!(
+                        "max_response_size must be between 1 B and {}",
+                        ByteSize(MAX_RESPONSE_SIZE_LIMIT)
+                    ),
+                ));
+            }
+            Some(size) => size.into_inner().0,
+        };
         Ok(GrantsConfig {
             files,
             environment,
             secrets,
+            allowed_outbound_hosts,
+            max_response_size,
         })
     }
 }

@@ -21,8 +21,10 @@
 //! ```
 
 mod grants;
+mod outbound;
 
 pub use grants::{FileGrant, GrantsConfig, Secret};
+pub use outbound::OutboundHost;
 
 use crate::units::{ByteSize, HumanDuration};
 use serde::Deserialize;
@@ -143,7 +145,8 @@ pub struct QueueConfig {
     /// Largest job data (as JSON text) handed to the guest; a larger job
     /// fails as unrecoverable, saying its size. Default 16 MiB.
     pub max_data_size: ByteSize,
-    /// What the processor may reach: `files`, `environment`, `secrets`.
+    /// What the processor may reach: `files`, `environment`, `secrets`,
+    /// `allowed_outbound_hosts` (and `max_response_size`).
     /// Default: nothing.
     pub grants: GrantsConfig,
 }
@@ -223,6 +226,9 @@ struct RawQueue {
     files: Vec<Spanned<grants::RawFileGrant>>,
     environment: Option<Spanned<BTreeMap<String, String>>>,
     secrets: Option<Spanned<BTreeMap<String, grants::RawSecret>>>,
+    #[serde(default)]
+    allowed_outbound_hosts: Vec<Spanned<String>>,
+    max_response_size: Option<Spanned<ByteSize>>,
 }
 
 fn one() -> Spanned<u32> {
@@ -432,6 +438,8 @@ impl Config {
                 files: queue.files,
                 environment: queue.environment,
                 secrets: queue.secrets,
+                allowed_outbound_hosts: queue.allowed_outbound_hosts,
+                max_response_size: queue.max_response_size,
             }
             .check(resolve, |var| std::env::var(var).ok())
             .map_err(|e| error(e.span, e.reason))?;
@@ -568,7 +576,7 @@ on_crash = "fail"
     fn unknown_keys_name_the_line() {
         assert_eq!(
             error("[queues.q]\nmodule = \"a.wasm\"\nconcurency = 4\n"),
-            "/etc/bullpen/bullpen.toml:3:1: unknown field `concurency`, expected one of `module`, `concurrency`, `workers`, `timeout`, `memory`, `limiter`, `lock_duration`, `stalled_interval`, `max_stalled_count`, `on_crash`, `report_budget`, `max_started_attempts`, `max_data_size`, `files`, `environment`, `secrets`"
+            "/etc/bullpen/bullpen.toml:3:1: unknown field `concurency`, expected one of `module`, `concurrency`, `workers`, `timeout`, `memory`, `limiter`, `lock_duration`, `stalled_interval`, `max_stalled_count`, `on_crash`, `report_budget`, `max_started_attempts`, `max_data_size`, `files`, `environment`, `secrets`, `allowed_outbound_hosts`, `max_response_size`"
         );
     }
 

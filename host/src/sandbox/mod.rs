@@ -103,6 +103,7 @@ impl Sandbox {
             .then(|| engine::EpochClock::start(&engine));
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(error)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(error)?;
         bindings::Processor::add_to_linker::<_, HasSelf<report::Reporter>>(
             &mut linker,
             |state: &mut JobState| &mut state.reporter,

@@ -3,7 +3,7 @@
 
 use super::bindings::{BackoffDecision, Failure, Job, JobError};
 use super::crash::{self, Crash, Evidence};
-use super::grants::Grants;
+use super::grants::{Granting, Grants, Outbound};
 use super::limits::MemoryLimiter;
 use super::module::Module;
 use super::output::{CapturePipe, Captured};
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// The budgets one call runs under, and what it is granted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +79,8 @@ pub type ProcessAnswer = Result<String, JobError>;
 pub struct JobState {
     wasi: WasiCtx,
     table: ResourceTable,
+    http: WasiHttpCtx,
+    outbound: Outbound,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) reporter: Reporter,
 }
@@ -87,6 +90,16 @@ impl WasiView for JobState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for JobState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
         }
     }
 }
@@ -168,7 +181,12 @@ impl Module {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
-        if let Err(e) = limits.grants.apply(&mut wasi) {
+        let mut outbound = Outbound::new(observer.clone());
+        let granted = limits.grants.apply(&mut Granting {
+            wasi: &mut wasi,
+            outbound: &mut outbound,
+        });
+        if let Err(e) = granted {
             return Run {
                 outcome: Err(Crash::Instantiate(e.to_string())),
                 cost: Cost {
@@ -184,6 +202,8 @@ impl Module {
         let state = JobState {
             wasi,
             table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            outbound,
             limiter: MemoryLimiter::new(limits.memory),
             reporter: Reporter::new(observer, limits.reports),
         };

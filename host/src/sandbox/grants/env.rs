@@ -2,9 +2,8 @@
 //! `std::env::var`. Only these; secrets' values are also handed to
 //! [`Grants::redact`](super::Grants::redact).
 
-use super::{Grant, GrantError};
+use super::{Grant, GrantError, Granting};
 use crate::config::GrantsConfig;
-use wasmtime_wasi::WasiCtxBuilder;
 
 /// The granted variables, literal ones and secrets.
 pub struct Environment {
@@ -34,8 +33,8 @@ impl Environment {
 }
 
 impl Grant for Environment {
-    fn apply(&self, wasi: &mut WasiCtxBuilder) -> Result<(), GrantError> {
-        wasi.envs(&self.vars);
+    fn apply(&self, attempt: &mut Granting<'_>) -> Result<(), GrantError> {
+        attempt.wasi.envs(&self.vars);
         Ok(())
     }
 

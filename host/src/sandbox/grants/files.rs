@@ -2,10 +2,9 @@
 //! `writable`. Paths are resolved by wasmtime-wasi on cap-std: `..`, absolute
 //! paths and symlinks that lead out of a granted directory reach nothing.
 
-use super::{Grant, GrantError};
+use super::{Grant, GrantError, Granting};
 use crate::config::GrantsConfig;
 use std::path::PathBuf;
-use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::filesystem::FsPerms;
 
 /// The granted directories.
@@ -34,9 +33,11 @@ impl Directories {
 }
 
 impl Grant for Directories {
-    fn apply(&self, wasi: &mut WasiCtxBuilder) -> Result<(), GrantError> {
+    fn apply(&self, attempt: &mut Granting<'_>) -> Result<(), GrantError> {
         for (source, destination, perms) in &self.dirs {
-            wasi.preopened_dir(source, destination, *perms)
+            attempt
+                .wasi
+                .preopened_dir(source, destination, *perms)
                 .map_err(|e| {
                     GrantError(format!(
                         "cannot open the granted directory {}: {e}",

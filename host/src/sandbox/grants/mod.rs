@@ -6,24 +6,36 @@
 //! with no grants has no units and costs what it did before grants.
 //!
 //! The imports the units serve (`wasi:cli/environment`,
-//! `wasi:filesystem`) are linked for every module once, by the sandbox:
-//! without a grant they answer with nothing (no variables, no preopens).
+//! `wasi:filesystem`, `wasi:http/outgoing-handler`) are linked for every
+//! module once, by the sandbox: without a grant they answer with nothing (no
+//! variables, no preopens, every request denied).
 
 mod env;
 mod files;
+mod http;
 
 pub use env::Environment;
 pub use files::Directories;
+pub use http::{Outbound, OutboundHttp, is_non_public};
 
 use crate::config::GrantsConfig;
 use std::borrow::Cow;
 use std::sync::Arc;
 use wasmtime_wasi::WasiCtxBuilder;
 
+/// What the grants of one attempt add to, before its store is built: the
+/// WASI context and the `wasi:http` hooks.
+pub struct Granting<'a> {
+    /// The attempt's WASI context (environment, preopens).
+    pub wasi: &'a mut WasiCtxBuilder,
+    /// The attempt's outbound HTTP hooks (deny-all until granted).
+    pub outbound: &'a mut Outbound,
+}
+
 /// One capability given to a queue's guests.
 pub trait Grant: Send + Sync + std::fmt::Debug {
-    /// Adds the capability to one attempt's WASI context.
-    fn apply(&self, wasi: &mut WasiCtxBuilder) -> Result<(), GrantError>;
+    /// Adds the capability to one attempt.
+    fn apply(&self, attempt: &mut Granting<'_>) -> Result<(), GrantError>;
 
     /// Values that must not leave the sandbox in bullpen's own words (logs,
     /// job logs, failed reasons): a grant's secrets.
@@ -63,6 +75,9 @@ impl Grants {
         if !config.files.is_empty() {
             units.push(Arc::new(Directories::from_config(config)));
         }
+        if !config.allowed_outbound_hosts.is_empty() {
+            units.push(Arc::new(OutboundHttp::from_config(config)));
+        }
         let secrets = units
             .iter()
             .flat_map(|unit| unit.secrets())
@@ -75,9 +90,9 @@ impl Grants {
         }
     }
 
-    /// Applies every unit to one attempt's WASI context.
-    pub fn apply(&self, wasi: &mut WasiCtxBuilder) -> Result<(), GrantError> {
-        self.units.iter().try_for_each(|unit| unit.apply(wasi))
+    /// Applies every unit to one attempt.
+    pub fn apply(&self, attempt: &mut Granting<'_>) -> Result<(), GrantError> {
+        self.units.iter().try_for_each(|unit| unit.apply(attempt))
     }
 
     /// `text` with every granted secret replaced by `***`.
