@@ -93,6 +93,15 @@ async fn the_webhook_example_turns_each_answer_into_its_bullmq_outcome() {
     assert_eq!(got.headers["x-bullpen-job"], job.id());
     assert_eq!(got.headers["authorization"], format!("Bearer {TOKEN}"));
 
+    // A server that answers and closes the connection, as HTTP/1.0 servers
+    // (python's http.server) do.
+    let (state, value, why, _) = run(&hooks, json!({"url": url("/ok-close")}), 1).await;
+    assert_eq!(
+        (state.as_str(), value),
+        ("completed", json!({"status": 200})),
+        "{why}"
+    );
+
     // Not allowed: another port of the same address. Refused before any
     // connection, with the URL and the reason in the failed reason.
     let other = format!("http://127.0.0.1:{}/ok", port.wrapping_add(1).max(1));

@@ -1,8 +1,9 @@
 // BullMQ's Node worker as a benchmark contender: an in-process async
 // processor (MODE=inprocess), or a sandboxed one from a file, in child
 // processes (MODE=processes) or worker threads (MODE=threads). WORK=noop
-// (default) returns null; WORK=transform does the json-transform guest's work
-// (in-process only). Runs until killed; the harness times it from outside.
+// (default) returns null; WORK=transform does the json-transform guest's work,
+// WORK=webhook POSTs the job's payload with fetch (both in-process only).
+// Runs until killed; the harness times it from outside.
 //
 //   REDIS_URL=... QUEUE=bench CONCURRENCY=8 MODE=inprocess WORK=noop node worker.mjs
 import { Worker } from 'bullmq';
@@ -15,7 +16,24 @@ const concurrency = Number(process.env.CONCURRENCY ?? 1);
 const mode = process.env.MODE ?? 'inprocess';
 const work = process.env.WORK ?? 'noop';
 if (work !== 'noop' && mode !== 'inprocess') throw new Error(`WORK=${work} runs in-process only`);
-const inProcess = work === 'transform' ? async (job) => transform(job.data) : async () => null;
+// WORK=webhook: what a Node developer writes to call a webhook with the
+// built-in fetch (undici, which keeps connections alive between jobs).
+const webhook = async (job) => {
+  const response = await fetch(job.data.url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-bullpen-job': job.id },
+    body: JSON.stringify(job.data.payload),
+  });
+  await response.arrayBuffer();
+  if (response.status >= 500) throw new Error(`${job.data.url} answered ${response.status}`);
+  return { status: response.status };
+};
+const inProcess =
+  work === 'transform'
+    ? async (job) => transform(job.data)
+    : work === 'webhook'
+      ? webhook
+      : async () => null;
 const processor =
   mode === 'inprocess' ? inProcess : fileURLToPath(new URL('./noop.cjs', import.meta.url));
 const worker = new Worker(process.env.QUEUE, processor, {

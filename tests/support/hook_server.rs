@@ -4,6 +4,7 @@
 //! | path | answer |
 //! |---|---|
 //! | `/ok` | 200 `ok` |
+//! | `/ok-close` | 200 `ok`, then the connection is closed (as HTTP/1.0 servers do) |
 //! | `/status/N` | N (429 with `Retry-After: 1`) |
 //! | `/fail-first/N` | 503 to the first N requests on this path, then 200 |
 //! | `/limit-first/N` | 429 with `Retry-After: 1` to the first N, then 200 |
@@ -35,7 +36,14 @@ pub struct Received {
 pub struct HookServer {
     /// Where it listens (127.0.0.1, a free port).
     pub addr: SocketAddr,
-    received: Arc<Mutex<Vec<Received>>>,
+    received: Arc<Mutex<Log>>,
+}
+
+/// The requests, and how many came on each path.
+#[derive(Default)]
+struct Log {
+    requests: Vec<Received>,
+    per_path: HashMap<String, usize>,
 }
 
 impl HookServer {
@@ -94,7 +102,12 @@ impl HookServer {
 
     /// Every request so far.
     pub fn received(&self) -> Vec<Received> {
-        self.received.lock().unwrap().clone()
+        self.received.lock().unwrap().requests.clone()
+    }
+
+    /// How many requests came so far.
+    pub fn count(&self) -> usize {
+        self.received.lock().unwrap().requests.len()
     }
 
     /// The requests so far on `path`.
@@ -111,28 +124,33 @@ impl HookServer {
             let Some(request) = read_request(&mut stream, &mut buffer).await else {
                 return;
             };
-            let earlier = self
-                .received
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|r| r.path == request.path)
-                .count();
             let path = request.path.clone();
-            self.received.lock().unwrap().push(request);
+            let earlier = {
+                let mut log = self.received.lock().unwrap();
+                let count = log.per_path.entry(path.clone()).or_default();
+                let earlier = *count;
+                *count += 1;
+                log.requests.push(request);
+                earlier
+            };
             let (status, extra, body) = answer(&path, earlier);
             if status == 0 {
                 // `/hang`: hold the connection open, say nothing.
                 std::future::pending::<()>().await;
             }
+            let close = path == "/ok-close";
             let head = format!(
-                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n{extra}\r\n",
-                body.len()
+                "HTTP/1.{} {status} X\r\ncontent-length: {}\r\n{extra}{}\r\n",
+                if close { 0 } else { 1 },
+                body.len(),
+                if close { "connection: close\r\n" } else { "" },
             );
             if stream.write_all(head.as_bytes()).await.is_err()
                 || stream.write_all(&body).await.is_err()
                 || stream.flush().await.is_err()
+                || close
             {
+                let _ = stream.shutdown().await;
                 return;
             }
         }
@@ -142,7 +160,7 @@ impl HookServer {
 /// Status (0: never answer), extra header lines, body.
 fn answer(path: &str, earlier: usize) -> (u16, String, Vec<u8>) {
     let number = |prefix: &str| path.strip_prefix(prefix)?.parse::<usize>().ok();
-    if path == "/ok" {
+    if path == "/ok" || path == "/ok-close" {
         (200, String::new(), b"ok".to_vec())
     } else if let Some(status) = number("/status/") {
         let extra = if status == 429 {

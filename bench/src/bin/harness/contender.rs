@@ -3,14 +3,22 @@
 //! so its CPU and memory can be read from `/proc`.
 
 use bullpen_tests::{guest, workspace_root};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// The queue every contender works on.
 pub const QUEUE: &str = "bench";
+
+/// The loopback server `webhook` jobs post to (`http://127.0.0.1:PORT`),
+/// started by `main` when a case needs it.
+pub static HOOK_SERVER: OnceLock<String> = OnceLock::new();
+
+/// The `bullpen` binary of `--baseline`, when given.
+pub static BASELINE: OnceLock<PathBuf> = OnceLock::new();
 
 /// Who drains the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +28,11 @@ pub enum Contender {
     NodeThreads,
     Native,
     Bullpen,
+    /// bullpen with `environment`, `files` and `allowed_outbound_hosts`
+    /// granted (the processor uses none of them): what granting costs.
+    BullpenGranted,
+    /// The `--baseline` binary, with the same config as `Bullpen`.
+    BullpenBaseline,
 }
 
 impl Contender {
@@ -30,6 +43,8 @@ impl Contender {
             Contender::NodeThreads => "BullMQ Node, sandboxed (worker threads)",
             Contender::Native => "bullmq-official, native closure",
             Contender::Bullpen => "bullpen",
+            Contender::BullpenGranted => "bullpen, all three grants",
+            Contender::BullpenBaseline => "bullpen, --baseline binary",
         }
     }
 }
@@ -42,6 +57,9 @@ pub enum Work {
     /// The `json-transform` guest's work on 100 records (Node: the same
     /// work in JavaScript, `bench/node/transform.mjs`).
     Transform,
+    /// POST the job's payload to a loopback HTTP server and return the
+    /// status (bullpen: the `webhook` guest; Node: `fetch`).
+    Webhook,
 }
 
 impl Work {
@@ -49,6 +67,7 @@ impl Work {
         match self {
             Work::Noop => "no-op",
             Work::Transform => "json-transform",
+            Work::Webhook => "webhook",
         }
     }
 
@@ -57,6 +76,7 @@ impl Work {
         match self {
             Work::Noop => "noop",
             Work::Transform => "transform",
+            Work::Webhook => "webhook",
         }
     }
 }
@@ -170,23 +190,38 @@ pub async fn start(case: Case, redis_url: &str, bullpen: &Path) -> Running {
                 _dir: None,
             }
         }
-        Contender::Bullpen => {
+        Contender::Bullpen | Contender::BullpenGranted | Contender::BullpenBaseline => {
             let module = match case.work {
                 Work::Noop => "echo",
                 Work::Transform => "json-transform",
+                Work::Webhook => "webhook",
             };
             let dir = tempfile::tempdir().unwrap();
             std::fs::create_dir_all(dir.path().join("modules")).unwrap();
+            std::fs::create_dir_all(dir.path().join("granted")).unwrap();
             std::fs::copy(guest(module), dir.path().join("modules/guest.wasm")).unwrap();
+            let mut grants = String::new();
+            if let Some(server) = HOOK_SERVER.get().filter(|_| case.work == Work::Webhook) {
+                grants += &format!("allowed_outbound_hosts = [\"{server}\"]\n");
+            }
+            if case.contender == Contender::BullpenGranted {
+                grants += "environment = { REGION = \"eu-west-1\" }\n\
+                           files = [{ source = \"granted\", destination = \"/granted\" }]\n\
+                           allowed_outbound_hosts = [\"https://hooks.example.com\"]\n";
+            }
             let config = dir.path().join("bullpen.toml");
             std::fs::write(
                 &config,
                 format!(
-                    "[redis]\nurl = \"{redis_url}\"\n\n[queues.{QUEUE}]\nmodule = \"guest.wasm\"\nconcurrency = {concurrency}\n{workers}",
+                    "[redis]\nurl = \"{redis_url}\"\n\n[queues.{QUEUE}]\nmodule = \"guest.wasm\"\nconcurrency = {concurrency}\n{workers}{grants}",
                 ),
             )
             .unwrap();
-            let mut command = Command::new(bullpen);
+            let binary = match case.contender {
+                Contender::BullpenBaseline => BASELINE.get().expect("--baseline").as_path(),
+                _ => bullpen,
+            };
+            let mut command = Command::new(binary);
             command
                 .arg("run")
                 .arg("-c")

@@ -8,6 +8,7 @@
 //! target/release/harness --bullpen target/release/bullpen --write  # …and update docs/BENCHMARKS.md
 //! target/release/harness --quick                                   # a few hundred jobs, 1 run
 //! target/release/harness --only 'bullpen|bullmq-official' --at 8 --sections throughput # a subset
+//! target/release/harness --baseline old/bullpen ...  # adds an older bullpen's no-op cases
 //! ```
 //!
 //! `BULLPEN_WORKERS=N` in the environment sets the bullpen queue's `workers`
@@ -91,7 +92,7 @@ fn cases() -> Vec<Case> {
     };
     use Contender::*;
     use Work::*;
-    vec![
+    let mut cases = vec![
         case(NodeInProcess, Noop, 1),
         case(NodeInProcess, Noop, 8),
         case(NodeInProcess, Noop, 64),
@@ -106,7 +107,20 @@ fn cases() -> Vec<Case> {
         case(NodeInProcess, Transform, 8),
         case(Native, Transform, 8),
         case(Bullpen, Transform, 8),
-    ]
+        case(BullpenGranted, Noop, 8),
+        case(NodeInProcess, Webhook, 8),
+        case(Bullpen, Webhook, 8),
+        case(NodeInProcess, Webhook, 64),
+        case(Bullpen, Webhook, 64),
+    ];
+    if contender::BASELINE.get().is_some() {
+        cases.extend([
+            case(BullpenBaseline, Noop, 1),
+            case(BullpenBaseline, Noop, 8),
+            case(BullpenBaseline, Noop, 64),
+        ]);
+    }
+    cases
 }
 
 fn ensure_node_deps() {
@@ -129,8 +143,17 @@ async fn main() {
     }
     let options = parse_options();
     ensure_node_deps();
+    if let Some(baseline) = std::env::args().skip_while(|a| a != "--baseline").nth(1) {
+        contender::BASELINE.set(PathBuf::from(baseline)).unwrap();
+    }
     let redis = RedisServer::start();
     let url = redis.url();
+    // The receiver of the `webhook` cases: a real loopback HTTP/1.1 server
+    // in this process (the same for every contender).
+    let hooks = bullpen_tests::hook_server::HookServer::start().await;
+    contender::HOOK_SERVER
+        .set(format!("http://{}", hooks.addr))
+        .unwrap();
     let mut report = report::Report::default();
     let section = |name: &str| options.sections.iter().any(|s| s == name);
 

@@ -47,7 +47,11 @@ async fn add_paused(queue: &Queue, work: Work, jobs: usize) {
     let transform: serde_json::Value = match work {
         Work::Noop => serde_json::Value::Null,
         Work::Transform => serde_json::from_str(&bullpen_bench::records(RECORDS)).unwrap(),
+        Work::Webhook => serde_json::Value::Null,
     };
+    let hook = crate::contender::HOOK_SERVER
+        .get()
+        .map(|s| format!("{s}/ok"));
     for start in (0..jobs).step_by(500) {
         let batch = (start..jobs.min(start + 500))
             .map(|i| {
@@ -56,6 +60,10 @@ async fn add_paused(queue: &Queue, work: Work, jobs: usize) {
                         "id": i, "user": "ada@example.com", "tags": ["a", "b"]
                     }),
                     Work::Transform => transform.clone(),
+                    Work::Webhook => serde_json::json!({
+                        "url": hook.as_deref().expect("the hook server runs"),
+                        "payload": {"id": i, "user": "ada@example.com", "tags": ["a", "b"]}
+                    }),
                 };
                 BulkJob::new("bench", data)
             })
@@ -96,6 +104,12 @@ pub async fn run_once(case: Case, jobs: usize, redis_url: &str, bullpen: &Path) 
     let (_, peak_rss) = probe::memory(pid);
     if case.work == Work::Transform {
         same_work(&queue, case).await;
+    }
+    if case.work == Work::Webhook {
+        // Each job's request reached the server and came back as 200.
+        let job = queue.get_job("1").await.unwrap().expect("job 1 is kept");
+        let answer: serde_json::Value = serde_json::from_str(job.returnvalue()).unwrap();
+        assert_eq!(answer["status"], 200, "{case:?}: {answer}");
     }
     running.stop().await;
     queue.close().await;

@@ -263,16 +263,23 @@ async fn send(
         .build()
         .map_err(|_| Error::HttpRequestUriInvalid)?;
 
-    let mut conn = Box::pin(conn);
+    // The connection's I/O runs alongside the request until the response
+    // head is in; a server that answers and closes (HTTP/1.0 style) ends
+    // the connection first, with the response already delivered.
+    let mut conn = Some(Box::pin(conn));
     let first_byte = options.and_then(|o| o.first_byte_timeout);
     let response = within(first_byte, async {
+        let send = sender.send_request(request);
+        tokio::pin!(send);
+        let running = conn.as_mut().expect("not yet polled");
         tokio::select! {
             biased;
-            response = sender.send_request(request) => response.map_err(Error::from),
-            closed = &mut conn => match closed {
-                Err(e) => Err(Error::from(e)),
-                Ok(()) => Err(Error::HttpResponseIncomplete),
-            },
+            response = &mut send => response.map_err(Error::from),
+            closed = running => {
+                conn = None;
+                closed?;
+                send.await.map_err(Error::from)
+            }
         }
     })
     .await
@@ -295,7 +302,12 @@ async fn send(
         }
         .boxed_unsync()
     });
-    let io: Io = Box::new(async move { conn.await.map_err(Error::from) });
+    let io: Io = Box::new(async move {
+        match conn {
+            Some(conn) => conn.await.map_err(Error::from),
+            None => Ok(()),
+        }
+    });
     Ok((response, io))
 }
 
