@@ -9,6 +9,8 @@
 //! cargo bench -p bullpen-bench --bench sandbox -- --quick # a few hundred jobs
 //! ```
 
+use bullpen::config::{FileGrant, GrantsConfig};
+use bullpen::sandbox::grants::Grants;
 use bullpen::sandbox::{Ignore, JobObserver, Limits, Module, Sandbox, SandboxOptions, test_job};
 use bullpen_bench::records;
 use bullpen_tests::guest;
@@ -38,6 +40,8 @@ fn micros(d: Duration) -> String {
 /// One measured case: something that runs one job.
 enum Case<'a> {
     Sandbox(&'a Module, &'a str),
+    /// In the sandbox, with these limits (grants) instead of the shared ones.
+    Granted(&'a Module, &'a str, &'a Limits),
     Native(&'a str),
 }
 
@@ -45,6 +49,12 @@ impl Case<'_> {
     async fn run_once(&self, limits: &Limits, observer: &Arc<dyn JobObserver>) {
         match self {
             Case::Sandbox(module, data) => {
+                let run = module
+                    .process(&test_job(data), limits, observer.clone())
+                    .await;
+                assert!(matches!(run.outcome, Ok(Ok(_))), "{:?}", run.outcome);
+            }
+            Case::Granted(module, data, limits) => {
                 let run = module
                     .process(&test_job(data), limits, observer.clone())
                     .await;
@@ -108,6 +118,22 @@ fn main() {
     let transform = load(true, "json-transform");
     let transform_unchecked = load(false, "json-transform");
     let small = r#"{"id":42,"user":"ada@example.com","tags":["a","b"]}"#;
+    // What a queue with all three grants gives every attempt: a variable, a
+    // read-only directory, an HTTP allowlist (echo uses none of them).
+    let granted_dir = tempfile::tempdir().unwrap();
+    let granted = Limits {
+        grants: Grants::from_config(&GrantsConfig {
+            environment: [("REGION".to_owned(), "eu-west-1".to_owned())].into(),
+            files: vec![FileGrant {
+                source: granted_dir.path().to_owned(),
+                destination: "/granted".into(),
+                writable: false,
+            }],
+            allowed_outbound_hosts: vec!["https://hooks.example.com".parse().unwrap()],
+            ..GrantsConfig::default()
+        }),
+        ..limits.clone()
+    };
     let big = records(200);
 
     let only = std::env::args().skip_while(|a| a != "--only").nth(1);
@@ -120,6 +146,11 @@ fn main() {
         (
             "echo, no epoch checks",
             Case::Sandbox(&echo_unchecked, small),
+            n_echo,
+        ),
+        (
+            "echo, all three grants (environment, files, allowed_outbound_hosts)",
+            Case::Granted(&echo, small, &granted),
             n_echo,
         ),
         (
@@ -165,14 +196,18 @@ fn main() {
             micros(s.mean)
         );
     }
-    let [echo_stats, _, job, job_unchecked, native] = &stats[..] else {
-        unreachable!("five cases")
+    let [echo_stats, _, echo_granted, job, job_unchecked, native] = &stats[..] else {
+        unreachable!("six cases")
     };
     let ratio = job.p50.as_secs_f64() / native.p50.as_secs_f64();
     let instance_share = echo_stats.p50.as_secs_f64() / job.p50.as_secs_f64();
     let epoch_share =
         (job.p50.as_secs_f64() - job_unchecked.p50.as_secs_f64()) / job.p50.as_secs_f64();
     println!();
+    println!(
+        "all three grants add {:.1} µs to an echo job (median)",
+        (echo_granted.p50.as_secs_f64() - echo_stats.p50.as_secs_f64()) * 1e6
+    );
     println!("json-transform job / native: {ratio:.2}x (median)");
     println!(
         "of a json-transform job: instance setup and teardown (the echo job) {:.0}%, epoch checks {:.0}%",

@@ -78,6 +78,9 @@ impl HookServer {
         let shared = server.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                // Answers go out at once: with Nagle's algorithm a kept-alive
+                // client waits for its delayed ACK on every request.
+                let _ = stream.set_nodelay(true);
                 let server = shared.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
@@ -145,11 +148,9 @@ impl HookServer {
                 body.len(),
                 if close { "connection: close\r\n" } else { "" },
             );
-            if stream.write_all(head.as_bytes()).await.is_err()
-                || stream.write_all(&body).await.is_err()
-                || stream.flush().await.is_err()
-                || close
-            {
+            let mut answer = head.into_bytes();
+            answer.extend_from_slice(&body);
+            if stream.write_all(&answer).await.is_err() || stream.flush().await.is_err() || close {
                 let _ = stream.shutdown().await;
                 return;
             }

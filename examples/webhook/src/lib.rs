@@ -53,10 +53,10 @@ impl Processor for Webhook {
             )),
             500..=599 => Err(Error::failed_named(
                 "ServerError",
-                format!("{} answered {status}: {}", hook.url, snippet(&response)),
+                format!("{} answered {status}{}", hook.url, snippet(&response)),
             )),
             _ => Err(Error::unrecoverable(format!(
-                "{} answered {status}{}: {}",
+                "{} answered {status}{}{}",
                 hook.url,
                 response
                     .header("location")
@@ -68,12 +68,14 @@ impl Processor for Webhook {
     }
 }
 
-/// The start of a response's body, for a failure's message.
+/// `: ` and the start of a response's body, for a failure's message;
+/// nothing for an empty body.
 fn snippet(response: &http::Response) -> String {
     let text = response.text();
     match text.char_indices().nth(200) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text,
+        _ if text.is_empty() => String::new(),
+        Some((cut, _)) => format!(": {}…", &text[..cut]),
+        None => format!(": {text}"),
     }
 }
 
