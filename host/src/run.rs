@@ -5,7 +5,9 @@
 use crate::config::{Config, ConfigError};
 use crate::embedded_redis::{EmbeddedRedis, EmbeddedRedisError};
 use crate::queue::RedisTarget;
-use crate::registry::Registry;
+use crate::registry::watch::{self, WatchError, Watcher};
+use crate::registry::{Registry, state};
+use std::sync::Arc;
 use crate::sandbox::{Sandbox, SandboxError, SandboxOptions};
 use crate::worker::{QueueWorker, WorkerError};
 
@@ -24,6 +26,9 @@ pub enum StartError {
     /// A worker did not start.
     #[error(transparent)]
     Worker(#[from] WorkerError),
+    /// The module directories cannot be watched.
+    #[error(transparent)]
+    Watch(#[from] WatchError),
 }
 
 /// A running host.
@@ -31,6 +36,10 @@ pub struct Host {
     workers: Vec<QueueWorker>,
     redis: Option<EmbeddedRedis>,
     grace: std::time::Duration,
+    /// Swaps in module files as they change; stops when dropped.
+    _watcher: Watcher,
+    /// Keeps `<data_dir>/serving.json` up to date.
+    state: tokio::task::JoinHandle<()>,
 }
 
 /// Where Redis is for `config`: its URL; or, with none, the embedded
@@ -102,7 +111,7 @@ impl Host {
     /// Starts everything `config` describes and begins taking jobs.
     pub async fn start(config: &Config) -> Result<Host, StartError> {
         let concurrency: u32 = config.queues.values().map(|q| q.concurrency).sum();
-        let sandbox = Sandbox::new(SandboxOptions {
+        let sandbox = Arc::new(Sandbox::new(SandboxOptions {
             // A process and a backoff instance may be alive per job slot.
             max_instances: concurrency.saturating_mul(2).saturating_add(2),
             max_memory: config
@@ -113,8 +122,12 @@ impl Host {
                 .unwrap_or(64 << 20),
             cache_dir: Some(config.host.data_dir.join("cache")),
             ..SandboxOptions::default()
-        })?;
+        })?);
         let registry = Registry::load(config, &sandbox)?;
+        for serving in registry.queues() {
+            state::keep_version(&config.host.data_dir, &serving.current().module);
+        }
+        let watcher = watch::start(&registry, sandbox.clone(), &config.host.data_dir)?;
         let (target, redis) = match &config.redis.url {
             Some(url) => (
                 RedisTarget {
@@ -137,13 +150,15 @@ impl Host {
             workers: Vec::new(),
             redis,
             grace: config.host.shutdown_grace,
+            _watcher: watcher,
+            state: state::keep_written(registry.clone(), &config.host.data_dir),
         };
         for (name, queue) in &config.queues {
-            let module = registry
-                .module(name)
+            let serving = registry
+                .serving(name)
                 .expect("the registry loads every queue")
                 .clone();
-            match QueueWorker::start(name, queue, module, &target).await {
+            match QueueWorker::start(name, queue, serving, &target).await {
                 Ok(worker) => host.workers.push(worker),
                 Err(e) => {
                     host.shutdown().await;
@@ -160,6 +175,7 @@ impl Host {
     pub async fn shutdown(self) {
         let grace = self.grace;
         futures::future::join_all(self.workers.into_iter().map(|w| w.close(grace))).await;
+        self.state.abort();
         if let Some(redis) = self.redis {
             redis.stop().await;
         }

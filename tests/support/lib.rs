@@ -289,6 +289,20 @@ impl RunningHost {
         Self::start_with(&format!("[redis]\nurl = \"{}\"\n\n", redis.url()), queues)
     }
 
+    /// Like [`RunningHost::start`], with more files in `modules/`: each
+    /// `(name, source)` is copied to `modules/<name>` first.
+    pub fn start_with_modules(
+        redis: &RedisServer,
+        queues: &str,
+        modules: &[(&str, &Path)],
+    ) -> RunningHost {
+        let dir = Self::prepare(&format!("[redis]\nurl = \"{}\"\n\n", redis.url()), queues);
+        for (name, source) in modules {
+            std::fs::copy(source, dir.path().join("modules").join(name)).unwrap();
+        }
+        Self::start_in(dir)
+    }
+
     /// Like [`RunningHost::start`], with no `[redis]` table: the host runs its
     /// own redis-server under its data dir.
     pub fn start_embedded(queues: &str) -> RunningHost {

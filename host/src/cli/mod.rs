@@ -4,6 +4,7 @@
 mod add;
 mod check;
 mod connect;
+mod deploy;
 mod exec;
 mod jobs;
 mod retry;
@@ -51,6 +52,13 @@ pub enum Command {
     /// Show each queue's job counts, workers and module.
     #[command(after_help = status::AFTER_HELP)]
     Status(status::StatusArgs),
+    /// Put a new module in place for the running host and wait until it
+    /// serves it.
+    #[command(after_help = deploy::DEPLOY_AFTER_HELP)]
+    Deploy(deploy::DeployArgs),
+    /// Go back to the module version a queue served before.
+    #[command(after_help = deploy::ROLLBACK_AFTER_HELP)]
+    Rollback(deploy::RollbackArgs),
 }
 
 /// Parses the command line, runs the subcommand and returns the process's
@@ -85,6 +93,8 @@ pub fn main_with(on_idle: fn()) -> ExitCode {
             Command::Jobs(args) => jobs::run(args).await,
             Command::Retry(args) => retry::run(args).await,
             Command::Status(args) => status::run(args).await,
+            Command::Deploy(args) => deploy::deploy(args).await,
+            Command::Rollback(args) => deploy::rollback(args).await,
         }
     });
     match result {

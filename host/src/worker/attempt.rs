@@ -17,6 +17,7 @@ use crate::json;
 use crate::outcome::options::{self as job_options, JobOptions};
 use crate::outcome::{self, RetryPlan, Verdict};
 use crate::queue::fields;
+use crate::registry::{Serving, Version};
 use crate::sandbox::REPORT_OVERHEAD;
 use crate::sandbox::grants::Grants;
 use crate::sandbox::{
@@ -33,10 +34,17 @@ use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
+tokio::task_local! {
+    /// The module version of the attempt this task runs.
+    static RUNNING_ON: Arc<Version>;
+}
+
 /// What every attempt on one queue shares.
 pub(crate) struct Attempts {
     pub queue: Queue,
-    pub module: Module,
+    /// The queue's module as served: each attempt runs on the version
+    /// serving when it starts.
+    pub serving: Arc<Serving>,
     pub limits: Limits,
     pub on_crash: OnCrash,
     /// The attempts' log lines still waiting for Redis's reply.
@@ -207,8 +215,23 @@ impl Attempts {
         self.runs.running()
     }
 
-    /// Runs one attempt and returns what the crate's worker should do next.
-    pub async fn run(&self, mut job: Job) -> Result<Value, Error> {
+    /// Runs one attempt, on the module version serving now, and returns
+    /// what the crate's worker should do next.
+    pub async fn run(&self, job: Job) -> Result<Value, Error> {
+        let attempt = self.serving.current().attempt();
+        RUNNING_ON
+            .scope(attempt.version().clone(), self.run_on_version(job))
+            .await
+    }
+
+    /// The version the current attempt started on: everything it does (its
+    /// call, its stack trace, its backoff question) uses that one, whatever
+    /// is swapped in meanwhile.
+    fn module(&self) -> Module {
+        RUNNING_ON.with(|version| version.module.clone())
+    }
+
+    async fn run_on_version(&self, mut job: Job) -> Result<Value, Error> {
         let this_run = self.runs.start(job.id());
         if this_run.took_over {
             tracing::warn!(
@@ -239,19 +262,20 @@ impl Attempts {
             queue = self.queue_name(),
             job = job.id(),
             attempt,
-            module = %self.module.file_name(),
-            hash = self.module.short_hash(),
+            module = %self.module().file_name(),
+            hash = self.module().short_hash(),
             "attempt started"
         );
         let attempt_line = format!(
             "bullpen: attempt {attempt} (start {}) on {} (sha256 {})",
             job.attempts_started(),
-            self.module.file_name(),
-            self.module.short_hash()
+            self.module().file_name(),
+            self.module().short_hash()
         );
 
         let (observer, reports, rx) = Forward::new(&self.limits, self.queue_name(), job.id());
-        let mut run = std::pin::pin!(self.module.process(&guest_job, &self.limits, observer));
+        let module = self.module();
+        let mut run = std::pin::pin!(module.process(&guest_job, &self.limits, observer));
         // Most runs end at their first poll: then every report is already
         // in the channel and no timer need be armed for the line.
         let renewal = this_run.took_over.then(|| job.clone());
@@ -602,8 +626,8 @@ impl Attempts {
             "{}: {}\n    at {} (sha256 {})",
             failure.name.as_deref().unwrap_or("Error"),
             failure.message,
-            self.module.file_name(),
-            self.module.short_hash()
+            self.module().file_name(),
+            self.module().short_hash()
         )
     }
 
@@ -681,7 +705,7 @@ impl Attempts {
             ..guest_job.clone()
         };
         let run = self
-            .module
+            .module()
             .backoff(
                 attempts_made,
                 strategy,

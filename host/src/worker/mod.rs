@@ -12,7 +12,8 @@ mod unawaited;
 
 use crate::config::QueueConfig;
 use crate::queue::RedisTarget;
-use crate::sandbox::{Limits, Module};
+use crate::registry::Serving;
+use crate::sandbox::Limits;
 use attempt::Attempts;
 use bullmq::worker::{CancellationToken, WorkerEvent};
 use bullmq::{Job, RateLimiterOptions, Worker, WorkerOptions};
@@ -96,11 +97,12 @@ pub fn worker_options(config: &QueueConfig, target: &RedisTarget) -> WorkerOptio
 pub const RUN_RETRY_DELAY: Duration = Duration::from_millis(250);
 
 impl QueueWorker {
-    /// Starts taking jobs from queue `name` and running them with `module`.
+    /// Starts taking jobs from queue `name` and running them with the
+    /// module `serving` serves.
     pub async fn start(
         name: &str,
         config: &QueueConfig,
-        module: Module,
+        serving: Arc<Serving>,
         target: &RedisTarget,
     ) -> Result<Self, WorkerError> {
         let error = |reason: String| WorkerError {
@@ -110,7 +112,7 @@ impl QueueWorker {
         let queue = target.queue(name).await.map_err(|e| error(e.to_string()))?;
         let attempts = Arc::new(Attempts {
             queue: queue.clone(),
-            module,
+            serving,
             limits: Limits {
                 timeout: config.timeout.0,
                 memory: config.memory.0,

@@ -1,0 +1,225 @@
+//! The modules the queues run, and how they change while the host runs.
+//!
+//! At start every queue's module is loaded, checked and compiled (or read
+//! from the compile cache) before any job is taken, so a missing or broken
+//! module stops the start with an error that points at the config line.
+//! Then each queue's [`Serving`] holds the version new attempts start on;
+//! [`watch`] swaps in a new version when its file changes and loads, and
+//! keeps the old one when it does not; [`state`] writes what is served where
+//! `bullpen status` and `bullpen deploy` read it.
+
+pub mod state;
+pub mod watch;
+
+use crate::config::{Config, ConfigError};
+use crate::sandbox::{Module, Sandbox};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+/// One loaded version of a queue's module.
+#[derive(Debug)]
+pub struct Version {
+    /// The compiled module.
+    pub module: Module,
+    /// When it began to serve.
+    pub since: SystemTime,
+    in_flight: AtomicUsize,
+}
+
+impl Version {
+    fn new(module: Module) -> Arc<Self> {
+        Arc::new(Version {
+            module,
+            since: SystemTime::now(),
+            in_flight: AtomicUsize::new(0),
+        })
+    }
+
+    /// Counts an attempt on this version until the guard is dropped.
+    pub fn attempt(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    /// Attempts running on this version now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// An attempt running on a [`Version`]; holds the version alive.
+#[derive(Debug)]
+pub struct InFlight(Arc<Version>);
+
+impl InFlight {
+    /// The version the attempt runs on.
+    pub fn version(&self) -> &Arc<Version> {
+        &self.0
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A file that was not swapped in, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The sha256 of the rejected file (empty when it could not be read).
+    pub sha256: String,
+    /// Why, starting with the file's path.
+    pub reason: String,
+    /// When.
+    pub at: SystemTime,
+}
+
+/// Versions a queue keeps besides the one serving, newest first: what
+/// `bullpen rollback` goes back to.
+pub const KEPT_VERSIONS: usize = 4;
+
+/// A queue's module as it is served.
+#[derive(Debug)]
+pub struct Serving {
+    queue: String,
+    path: PathBuf,
+    current: RwLock<Arc<Version>>,
+    history: Mutex<History>,
+}
+
+#[derive(Debug, Default)]
+struct History {
+    /// Earlier versions, newest first, at most [`KEPT_VERSIONS`].
+    previous: Vec<Arc<Version>>,
+    rejected: Option<Rejection>,
+}
+
+impl Serving {
+    fn new(queue: &str, path: &Path, module: Module) -> Self {
+        Serving {
+            queue: queue.to_owned(),
+            path: path.to_owned(),
+            current: RwLock::new(Version::new(module)),
+            history: Mutex::default(),
+        }
+    }
+
+    /// The queue's name.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// The module file the queue is bound to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The version new attempts start on.
+    pub fn current(&self) -> Arc<Version> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Makes `module` the version new attempts start on; attempts running
+    /// on the old one finish on it. Returns the old version.
+    pub fn swap(&self, module: Module) -> Arc<Version> {
+        let new = Version::new(module);
+        let old = std::mem::replace(
+            &mut *self.current.write().unwrap_or_else(|e| e.into_inner()),
+            new,
+        );
+        let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        history
+            .previous
+            .retain(|v| v.module.sha256() != old.module.sha256());
+        history.previous.insert(0, old.clone());
+        history.previous.truncate(KEPT_VERSIONS);
+        old
+    }
+
+    /// Records that a file was not swapped in.
+    pub fn reject(&self, sha256: &str, reason: String) {
+        self.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .rejected = Some(Rejection {
+            sha256: sha256.to_owned(),
+            reason,
+            at: SystemTime::now(),
+        });
+    }
+
+    /// The last rejected file, if any.
+    pub fn rejected(&self) -> Option<Rejection> {
+        self.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .rejected
+            .clone()
+    }
+
+    /// Earlier versions, newest first, with attempts still running on some.
+    pub fn previous(&self) -> Vec<Arc<Version>> {
+        self.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .previous
+            .clone()
+    }
+}
+
+/// Every queue's [`Serving`].
+#[derive(Debug, Clone)]
+pub struct Registry {
+    queues: BTreeMap<String, Arc<Serving>>,
+}
+
+impl Registry {
+    /// Loads every queue's module. Queues that share a file share one
+    /// compiled module.
+    pub fn load(config: &Config, sandbox: &Sandbox) -> Result<Self, ConfigError> {
+        let mut by_path: BTreeMap<PathBuf, Module> = BTreeMap::new();
+        let mut queues = BTreeMap::new();
+        for (name, queue) in &config.queues {
+            let module = match by_path.get(&queue.module) {
+                Some(module) => module.clone(),
+                None => {
+                    let module = sandbox
+                        .load(&queue.module)
+                        .map_err(|e| config.module_error(name, e))?;
+                    tracing::info!(
+                        queue = name,
+                        module = %module.file_name(),
+                        hash = module.short_hash(),
+                        from = module.loaded_from().as_str(),
+                        "module ready in {:.1} ms",
+                        module.load_time().as_secs_f64() * 1e3
+                    );
+                    by_path.insert(queue.module.clone(), module.clone());
+                    module
+                }
+            };
+            queues.insert(
+                name.clone(),
+                Arc::new(Serving::new(name, &queue.module, module)),
+            );
+        }
+        Ok(Registry { queues })
+    }
+
+    /// Queue `queue`'s module as served.
+    pub fn serving(&self, queue: &str) -> Option<&Arc<Serving>> {
+        self.queues.get(queue)
+    }
+
+    /// Every queue's, by name.
+    pub fn queues(&self) -> impl Iterator<Item = &Arc<Serving>> {
+        self.queues.values()
+    }
+}
