@@ -17,6 +17,19 @@ async fn add(queue: &Queue, data: Value) -> String {
     queue.add("t", data).await.unwrap().id().to_owned()
 }
 
+/// Waits until the queue's state as served satisfies `ready`; returns it.
+fn wait_for_serving(host: &RunningHost, queue: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = serving(host, queue);
+        if ready(&state) {
+            return state;
+        }
+        assert!(Instant::now() < deadline, "{state}\n{}", host.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The queue's module as its host serves it (from `serving.json`).
 fn serving(host: &RunningHost, queue: &str) -> Value {
     let text = std::fs::read(host.dir.path().join(".bullpen/serving.json")).unwrap();
@@ -50,12 +63,8 @@ async fn a_deploy_during_load_swaps_versions_without_losing_or_repeating_a_job()
     bullpen_tests::wait_for_state(&queue, &long[0], &["active"], Duration::from_secs(10)).await;
 
     let deployed_at = Instant::now();
-    let (code, stdout, stderr) = host.cli(&[
-        "deploy",
-        guest("echo").to_str().unwrap(),
-        "--queue",
-        "q",
-    ]);
+    let (code, stdout, stderr) =
+        host.cli(&["deploy", guest("echo").to_str().unwrap(), "--queue", "q"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}\n{}", host.log());
     assert!(stdout.contains("serving"), "{stdout}");
     assert!(stdout.contains(&v2[..12]), "{stdout}");
@@ -70,18 +79,29 @@ async fn a_deploy_during_load_swaps_versions_without_losing_or_repeating_a_job()
     for id in long.iter().chain(&before).chain(&after) {
         let (state, job) = finished(&queue, id, Duration::from_secs(60)).await;
         assert_eq!(state, "completed", "job {id}: {}", job.failed_reason());
-        assert_eq!((job.attempts_made(), job.attempts_started()), (1, 1), "job {id}");
+        assert_eq!(
+            (job.attempts_made(), job.attempts_started()),
+            (1, 1),
+            "job {id}"
+        );
     }
     // The long attempts started on version 1 and finished on it.
     for id in &long {
         let job = queue.get_job(id).await.unwrap().unwrap();
-        assert_eq!(job.returnvalue(), "\"fine\"", "job {id} finished on the new version");
+        assert_eq!(
+            job.returnvalue(),
+            "\"fine\"",
+            "job {id} finished on the new version"
+        );
     }
     // Every job added after the deploy returned ran on version 2.
     for id in &after {
         let job = queue.get_job(id).await.unwrap().unwrap();
         let value: Value = serde_json::from_str(job.returnvalue()).unwrap();
-        assert!(value.get("after").is_some(), "job {id} ran on the old version: {value}");
+        assert!(
+            value.get("after").is_some(),
+            "job {id} ran on the old version: {value}"
+        );
     }
     let state = serving(&host, "q");
     assert_eq!(state["serving"]["sha256"], v2.as_str());
@@ -103,11 +123,17 @@ async fn a_deploy_during_load_swaps_versions_without_losing_or_repeating_a_job()
 
     // `bullpen status` shows the version serving; `rollback` goes back.
     let (_, stdout, _) = host.cli(&["status"]);
-    assert!(stdout.contains(&format!("q.wasm ({}, serving for", &v2[..12])), "{stdout}");
+    assert!(
+        stdout.contains(&format!("q.wasm ({}, serving for", &v2[..12])),
+        "{stdout}"
+    );
     let (code, stdout, stderr) = host.cli(&["rollback", "--queue", "q"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert!(stdout.contains(&format!("goes back from {} to {}", &v2[..12], &v1[..12])), "{stdout}");
-    assert_eq!(serving(&host, "q")["serving"]["sha256"], v1.as_str());
+    assert!(
+        stdout.contains(&format!("goes back from {} to {}", &v2[..12], &v1[..12])),
+        "{stdout}"
+    );
+    wait_for_serving(&host, "q", |s| s["serving"]["sha256"] == v1.as_str());
     let id = add(&queue, json!({"mode": "ok"})).await;
     let (_, job) = finished(&queue, &id, Duration::from_secs(10)).await;
     assert_eq!(job.returnvalue(), "\"fine\"");
@@ -137,18 +163,25 @@ async fn a_broken_or_half_written_file_never_runs_and_the_old_version_keeps_serv
     // with its reason, shown by status; echo keeps serving.
     std::fs::write(&file, b"not wasm at all").unwrap();
     let rejected = bullpen::registry::watch::sha256_hex(b"not wasm at all");
-    assert!(
-        host.wait_for_log("new module rejected", Duration::from_secs(10)),
-        "{}",
-        host.log()
-    );
-    let state = serving(&host, "q");
+    let state = wait_for_serving(&host, "q", |s| s["rejected"]["sha256"] == rejected.as_str());
+    assert!(host.log().contains("new module rejected"), "{}", host.log());
     assert_eq!(state["serving"]["sha256"], echo.as_str());
     assert_eq!(state["rejected"]["sha256"], rejected.as_str());
-    assert!(state["rejected"]["reason"].as_str().unwrap().contains("q.wasm"));
-    assert_eq!(run(json!({"still": "echo"})).await, ("completed".into(), "{\"still\":\"echo\"}".into()));
+    assert!(
+        state["rejected"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("q.wasm")
+    );
+    assert_eq!(
+        run(json!({"still": "echo"})).await,
+        ("completed".into(), "{\"still\":\"echo\"}".into())
+    );
     let (_, stdout, _) = host.cli(&["status"]);
-    assert!(stdout.contains(&format!("q: rejected {}", &rejected[..12])), "{stdout}");
+    assert!(
+        stdout.contains(&format!("q: rejected {}", &rejected[..12])),
+        "{stdout}"
+    );
 
     // `bullpen deploy` checks the file before copying it: nothing changes.
     let junk = host.dir.path().join("junk.wasm");
@@ -171,15 +204,14 @@ async fn a_broken_or_half_written_file_never_runs_and_the_old_version_keeps_serv
             out.write_all(chunk).unwrap();
             out.flush().unwrap();
             let (state, value) = run(json!({"during": "copy"})).await;
-            assert_eq!((state.as_str(), value.as_str()), ("completed", "{\"during\":\"copy\"}"));
+            assert_eq!(
+                (state.as_str(), value.as_str()),
+                ("completed", "{\"during\":\"copy\"}")
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while serving(&host, "q")["serving"]["sha256"] != big_sha.as_str() {
-        assert!(Instant::now() < deadline, "{}", host.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_serving(&host, "q", |s| s["serving"]["sha256"] == big_sha.as_str());
     // No torn prefix was ever rejected: each was seen still growing.
     assert_eq!(serving(&host, "q")["rejected"]["sha256"], rejected.as_str());
     let (state, value) = run(json!({"records": [{"name": "a", "value": 1}]})).await;
@@ -195,4 +227,97 @@ async fn a_broken_or_half_written_file_never_runs_and_the_old_version_keeps_serv
     );
     let (state, _) = run(json!({"records": []})).await;
     assert_eq!(state, "completed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_adds_removes_and_changes_queues_and_a_bad_file_changes_nothing() {
+    let redis = RedisServer::start();
+    let queues = "[queues.a]\nmodule = \"echo.wasm\"\n\n[queues.b]\nmodule = \"echo.wasm\"\n";
+    let host = RunningHost::start(&redis, queues);
+    let config = host.dir.path().join("bullpen.toml");
+    let original = std::fs::read_to_string(&config).unwrap();
+    let (a, b, c) = (
+        open(&redis, "a").await,
+        open(&redis, "b").await,
+        open(&redis, "c").await,
+    );
+    assert_eq!(a.get_workers_count().await.unwrap(), 1);
+
+    // b removed, c added, a's concurrency and workers changed.
+    let changed = original.replace(
+        queues,
+        "[queues.a]\nmodule = \"echo.wasm\"\nconcurrency = 4\nworkers = 2\n\n\
+         [queues.c]\nmodule = \"misbehave.wasm\"\n",
+    );
+    std::fs::write(&config, changed).unwrap();
+    let (code, stdout, stderr) = host.cli(&["reload"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}\n{}", host.log());
+    for change in ["a changed", "b removed", "c added"] {
+        assert!(stdout.contains(change), "{stdout}");
+    }
+    assert_eq!(a.get_workers_count().await.unwrap(), 2);
+    let id = add(&c, json!({"mode": "ok"})).await;
+    let (state, job) = finished(&c, &id, Duration::from_secs(10)).await;
+    assert_eq!(
+        (state.as_str(), job.returnvalue()),
+        ("completed", "\"fine\"")
+    );
+    let id = add(&a, json!({"still": "a"})).await;
+    assert_eq!(
+        finished(&a, &id, Duration::from_secs(10)).await.0,
+        "completed"
+    );
+    let id = add(&b, json!({"nobody": "takes it"})).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        bullpen::queue::state_name(&b.get_job_state(&id).await.unwrap()),
+        "waiting"
+    );
+
+    // A file that does not parse: nothing changes, and the reason names
+    // the line, whether `bullpen reload` reads it or the host does (on
+    // SIGHUP).
+    std::fs::write(&config, format!("{original}\n[queues.d]\nmodule = 42\n")).unwrap();
+    let line = original.lines().count() + 3;
+    let (code, _, stderr) = host.cli(&["reload"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("bullpen.toml:{line}:10: invalid type")),
+        "{stderr}"
+    );
+    host.signal("HUP");
+    assert!(
+        host.wait_for_log(
+            "config not reloaded, nothing changed",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        host.log()
+    );
+    assert!(
+        host.log().contains(&format!("bullpen.toml:{line}:10")),
+        "{}",
+        host.log()
+    );
+    let id = add(&c, json!({"mode": "ok"})).await;
+    assert_eq!(
+        finished(&c, &id, Duration::from_secs(10)).await.0,
+        "completed"
+    );
+
+    // SIGHUP itself, with the original file back: b serves again.
+    std::fs::write(&config, &original).unwrap();
+    host.signal("HUP");
+    let (state, _) = finished(&b, &id_of(&b).await, Duration::from_secs(10)).await;
+    assert_eq!(state, "completed");
+    assert!(host.log().contains("config reloaded"), "{}", host.log());
+}
+
+/// The id of the one job in `queue`.
+async fn id_of(queue: &Queue) -> String {
+    let jobs = queue
+        .get_jobs(&["waiting", "active", "completed"], 0, 10, true)
+        .await
+        .unwrap();
+    jobs[0].id().to_owned()
 }

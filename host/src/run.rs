@@ -2,14 +2,15 @@
 //! its own), the sandbox, the modules, every queue's workers, and the orderly
 //! shutdown.
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, QueueConfig};
 use crate::embedded_redis::{EmbeddedRedis, EmbeddedRedisError};
 use crate::queue::RedisTarget;
 use crate::registry::watch::{self, WatchError, Watcher};
-use crate::registry::{Registry, state};
-use std::sync::Arc;
+use crate::registry::{Registry, Serving, state};
 use crate::sandbox::{Sandbox, SandboxError, SandboxOptions};
 use crate::worker::{QueueWorker, WorkerError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Why the host could not start.
 #[derive(Debug, thiserror::Error)]
@@ -33,13 +34,21 @@ pub enum StartError {
 
 /// A running host.
 pub struct Host {
-    workers: Vec<QueueWorker>,
+    config: Config,
+    target: RedisTarget,
+    sandbox: Arc<Sandbox>,
+    /// The instance pool's size: a reload cannot grow past it.
+    pool: SandboxOptions,
+    registry: Registry,
+    workers: BTreeMap<String, QueueWorker>,
+    /// Workers of queues a reload removed, finishing their attempts.
+    draining: Vec<tokio::task::JoinHandle<()>>,
     redis: Option<EmbeddedRedis>,
-    grace: std::time::Duration,
     /// Swaps in module files as they change; stops when dropped.
-    _watcher: Watcher,
+    watcher: Watcher,
     /// Keeps `<data_dir>/serving.json` up to date.
     state: tokio::task::JoinHandle<()>,
+    last_reload: Option<state::ReloadState>,
 }
 
 /// Where Redis is for `config`: its URL; or, with none, the embedded
@@ -107,22 +116,36 @@ async fn wait_for_redis(target: &RedisTarget) {
     }
 }
 
+/// Instances alive at once for a total concurrency: a process and a
+/// backoff instance per job slot, and two to spare.
+fn instances_for(concurrency: u32) -> u32 {
+    concurrency.saturating_mul(2).saturating_add(2)
+}
+
+/// The instance pool of a host started on `config`: room for twice its
+/// total concurrency (at least 16 slots more, at most the 4,000 a config
+/// may have), so that a reload can raise concurrency without a restart.
+fn pool_instances(config: &Config) -> u32 {
+    let total: u32 = config.queues.values().map(|q| q.concurrency).sum();
+    let room = total
+        .saturating_mul(2)
+        .max(total + 16)
+        .min(crate::config::MAX_TOTAL_CONCURRENCY.max(total));
+    instances_for(room)
+}
+
 impl Host {
     /// Starts everything `config` describes and begins taking jobs.
     pub async fn start(config: &Config) -> Result<Host, StartError> {
-        let concurrency: u32 = config.queues.values().map(|q| q.concurrency).sum();
-        let sandbox = Arc::new(Sandbox::new(SandboxOptions {
-            // A process and a backoff instance may be alive per job slot.
-            max_instances: concurrency.saturating_mul(2).saturating_add(2),
-            max_memory: config
-                .queues
-                .values()
-                .map(|q| q.memory.0)
-                .max()
-                .unwrap_or(64 << 20),
+        let pool = SandboxOptions {
+            max_instances: pool_instances(config),
+            // Any cap a reload may set: the pool reserves the same address
+            // space per memory whatever the cap.
+            max_memory: SandboxOptions::default().max_memory,
             cache_dir: Some(config.host.data_dir.join("cache")),
             ..SandboxOptions::default()
-        })?);
+        };
+        let sandbox = Arc::new(Sandbox::new(pool.clone())?);
         let registry = Registry::load(config, &sandbox)?;
         for serving in registry.queues() {
             state::keep_version(&config.host.data_dir, &serving.current().module);
@@ -147,34 +170,173 @@ impl Host {
         };
         wait_for_redis(&target).await;
         let mut host = Host {
-            workers: Vec::new(),
+            config: config.clone(),
+            target,
+            sandbox,
+            pool,
+            state: state::keep_written(registry.clone(), &config.host.data_dir, None),
+            registry,
+            workers: BTreeMap::new(),
+            draining: Vec::new(),
             redis,
-            grace: config.host.shutdown_grace,
-            _watcher: watcher,
-            state: state::keep_written(registry.clone(), &config.host.data_dir),
+            watcher,
+            last_reload: None,
         };
         for (name, queue) in &config.queues {
-            let serving = registry
-                .serving(name)
-                .expect("the registry loads every queue")
-                .clone();
-            match QueueWorker::start(name, queue, serving, &target).await {
-                Ok(worker) => host.workers.push(worker),
-                Err(e) => {
-                    host.shutdown().await;
-                    return Err(e.into());
-                }
+            if let Err(e) = host.start_queue(name, queue).await {
+                host.shutdown().await;
+                return Err(e.into());
             }
-            tracing::info!(queue = name, concurrency = queue.concurrency, "taking jobs");
         }
         Ok(host)
+    }
+
+    async fn start_queue(&mut self, name: &str, queue: &QueueConfig) -> Result<(), WorkerError> {
+        let serving = self
+            .registry
+            .serving(name)
+            .expect("the registry has every queue")
+            .clone();
+        let worker = QueueWorker::start(name, queue, serving, &self.target).await?;
+        self.workers.insert(name.to_owned(), worker);
+        tracing::info!(queue = name, concurrency = queue.concurrency, "taking jobs");
+        Ok(())
+    }
+
+    /// Reads the config file again and applies it: queues added start,
+    /// queues removed finish their attempts and stop, queues whose table
+    /// changed finish their attempts and start again with the new one. A
+    /// file that cannot be used, or that changes what needs a restart,
+    /// changes nothing. The outcome is logged and written for
+    /// `bullpen reload`.
+    pub async fn reload(&mut self) {
+        let outcome = self.apply_reload().await;
+        let count = self.last_reload.as_ref().map_or(0, |r| r.count) + 1;
+        match &outcome {
+            Ok(what) => tracing::warn!(
+                "config reloaded from {}: {what}",
+                self.config.path.display()
+            ),
+            Err(why) => tracing::error!("config not reloaded, nothing changed: {why}"),
+        }
+        self.last_reload = Some(state::ReloadState {
+            count,
+            ok: outcome.is_ok(),
+            message: outcome.unwrap_or_else(|why| why),
+        });
+        self.state.abort();
+        self.state = state::keep_written(
+            self.registry.clone(),
+            &self.config.host.data_dir,
+            self.last_reload.clone(),
+        );
+    }
+
+    async fn apply_reload(&mut self) -> Result<String, String> {
+        let new = Config::load(&self.config.path).map_err(|e| e.to_string())?;
+        let mut restart = Vec::new();
+        if new.redis != self.config.redis {
+            restart.push("[redis]");
+        }
+        if new.host != self.config.host {
+            restart.push("[host]");
+        }
+        if !restart.is_empty() {
+            return Err(format!(
+                "{}: {} changed, which only a restart applies",
+                new.path.display(),
+                restart.join(" and ")
+            ));
+        }
+        let concurrency: u32 = new.queues.values().map(|q| q.concurrency).sum();
+        if instances_for(concurrency) > self.pool.max_instances {
+            return Err(format!(
+                "{}: the queues' concurrency adds up to {concurrency}, more than the {} this host's instance pool holds; restart to apply",
+                new.path.display(),
+                (self.pool.max_instances - 2) / 2
+            ));
+        }
+
+        // Every module a new or rebound queue needs, loaded before anything
+        // changes: one that does not load leaves everything as it is.
+        let mut servings: BTreeMap<String, Arc<Serving>> = BTreeMap::new();
+        for (name, queue) in &new.queues {
+            let kept = self
+                .registry
+                .serving(name)
+                .filter(|s| s.path() == queue.module);
+            let serving = match kept {
+                Some(serving) => serving.clone(),
+                None => {
+                    let module = match self.registry.queues().find(|s| s.path() == queue.module) {
+                        Some(other) => other.current().module.clone(),
+                        None => {
+                            let sandbox = self.sandbox.clone();
+                            let path = queue.module.clone();
+                            tokio::task::spawn_blocking(move || sandbox.load(&path))
+                                .await
+                                .map_err(|e| e.to_string())?
+                                .map_err(|e| new.module_error(name, e).to_string())?
+                        }
+                    };
+                    state::keep_version(&new.host.data_dir, &module);
+                    Arc::new(Serving::new(name, &queue.module, module))
+                }
+            };
+            servings.insert(name.clone(), serving);
+        }
+
+        let mut changes = Vec::new();
+        let grace = self.config.host.shutdown_grace;
+        let mut closing = Vec::new();
+        for name in self.config.queues.keys() {
+            match new.queues.get(name) {
+                None => {
+                    let worker = self.workers.remove(name).expect("a worker per queue");
+                    self.draining.push(tokio::spawn(worker.close(grace)));
+                    changes.push(format!("{name} removed"));
+                }
+                Some(queue) if Some(queue) != self.config.queues.get(name) => {
+                    if let Some(worker) = self.workers.remove(name) {
+                        closing.push(worker.close(grace));
+                    }
+                    changes.push(format!("{name} changed"));
+                }
+                Some(_) => {}
+            }
+        }
+        // A changed queue's attempts in flight finish under its old table
+        // before it starts again: the instance pool holds one set of slots.
+        futures::future::join_all(closing).await;
+        self.registry = Registry::from_servings(servings);
+        for (name, queue) in &new.queues {
+            if self.workers.contains_key(name) {
+                continue;
+            }
+            if !self.config.queues.contains_key(name) {
+                changes.push(format!("{name} added"));
+            }
+            if let Err(e) = self.start_queue(name, queue).await {
+                changes.push(format!("{name} not started: {e}"));
+            }
+        }
+        self.watcher = watch::start(&self.registry, self.sandbox.clone(), &new.host.data_dir)
+            .map_err(|e| e.to_string())?;
+        self.draining.retain(|task| !task.is_finished());
+        self.config = new;
+        Ok(if changes.is_empty() {
+            "nothing changed".to_owned()
+        } else {
+            changes.join(", ")
+        })
     }
 
     /// Stops taking jobs, lets the jobs in flight finish within the grace
     /// period, and stops the embedded Redis if there is one.
     pub async fn shutdown(self) {
-        let grace = self.grace;
-        futures::future::join_all(self.workers.into_iter().map(|w| w.close(grace))).await;
+        let grace = self.config.host.shutdown_grace;
+        futures::future::join_all(self.workers.into_values().map(|w| w.close(grace))).await;
+        futures::future::join_all(self.draining).await;
         self.state.abort();
         if let Some(redis) = self.redis {
             redis.stop().await;

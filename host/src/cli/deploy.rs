@@ -204,7 +204,9 @@ async fn wait_until_served(
                 return Ok(ExitCode::SUCCESS);
             }
             Some(Err((queue, reason))) => {
-                eprintln!("bullpen: queue {queue} rejected the new file and keeps its version: {reason}");
+                eprintln!(
+                    "bullpen: queue {queue} rejected the new file and keeps its version: {reason}"
+                );
                 return Ok(ExitCode::FAILURE);
             }
             None if Instant::now() >= deadline => {
@@ -238,4 +240,64 @@ fn verdict(
         served.push(name.clone());
     }
     (!served.is_empty()).then_some(Ok(served))
+}
+
+pub(super) const RELOAD_AFTER_HELP: &str = "\
+Example:
+  bullpen reload -c /etc/bullpen.toml
+
+Sends SIGHUP to the host running on the config's data dir and waits until it
+has read the file again. Exit code 0 when the new file was applied (what
+changed is printed), 1 when it was not (the reason is printed; nothing
+changed).";
+
+/// Arguments of `bullpen reload`.
+#[derive(Debug, clap::Args)]
+pub struct ReloadArgs {
+    /// How long to wait for the host to apply the file (changed queues
+    /// finish their attempts in flight first).
+    #[arg(long, default_value = "60s")]
+    wait: HumanDuration,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+pub(super) async fn reload(args: ReloadArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&args.config.config)?;
+    let Some(host) = state::read(&config.host.data_dir) else {
+        bail!(no_host(&config));
+    };
+    let before = host.reload.as_ref().map_or(0, |r| r.count);
+    // SAFETY: sends a signal; no memory is involved.
+    if unsafe { libc::kill(host.pid as libc::pid_t, libc::SIGHUP) } != 0 {
+        bail!(
+            "cannot signal the host (pid {}): {}",
+            host.pid,
+            std::io::Error::last_os_error()
+        );
+    }
+    let deadline = Instant::now() + args.wait.0;
+    loop {
+        let reloaded = state::read(&config.host.data_dir)
+            .and_then(|h| h.reload)
+            .filter(|r| r.count > before);
+        match reloaded {
+            Some(r) if r.ok => {
+                super::say!("bullpen: reloaded {}: {}", config.path.display(), r.message)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some(r) => {
+                eprintln!("bullpen: not reloaded, nothing changed: {}", r.message);
+                return Ok(ExitCode::FAILURE);
+            }
+            None if Instant::now() >= deadline => {
+                eprintln!(
+                    "bullpen: the host did not finish reloading within {}",
+                    HumanDuration(args.wait.0)
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
 }

@@ -59,6 +59,9 @@ pub enum Command {
     /// Go back to the module version a queue served before.
     #[command(after_help = deploy::ROLLBACK_AFTER_HELP)]
     Rollback(deploy::RollbackArgs),
+    /// Make the running host read its config file again.
+    #[command(after_help = deploy::RELOAD_AFTER_HELP)]
+    Reload(deploy::ReloadArgs),
 }
 
 /// Parses the command line, runs the subcommand and returns the process's
@@ -95,6 +98,7 @@ pub fn main_with(on_idle: fn()) -> ExitCode {
             Command::Status(args) => status::run(args).await,
             Command::Deploy(args) => deploy::deploy(args).await,
             Command::Rollback(args) => deploy::rollback(args).await,
+            Command::Reload(args) => deploy::reload(args).await,
         }
     });
     match result {

@@ -11,6 +11,11 @@ Examples:
   bullpen run                       # ./bullpen.toml
   bullpen run -c /etc/bullpen.toml
 
+SIGHUP (or `bullpen reload`) reads the config again: queues added start, queues
+removed finish their jobs in flight and stop, changed queues finish theirs and
+start again with the new settings; a file that cannot be used changes nothing.
+Module files are watched: a changed file that loads serves new attempts.
+
 Takes jobs from every queue of the config until SIGINT or SIGTERM, then stops
 taking jobs, lets the jobs in flight finish within [host] shutdown_grace, and
 exits. A second signal exits at once: jobs still running come back to the queue
@@ -30,9 +35,9 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut signals = Signals::new()?;
     // Start-up can wait on Redis for as long as it is down: a signal stops
     // it at once (dropping the start stops what it started).
-    let host = tokio::select! {
+    let mut host = tokio::select! {
         host = Host::start(&config) => host?,
-        signal = signals.next() => {
+        signal = signals.stop() => {
             eprintln!("bullpen: {signal} during start-up; stopping");
             return Ok(ExitCode::from(INTERRUPTED));
         }
@@ -42,14 +47,27 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         config.queues.len(),
         config.path.display()
     );
-    let signal = signals.next().await;
+    let signal = loop {
+        match signals.next().await {
+            Got::Stop(signal) => break signal,
+            Got::Reload => {
+                tokio::select! {
+                    () = host.reload() => {}
+                    signal = signals.stop() => {
+                        eprintln!("bullpen: {signal} during a config reload");
+                        break signal;
+                    }
+                }
+            }
+        }
+    };
     eprintln!(
         "bullpen: {signal}: stopping (in-flight jobs get {:?}; a second signal exits at once)",
         config.host.shutdown_grace
     );
     tokio::select! {
         () = host.shutdown() => Ok(ExitCode::SUCCESS),
-        signal = signals.next() => {
+        signal = signals.stop() => {
             eprintln!(
                 "bullpen: {signal} again: exiting now; jobs still running keep their locks \
                  until those expire, then any host's stalled checker puts them back in the queue"
@@ -62,10 +80,19 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// The exit code when a signal cut start-up or shutdown short (128 + SIGINT).
 const INTERRUPTED: u8 = 130;
 
-/// SIGINT and SIGTERM, installed once, read as they come.
+/// SIGINT and SIGTERM (stop), SIGHUP (reload the config), installed once,
+/// read as they come.
 struct Signals {
     interrupt: Signal,
     terminate: Signal,
+    hangup: Signal,
+}
+
+/// What a signal asks for.
+enum Got {
+    /// Stop; the signal's name.
+    Stop(&'static str),
+    Reload,
 }
 
 impl Signals {
@@ -73,11 +100,21 @@ impl Signals {
         Ok(Signals {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
         })
     }
 
-    /// Waits for the next one; its name.
-    async fn next(&mut self) -> &'static str {
+    /// Waits for the next signal.
+    async fn next(&mut self) -> Got {
+        tokio::select! {
+            _ = self.interrupt.recv() => Got::Stop("SIGINT"),
+            _ = self.terminate.recv() => Got::Stop("SIGTERM"),
+            _ = self.hangup.recv() => Got::Reload,
+        }
+    }
+
+    /// Waits for the next stop signal; its name.
+    async fn stop(&mut self) -> &'static str {
         tokio::select! {
             _ = self.interrupt.recv() => "SIGINT",
             _ = self.terminate.recv() => "SIGTERM",

@@ -99,7 +99,8 @@ struct History {
 }
 
 impl Serving {
-    fn new(queue: &str, path: &Path, module: Module) -> Self {
+    /// `queue`'s module, bound to the file `path`, serving `module`.
+    pub fn new(queue: &str, path: &Path, module: Module) -> Self {
         Serving {
             queue: queue.to_owned(),
             path: path.to_owned(),
@@ -211,6 +212,11 @@ impl Registry {
             );
         }
         Ok(Registry { queues })
+    }
+
+    /// A registry of these queues.
+    pub fn from_servings(queues: BTreeMap<String, Arc<Serving>>) -> Self {
+        Registry { queues }
     }
 
     /// Queue `queue`'s module as served.

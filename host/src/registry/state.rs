@@ -24,6 +24,19 @@ pub struct HostState {
     pub pid: u32,
     /// Every queue's module, by queue name.
     pub queues: BTreeMap<String, QueueState>,
+    /// The last config reload (SIGHUP, `bullpen reload`), if any.
+    pub reload: Option<ReloadState>,
+}
+
+/// How a config reload went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadState {
+    /// Reloads since the host started, this one included.
+    pub count: u64,
+    /// Whether it was applied.
+    pub ok: bool,
+    /// What changed, or why nothing did.
+    pub message: String,
 }
 
 /// One queue's module as served.
@@ -87,8 +100,8 @@ impl From<Rejection> for RejectionState {
 }
 
 impl HostState {
-    /// What `registry` serves now.
-    pub fn of(registry: &Registry) -> Self {
+    /// What `registry` serves now, and how the last reload went.
+    pub fn of(registry: &Registry, reload: Option<ReloadState>) -> Self {
         let queues = registry
             .queues()
             .map(|serving| {
@@ -108,18 +121,23 @@ impl HostState {
         HostState {
             pid: std::process::id(),
             queues,
+            reload,
         }
     }
 }
 
 /// Writes `registry`'s state into `data_dir` whenever it changes, until the
 /// task is aborted; the file is replaced atomically.
-pub fn keep_written(registry: Registry, data_dir: &Path) -> tokio::task::JoinHandle<()> {
+pub fn keep_written(
+    registry: Registry,
+    data_dir: &Path,
+    reload: Option<ReloadState>,
+) -> tokio::task::JoinHandle<()> {
     let path = data_dir.join(FILE);
     tokio::spawn(async move {
         let mut last = None;
         loop {
-            let state = HostState::of(&registry);
+            let state = HostState::of(&registry, reload.clone());
             if last.as_ref() != Some(&state) {
                 if let Err(e) = write(&path, &state) {
                     tracing::warn!("cannot write {}: {e}", path.display());
@@ -170,6 +188,9 @@ pub fn keep_version(data_dir: &Path, module: &Module) {
         std::fs::rename(&tmp, &kept)
     })();
     if let Err(e) = result {
-        tracing::warn!("cannot keep a copy of {} for rollback: {e}", module.path().display());
+        tracing::warn!(
+            "cannot keep a copy of {} for rollback: {e}",
+            module.path().display()
+        );
     }
 }
