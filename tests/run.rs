@@ -4,7 +4,6 @@
 use bullpen::queue::bullmq::types::BackoffStrategy;
 use bullpen::queue::bullmq::{JobOptions, Queue};
 use bullpen_tests::{RedisServer, RunningHost, field, finished, queue as open, wait_for_state};
-use redis::AsyncCommands;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -52,51 +51,39 @@ async fn a_queue_of_several_workers_shares_its_jobs_and_completes_each_once() {
         assert_eq!(job.attempts_started(), 1, "job {id} was started twice");
     }
     assert_eq!(queue.get_completed_count().await.unwrap(), 300);
-    let mut connection = queue.connection().connection();
-    let logs: Vec<String> = connection
-        .lrange(format!("{}:logs", queue.keys().job_key(&ids[0])), 0, -1)
-        .await
-        .unwrap();
+    // Which module version ran it: BullMQ's `processedBy`, the name of the
+    // worker that took it.
+    let job = queue.get_job(&ids[0]).await.unwrap().unwrap();
+    let by = job.processed_by().unwrap_or_default();
     assert!(
-        logs[0].starts_with("bullpen: attempt 1 (start 1) on echo.wasm"),
-        "{logs:?}"
+        by.starts_with("echo.wasm@") && by.len() == "echo.wasm@".len() + 12,
+        "{by}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_long_attempt_has_its_log_line_while_it_runs() {
-    // The attempt's line rides with the crate's next move when the job is
-    // quick; a job that runs on (and reports nothing) gets it after 20 ms.
+async fn a_running_job_names_its_module_version_with_no_write_of_its_own() {
+    // Written by BullMQ's own move to active, from the worker's name: no
+    // job-log line, no round trip per attempt.
     let redis = RedisServer::start();
     let host = RunningHost::start(&redis, "[queues.slow]\nmodule = \"misbehave.wasm\"\n");
     let queue = open(&redis, "slow").await;
-    let id = add(&queue, json!({"mode": "work", "ms": 1500}), attempts(1)).await;
+    let id = add(&queue, json!({"mode": "work", "ms": 1000}), attempts(1)).await;
     wait_for_state(&queue, &id, &["active"], SECONDS_10).await;
-    let mut connection = queue.connection().connection();
-    let logs_key = format!("{}:logs", queue.keys().job_key(&id));
-    let deadline = Instant::now() + Duration::from_millis(700);
-    loop {
-        let logs: Vec<String> = connection.lrange(&logs_key, 0, -1).await.unwrap();
-        if logs
-            .first()
-            .is_some_and(|l| l.starts_with("bullpen: attempt 1 (start 1) on misbehave.wasm"))
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no attempt line while the job runs: {logs:?}\n{}",
-            host.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(
-        field(&queue, &id, "finishedOn").await,
-        None,
-        "the job was meant to be running still"
+    let by = field(&queue, &id, "pb").await.unwrap_or_default();
+    let hash = &by["misbehave.wasm@".len().min(by.len())..];
+    assert!(
+        by.starts_with("misbehave.wasm@") && hash.len() == 12,
+        "{by}"
+    );
+    assert!(
+        host.log().contains(hash),
+        "the host's log names the hash too"
     );
     let (state, _) = finished(&queue, &id, SECONDS_10).await;
     assert_eq!(state, "completed", "{}", host.log());
+    let (logs, count) = queue.get_job_logs(&id, 0, -1, true).await.unwrap();
+    assert_eq!(count, 0, "{logs:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -366,15 +353,19 @@ async fn progress_and_log_lines_reach_the_job_with_the_module_hash() {
     let (state, _) = finished(&queue, &id, SECONDS_10).await;
     assert_eq!(state, "completed");
     let (logs, count) = queue.get_job_logs(&id, 0, -1, true).await.unwrap();
-    assert_eq!(count, 2, "{logs:?}");
-    assert!(
-        logs[0].starts_with("bullpen: attempt 1 (start 1) on validate.wasm (sha256 "),
-        "{logs:?}"
+    assert_eq!(
+        (count, logs),
+        (1, vec!["registered Ada <ada@example.com>".to_owned()])
     );
-    assert_eq!(logs[1], "registered Ada <ada@example.com>");
-    let hash = &logs[0]["bullpen: attempt 1 (start 1) on validate.wasm (sha256 ".len()..][..12];
+    let job = queue.get_job(&id).await.unwrap().unwrap();
+    let hash = job
+        .processed_by()
+        .and_then(|by| by.strip_prefix("validate.wasm@"))
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(hash.len(), 12);
     assert!(
-        host.log().contains(hash),
+        host.log().contains(&hash),
         "the host's log names the module hash too"
     );
 }
@@ -491,14 +482,15 @@ async fn add_jobs_and_status_from_the_cli() {
     assert_eq!(code, 0);
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(
-        lines[0]
-            .starts_with("ID     NAME    STATE   ATTEMPTS_MADE  ATTEMPTS_STARTED  FAILED_REASON"),
+        lines[0].starts_with(
+            "ID     NAME    STATE   ATTEMPTS_MADE  ATTEMPTS_STARTED  MODULE                      FAILED_REASON"
+        ),
         "{stdout}"
     );
     assert!(
-        lines[1].starts_with(
-            "first  signup  failed  1              1                 Invalid job data"
-        ),
+        lines[1]
+            .starts_with("first  signup  failed  1              1                 validate.wasm@")
+            && lines[1].ends_with("  Invalid job data: \"email\" is required"),
         "{stdout}"
     );
     let (code, stdout, _) = cli(&host, &["status"]);

@@ -234,7 +234,7 @@ fn verdict(
         if let Some(rejected) = queue.rejected.as_ref().filter(|r| r.sha256 == sha256) {
             return Some(Err((name.clone(), rejected.reason.clone())));
         }
-        if queue.serving.sha256 != sha256 {
+        if queue.serving.sha256 != sha256 || queue.workers_on != sha256 {
             return None;
         }
         served.push(name.clone());

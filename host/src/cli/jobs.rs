@@ -36,7 +36,7 @@ pub(super) async fn run(args: JobsArgs) -> anyhow::Result<ExitCode> {
     queue.close().await;
     connected.close().await;
     let jobs = jobs?;
-    let rows: Vec<[String; 6]> = jobs
+    let rows: Vec<[String; 7]> = jobs
         .iter()
         .map(|(job, state)| {
             [
@@ -45,6 +45,9 @@ pub(super) async fn run(args: JobsArgs) -> anyhow::Result<ExitCode> {
                 (*state).to_owned(),
                 job.attempts_made().to_string(),
                 job.attempts_started().to_string(),
+                // The worker that last took it, named after its module
+                // version (`echo.wasm@5a4b3adb383d`).
+                job.processed_by().unwrap_or("").to_owned(),
                 job.failed_reason().replace('\n', " "),
             ]
         })
@@ -56,6 +59,7 @@ pub(super) async fn run(args: JobsArgs) -> anyhow::Result<ExitCode> {
             "STATE",
             "ATTEMPTS_MADE",
             "ATTEMPTS_STARTED",
+            "MODULE",
             "FAILED_REASON",
         ],
         &rows,

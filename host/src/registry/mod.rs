@@ -48,6 +48,18 @@ impl Version {
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
     }
+
+    /// The name of the workers that fetch jobs for this version, which
+    /// BullMQ writes into each job it hands them (`processedBy`): where a
+    /// job's module version is found, with no write of its own.
+    pub fn worker_name(&self) -> String {
+        worker_name(&self.module)
+    }
+}
+
+/// `echo.wasm@5a4b3adb383d`: a module's file name and short hash.
+pub fn worker_name(module: &Module) -> String {
+    format!("{}@{}", module.file_name(), module.short_hash())
 }
 
 /// An attempt running on a [`Version`]; holds the version alive.
@@ -89,6 +101,11 @@ pub struct Serving {
     path: PathBuf,
     current: RwLock<Arc<Version>>,
     history: Mutex<History>,
+    /// Says when a new version serves.
+    swapped: tokio::sync::watch::Sender<()>,
+    /// The sha256 of the version the queue's workers fetch jobs for: the
+    /// serving one once they have been replaced after a swap.
+    fetching_for: Mutex<String>,
 }
 
 #[derive(Debug, Default)]
@@ -104,9 +121,47 @@ impl Serving {
         Serving {
             queue: queue.to_owned(),
             path: path.to_owned(),
+            fetching_for: Mutex::new(module.sha256().to_owned()),
             current: RwLock::new(Version::new(module)),
             history: Mutex::default(),
+            swapped: tokio::sync::watch::Sender::new(()),
         }
+    }
+
+    /// Records that the queue's workers now fetch jobs for `version` only.
+    pub fn fetching_for(&self, version: &Version) {
+        *self.fetching_for.lock().unwrap_or_else(|e| e.into_inner()) =
+            version.module.sha256().to_owned();
+    }
+
+    /// The sha256 of the version the queue's workers fetch jobs for.
+    pub fn workers_on(&self) -> String {
+        self.fetching_for
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A receiver that sees every swap from now on.
+    pub fn swaps(&self) -> tokio::sync::watch::Receiver<()> {
+        self.swapped.subscribe()
+    }
+
+    /// The version a worker of this name fetches jobs for (see
+    /// [`Version::worker_name`]): the current one, or an earlier one whose
+    /// workers are finishing; the current one for any other name.
+    pub fn version_for(&self, worker_name: Option<&str>) -> Arc<Version> {
+        let current = self.current();
+        let Some(name) = worker_name else {
+            return current;
+        };
+        if current.worker_name() == name {
+            return current;
+        }
+        self.previous()
+            .into_iter()
+            .find(|v| v.worker_name() == name)
+            .unwrap_or(current)
     }
 
     /// The queue's name.
@@ -141,6 +196,8 @@ impl Serving {
             .retain(|v| v.module.sha256() != old.module.sha256());
         history.previous.insert(0, old.clone());
         history.previous.truncate(KEPT_VERSIONS);
+        drop(history);
+        self.swapped.send_replace(());
         old
     }
 

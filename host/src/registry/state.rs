@@ -46,6 +46,9 @@ pub struct QueueState {
     pub file: PathBuf,
     /// The version new attempts start on.
     pub serving: VersionState,
+    /// The sha256 of the version the queue's workers fetch jobs for: after
+    /// a swap, the serving one once its workers replaced the old ones.
+    pub workers_on: String,
     /// Earlier versions, newest first.
     pub previous: Vec<VersionState>,
     /// The last file that was not swapped in.
@@ -108,6 +111,7 @@ impl HostState {
                 let state = QueueState {
                     file: serving.path().to_owned(),
                     serving: VersionState::of(&serving.current()),
+                    workers_on: serving.workers_on(),
                     previous: serving
                         .previous()
                         .iter()

@@ -11,7 +11,6 @@
 //! immediate retry the crate does right, handed back to it.
 
 use super::lock::{self, Runs, Trouble};
-use super::unawaited::Unawaited;
 use crate::config::OnCrash;
 use crate::json;
 use crate::outcome::options::{self as job_options, JobOptions};
@@ -23,14 +22,12 @@ use crate::sandbox::grants::Grants;
 use crate::sandbox::{
     BackoffDecision, BackoffOptions, Failure, Job as GuestJob, JobObserver, Level, Limits, Module,
 };
-use crate::timer::poll_once;
 use crate::units::ByteSize;
 use bullmq::types::BackoffStrategy;
 use bullmq::{Error, Job, JobProgress, Queue};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
@@ -47,8 +44,6 @@ pub(crate) struct Attempts {
     pub serving: Arc<Serving>,
     pub limits: Limits,
     pub on_crash: OnCrash,
-    /// The attempts' log lines still waiting for Redis's reply.
-    pub unawaited: Unawaited,
     /// Whether a `delayed` answer was already brought within bounds: a job
     /// that loops on a past time would log it ten times a second.
     pub delay_bounded: AtomicBool,
@@ -164,11 +159,7 @@ impl JobObserver for Forward {
     }
 }
 
-/// How long an attempt runs before its log line is written even though
-/// the guest has reported nothing yet.
-const ATTEMPT_LINE_AFTER: Duration = Duration::from_millis(20);
-
-/// Writes an attempt's line into `job`'s log; a failure is only logged.
+/// Writes a line of bullpen's into `job`'s log; a failure is only logged.
 async fn log_attempt(queue: &str, job: &Job, line: &str) -> bool {
     let result = job.log(line).await;
     if let Err(e) = &result {
@@ -215,10 +206,11 @@ impl Attempts {
         self.runs.running()
     }
 
-    /// Runs one attempt, on the module version serving now, and returns
-    /// what the crate's worker should do next.
+    /// Runs one attempt, on the module version its worker fetched it for
+    /// (the one serving then), and returns what the crate's worker should
+    /// do next.
     pub async fn run(&self, job: Job) -> Result<Value, Error> {
-        let attempt = self.serving.current().attempt();
+        let attempt = self.serving.version_for(job.processed_by()).attempt();
         RUNNING_ON
             .scope(attempt.version().clone(), self.run_on_version(job))
             .await
@@ -266,31 +258,14 @@ impl Attempts {
             hash = self.module().short_hash(),
             "attempt started"
         );
-        let attempt_line = format!(
-            "bullpen: attempt {attempt} (start {}) on {} (sha256 {})",
-            job.attempts_started(),
-            self.module().file_name(),
-            self.module().short_hash()
-        );
 
         let (observer, reports, rx) = Forward::new(&self.limits, self.queue_name(), job.id());
         let module = self.module();
-        let mut run = std::pin::pin!(module.process(&guest_job, &self.limits, observer));
-        // Most runs end at their first poll: then every report is already
-        // in the channel and no timer need be armed for the line.
+        let run = module.process(&guest_job, &self.limits, observer);
         let renewal = this_run.took_over.then(|| job.clone());
         let ran = async {
-            match poll_once(run.as_mut()).await {
-                Poll::Ready(run) => (
-                    run,
-                    self.forward(&mut job, attempt_line, &reports, rx, false)
-                        .await,
-                ),
-                Poll::Pending => tokio::join!(
-                    run,
-                    self.forward(&mut job, attempt_line, &reports, rx, true)
-                ),
-            }
+            let (run, ()) = tokio::join!(run, self.forward(&mut job, &reports, rx));
+            run
         };
         // The crate stopped renewing a run that took over when the earlier
         // run ended: this one renews its own.
@@ -300,7 +275,7 @@ impl Attempts {
                 None => std::future::pending().await,
             }
         };
-        let (run, mut unwritten) = tokio::select! {
+        let run = tokio::select! {
             biased;
             () = this_run.superseded() => {
                 tracing::warn!(
@@ -340,9 +315,6 @@ impl Attempts {
                 ByteSize(self.limits.reports)
             );
             tracing::warn!(queue = self.queue_name(), job = job.id(), "{line}");
-            if let Some(first) = unwritten.take() {
-                self.write_line(&job, first).await;
-            }
             self.write_line(&job, line).await;
         }
         if !run.stderr.text.is_empty() {
@@ -367,54 +339,17 @@ impl Attempts {
             },
             other => Err(other),
         };
-        match (unwritten, verdict) {
-            (Some(line), Ok(value)) => {
-                self.send_line(job, line);
-                Ok(value)
-            }
-            (None, Ok(value)) => Ok(value),
-            (unwritten, Err(verdict)) => {
-                if let Some(line) = unwritten {
-                    self.write_line(&job, line).await;
-                }
-                self.apply(job, &guest_job, verdict).await
-            }
+        match verdict {
+            Ok(value) => Ok(value),
+            Err(verdict) => self.apply(job, &guest_job, verdict).await,
         }
     }
 
-    /// Writes the guest's reports into the job, the attempt's `line` first,
-    /// until the run drops its observer; returns the line if nothing made
-    /// it due. Once the run has lasted [`ATTEMPT_LINE_AFTER`], the line is
-    /// due anyway, if `running` says the run may still be going.
-    async fn forward(
-        &self,
-        job: &mut Job,
-        line: String,
-        pending: &Pending,
-        mut reports: mpsc::Receiver<Report>,
-        running: bool,
-    ) -> Option<String> {
-        // The attempt's line must precede the guest's own reports, but needs
-        // no round trip of its own: it is written before the first report,
-        // once the run has lasted ATTEMPT_LINE_AFTER, or else at the end, on
-        // the wire together with the crate's next move.
-        let mut line = Some(line);
-        let late = tokio::time::sleep(ATTEMPT_LINE_AFTER);
-        tokio::pin!(late);
-        loop {
-            let report = tokio::select! {
-                biased;
-                report = reports.recv() => report,
-                () = &mut late, if running && line.is_some() => {
-                    self.write_line(job, line.take().unwrap_or_default()).await;
-                    continue;
-                }
-            };
-            // None: the run dropped the observer (its last sender).
-            let Some(report) = report else { break };
-            if let Some(line) = line.take() {
-                self.write_line(job, line).await;
-            }
+    /// Writes the guest's reports into the job until the run drops its
+    /// observer.
+    async fn forward(&self, job: &mut Job, pending: &Pending, mut reports: mpsc::Receiver<Report>) {
+        // None: the run dropped the observer (its last sender).
+        while let Some(report) = reports.recv().await {
             let result = match report {
                 Report::Progress => {
                     let Some(json) = pending.take_progress() else {
@@ -441,7 +376,6 @@ impl Attempts {
                 );
             }
         }
-        line
     }
 
     /// Writes `line` into the job's log.
@@ -449,17 +383,6 @@ impl Attempts {
         if !log_attempt(self.queue_name(), job, &line).await {
             self.trouble.saw();
         }
-    }
-
-    /// Puts `line`'s write on the job's connection now, ahead of the move
-    /// the crate sends next, and leaves its reply to be collected later:
-    /// Redis runs them in order, so the line is in the log before the job is
-    /// completed.
-    fn send_line(&self, job: Job, line: String) {
-        let queue = self.queue_name().to_owned();
-        self.unawaited.send(Box::pin(async move {
-            log_attempt(&queue, &job, &line).await;
-        }));
     }
 
     /// Says so when the job comes back from a stall. The crate's stalled

@@ -8,7 +8,6 @@
 
 mod attempt;
 mod lock;
-mod unawaited;
 
 use crate::config::QueueConfig;
 use crate::queue::RedisTarget;
@@ -34,18 +33,30 @@ const UNLIMITED: RateLimiterOptions = RateLimiterOptions {
     duration: 1_000,
 };
 
-/// How long `close` waits for job-log writes still in flight, at most...
-const UNAWAITED_GRACE: Duration = Duration::from_secs(1);
-/// ...and at least, even when the shutdown grace is spent.
-const UNAWAITED_MIN: Duration = Duration::from_millis(100);
-
 /// The running workers of one queue.
 pub struct QueueWorker {
     name: String,
-    workers: Vec<Arc<Worker>>,
-    events: Vec<tokio::task::JoinHandle<()>>,
+    crew: Arc<Crew>,
+    /// Replaces the crew when a new module version serves.
+    rotation: tokio::task::JoinHandle<()>,
     wake: bullmq::Queue,
     attempts: Arc<Attempts>,
+}
+
+/// The crate's workers taking a queue's jobs, all named after the module
+/// version they fetch for (BullMQ writes the name into each job as
+/// `processedBy`), and the ones of earlier versions still finishing.
+#[derive(Default)]
+struct Crew {
+    workers: std::sync::Mutex<Vec<Arc<Worker>>>,
+    events: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    retiring: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Crew {
+    fn workers(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Worker>>> {
+        self.workers.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// `concurrency` split as evenly as can be between `workers`.
@@ -121,7 +132,6 @@ impl QueueWorker {
                 ..Limits::default()
             },
             on_crash: config.on_crash,
-            unawaited: Default::default(),
             delay_bounded: Default::default(),
             runs: Default::default(),
             trouble: Default::default(),
@@ -138,29 +148,90 @@ impl QueueWorker {
                 guard_panics(attempts.queue.name(), &id, attempts.run(job)).await
             }
         };
-        let mut running = QueueWorker {
+        let crew = Arc::new(Crew::default());
+        // Workers are started for a version, and again for each version
+        // that serves after it; the old ones then finish their jobs (within
+        // the attempt's time budget) and close.
+        let hire = {
+            let (name, config, target) = (name.to_owned(), config.clone(), target.clone());
+            let (crew, attempts) = (crew.clone(), attempts.clone());
+            move |worker_name: String| {
+                let (name, config, target) = (name.clone(), config.clone(), target.clone());
+                let (crew, attempts, processor) =
+                    (crew.clone(), attempts.clone(), processor.clone());
+                async move {
+                    let mut hired = Vec::new();
+                    for share in shares(config.concurrency, config.workers) {
+                        let mut options = worker_options(&config, &target);
+                        options.concurrency = share;
+                        options.name = Some(worker_name.clone());
+                        let worker = Worker::with_options(&name, processor.clone(), options)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        let worker = Arc::new(worker);
+                        crew.events
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(tokio::spawn(drain_events(
+                                name.clone(),
+                                worker.clone(),
+                                attempts.clone(),
+                            )));
+                        hired.push(worker);
+                    }
+                    Ok::<_, String>(std::mem::replace(&mut *crew.workers(), hired))
+                }
+            }
+        };
+        let serving = attempts.serving.clone();
+        let mut swaps = serving.swaps();
+        let first = hire(serving.current().worker_name()).await;
+        let retire_after = config.timeout.0 + Duration::from_secs(5);
+        let rotation = {
+            let (crew, wake, queue_name) = (crew.clone(), queue.clone(), name.to_owned());
+            tokio::spawn(async move {
+                while swaps.changed().await.is_ok() {
+                    let version = serving.current();
+                    let worker_name = version.worker_name();
+                    match hire(worker_name.clone()).await {
+                        Ok(old) => {
+                            // From here only the new workers fetch: a job
+                            // added now runs on the new version.
+                            for worker in &old {
+                                worker.pause();
+                            }
+                            serving.fetching_for(&version);
+                            tracing::debug!(
+                                queue = queue_name,
+                                worker = worker_name,
+                                "workers started for the new version"
+                            );
+                            let wake = wake.clone();
+                            crew.retiring
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push(tokio::spawn(async move {
+                                    close_workers(&old, retire_after, &wake).await;
+                                }));
+                        }
+                        Err(e) => tracing::error!(
+                            queue = queue_name,
+                            "cannot start workers for the new version; the old ones keep fetching: {e}"
+                        ),
+                    }
+                }
+            })
+        };
+        let running = QueueWorker {
             name: name.to_owned(),
-            workers: Vec::new(),
-            events: Vec::new(),
+            crew,
+            rotation,
             wake: queue,
             attempts,
         };
-        for share in shares(config.concurrency, config.workers) {
-            let mut options = worker_options(config, target);
-            options.concurrency = share;
-            let worker = match Worker::with_options(name, processor.clone(), options).await {
-                Ok(worker) => Arc::new(worker),
-                Err(e) => {
-                    running.close(Duration::ZERO).await;
-                    return Err(error(e.to_string()));
-                }
-            };
-            running.events.push(tokio::spawn(drain_events(
-                name.to_owned(),
-                worker.clone(),
-                running.attempts.clone(),
-            )));
-            running.workers.push(worker);
+        if let Err(e) = first {
+            running.close(Duration::ZERO).await;
+            return Err(error(e));
         }
         Ok(running)
     }
@@ -175,28 +246,15 @@ impl QueueWorker {
     /// stalled checker of any worker gives it back to the queue.
     pub async fn close(self, grace: Duration) {
         let deadline = tokio::time::Instant::now() + grace;
-        let closing: Vec<_> = self
-            .workers
-            .iter()
-            .map(|worker| {
-                let worker = worker.clone();
-                tokio::spawn(async move { worker.close(grace.as_millis() as u64).await })
-            })
-            .collect();
-        // The crate's idle fetch loop sleeps in a blocking pop on the marker
-        // key and does not notice `close` until it times out; a marker per
-        // worker wakes them (other hosts' workers that wake too find nothing
-        // and sleep again).
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        wake(&self.wake, self.workers.len()).await;
-        for result in futures::future::join_all(closing).await {
-            match result {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(queue = self.name, "closing the worker: {e}"),
-                Err(e) => tracing::warn!(queue = self.name, "closing the worker: {e}"),
-            }
-        }
-        for events in self.events {
+        self.rotation.abort();
+        let workers = std::mem::take(&mut *self.crew.workers());
+        let retiring =
+            std::mem::take(&mut *self.crew.retiring.lock().unwrap_or_else(|e| e.into_inner()));
+        close_workers(&workers, grace, &self.wake).await;
+        let _ = tokio::time::timeout_at(deadline, futures::future::join_all(retiring)).await;
+        for events in
+            std::mem::take(&mut *self.crew.events.lock().unwrap_or_else(|e| e.into_inner()))
+        {
             events.abort();
         }
         let abandoned = self.attempts.running();
@@ -210,12 +268,30 @@ impl QueueWorker {
                 abandoned.join(", ")
             );
         }
-        // The attempts' last log lines, within the grace where it is left.
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        self.attempts
-            .unawaited
-            .finish(UNAWAITED_GRACE.min(left.max(UNAWAITED_MIN)))
-            .await;
+    }
+}
+
+/// Closes `workers`, waiting up to `grace` for their jobs in flight.
+async fn close_workers(workers: &[Arc<Worker>], grace: Duration, queue: &bullmq::Queue) {
+    let closing: Vec<_> = workers
+        .iter()
+        .map(|worker| {
+            let worker = worker.clone();
+            tokio::spawn(async move { worker.close(grace.as_millis() as u64).await })
+        })
+        .collect();
+    // The crate's idle fetch loop sleeps in a blocking pop on the marker
+    // key and does not notice `close` until it times out; a marker per
+    // worker wakes them (other hosts' workers that wake too find nothing
+    // and sleep again).
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    wake(queue, workers.len()).await;
+    for result in futures::future::join_all(closing).await {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(queue = queue.name(), "closing the worker: {e}"),
+            Err(e) => tracing::warn!(queue = queue.name(), "closing the worker: {e}"),
+        }
     }
 }
 

@@ -89,6 +89,7 @@ for (const [key, { queue, job }] of Object.entries(jobs)) {
     attemptsStarted: fresh?.attemptsStarted ?? null,
     progress: fresh?.progress ?? null,
     logs: logs.logs,
+    processedBy: fresh?.processedBy ?? null,
     processedOn: fresh?.processedOn ?? null,
     finishedOn: fresh?.finishedOn ?? null,
   };
