@@ -9,6 +9,7 @@
 //! target/release/harness --quick                                   # a few hundred jobs, 1 run
 //! target/release/harness --only 'bullpen|bullmq-official' --at 8 --sections throughput # a subset
 //! target/release/harness --baseline old/bullpen ...  # adds an older bullpen's no-op cases
+//! target/release/harness --sections deploy          # a module deployed while jobs flow
 //! ```
 //!
 //! `BULLPEN_WORKERS=N` in the environment sets the bullpen queue's `workers`
@@ -23,6 +24,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod contender;
+mod deploy;
 mod events;
 mod latency;
 mod probe;
@@ -206,6 +208,24 @@ async fn main() {
         report.startup = Some(startup);
     }
 
+    if section("deploy") {
+        // Not part of the `--write` block: printed for docs/BENCHMARKS.md.
+        println!(
+            "| module deployed | compile | rename → first attempt on it | jobs/s, second before | jobs/s, second after |"
+        );
+        println!("|---|---|---|---|---|");
+        for d in deploy::measure(&url, &options.bullpen).await {
+            println!(
+                "| {} | {} | {} ms | {:.0} | {:.0} |",
+                d.module,
+                if d.cached { "cached" } else { "compiled" },
+                d.to_first_attempt.as_millis(),
+                d.before,
+                d.after
+            );
+        }
+        println!();
+    }
     let text = report.render(&options);
     println!("{text}");
     if options.write {
