@@ -250,6 +250,14 @@ pub async fn native_worker() {
         let mut options = WorkerOptions::new();
         options.connection = target.connection();
         options.concurrency = concurrency;
+        // `NATIVE_LIMITER=1`: the never-limiting limiter every bullpen worker
+        // has (see `worker_options`), to measure what it costs Redis.
+        if std::env::var_os("NATIVE_LIMITER").is_some() {
+            options.limiter = Some(bullpen::queue::bullmq::RateLimiterOptions {
+                max: 9_007_199_254_740_991,
+                duration: 1_000,
+            });
+        }
         // `transform`: the guest's own code, natively, on the job's data as
         // text, as bullpen hands it over: what the crate costs around the
         // work, without the sandbox.
