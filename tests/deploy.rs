@@ -321,3 +321,59 @@ async fn id_of(queue: &Queue) -> String {
         .unwrap();
     jobs[0].id().to_owned()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_and_rollback_say_what_they_did_and_why_not() {
+    // No host running: deploy checks and copies, and says the next start
+    // loads it; rollback has nothing to ask.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("modules")).unwrap();
+    std::fs::copy(guest("misbehave"), dir.path().join("modules/q.wasm")).unwrap();
+    let config = dir.path().join("bullpen.toml");
+    std::fs::write(&config, "[queues.q]\nmodule = \"q.wasm\"\n").unwrap();
+    let cli = |args: &[&str]| {
+        let output = bullpen_tests::bullpen()
+            .args(args)
+            .arg("-c")
+            .arg(&config)
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = cli(&["deploy", guest("echo").to_str().unwrap(), "--queue", "q"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("no bullpen host is running"), "{stdout}");
+    assert!(
+        stdout.contains("it will load the new file when it starts"),
+        "{stdout}"
+    );
+    assert_eq!(
+        sha256(&dir.path().join("modules/q.wasm")),
+        sha256(&guest("echo"))
+    );
+    let (code, _, stderr) = cli(&["rollback", "--queue", "q"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no bullpen host is running"), "{stderr}");
+    // By file name: no queue is bound to a file called misbehave.wasm.
+    let (code, _, stderr) = cli(&["deploy", guest("misbehave").to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("no queue is bound to a module named misbehave.wasm"),
+        "{stderr}"
+    );
+
+    // A host that has served one version only: nothing to go back to.
+    let redis = RedisServer::start();
+    let host = RunningHost::start(&redis, "[queues.q]\nmodule = \"echo.wasm\"\n");
+    let (code, _, stderr) = host.cli(&["rollback", "--queue", "q"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("nothing to go back to"), "{stderr}");
+    // Deployed by file name: the queue bound to echo.wasm gets it.
+    let (code, stdout, stderr) = host.cli(&["deploy", guest("echo").to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("serving"), "{stdout}");
+}
