@@ -36,15 +36,8 @@ impl Connected {
 
     /// Checks that `queue` is one of the config's queues.
     pub fn check_queue(&self, queue: &str) -> anyhow::Result<()> {
-        if self.config.queues.contains_key(queue) {
-            return Ok(());
-        }
-        let known: Vec<&str> = self.config.queues.keys().map(String::as_str).collect();
-        anyhow::bail!(
-            "{}: no queue named `{queue}` (configured: {})",
-            self.config.path.display(),
-            known.join(", ")
-        )
+        self.config.queue(queue)?;
+        Ok(())
     }
 
     /// Stops the embedded Redis if this command started it.

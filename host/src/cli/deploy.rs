@@ -139,17 +139,7 @@ pub(super) async fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn queue_file(config: &Config, queue: &str) -> anyhow::Result<PathBuf> {
-    match config.queues.get(queue) {
-        Some(q) => Ok(q.module.clone()),
-        None => {
-            let known: Vec<&str> = config.queues.keys().map(String::as_str).collect();
-            bail!(
-                "{}: no queue named `{queue}` (configured: {})",
-                config.path.display(),
-                known.join(", ")
-            )
-        }
-    }
+    Ok(config.queue(queue)?.module.clone())
 }
 
 fn no_host(config: &Config) -> String {

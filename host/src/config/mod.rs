@@ -490,6 +490,19 @@ impl Config {
         }
     }
 
+    /// Queue `name`'s table, or an error naming the file and the queues it
+    /// has.
+    pub fn queue(&self, name: &str) -> Result<&QueueConfig, ConfigError> {
+        self.queues.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.queues.keys().map(String::as_str).collect();
+            ConfigError {
+                path: self.path.clone(),
+                position: None,
+                reason: format!("no queue named `{name}` (configured: {})", known.join(", ")),
+            }
+        })
+    }
+
     /// An error about queue `queue`'s `module` value.
     pub fn module_error(&self, queue: &str, reason: impl fmt::Display) -> ConfigError {
         let span = self.module_spans.get(queue).cloned().unwrap_or(0..0);

@@ -27,11 +27,14 @@ pub struct Version {
     /// When it began to serve.
     pub since: SystemTime,
     in_flight: AtomicUsize,
+    /// [`Version::worker_name`], made once: each attempt compares it.
+    worker_name: String,
 }
 
 impl Version {
     fn new(module: Module) -> Arc<Self> {
         Arc::new(Version {
+            worker_name: worker_name(&module),
             module,
             since: SystemTime::now(),
             in_flight: AtomicUsize::new(0),
@@ -52,8 +55,8 @@ impl Version {
     /// The name of the workers that fetch jobs for this version, which
     /// BullMQ writes into each job it hands them (`processedBy`): where a
     /// job's module version is found, with no write of its own.
-    pub fn worker_name(&self) -> String {
-        worker_name(&self.module)
+    pub fn worker_name(&self) -> &str {
+        &self.worker_name
     }
 }
 

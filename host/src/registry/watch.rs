@@ -9,7 +9,6 @@ use super::{Registry, Serving, state};
 use crate::sandbox::Sandbox;
 use notify_debouncer_full::notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, new_debouncer};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -214,7 +213,4 @@ pub fn file_sha256(path: &Path) -> Option<String> {
     Some(sha256_hex(&std::fs::read(path).ok()?))
 }
 
-/// The sha256 of `bytes`, in hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
-}
+pub use crate::sandbox::sha256_hex;

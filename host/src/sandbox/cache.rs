@@ -15,7 +15,6 @@
 //! code as the host, so it is created readable by its owner only
 //! (docs/GUARANTEES.md, "Trust").
 
-use sha2::{Digest, Sha256};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use wasmtime::Engine;
@@ -104,16 +103,12 @@ fn digest_path(entry: &Path) -> PathBuf {
     entry.with_extension("cwasm.sha256")
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    super::module::hex(&Sha256::digest(bytes))
-}
-
 /// The entry's bytes, if they match its digest.
 fn read_verified(entry: &Path) -> Result<Vec<u8>, String> {
     let bytes = std::fs::read(entry).map_err(|e| format!("cannot read it: {e}"))?;
     let digest = std::fs::read_to_string(digest_path(entry))
         .map_err(|e| format!("cannot read its digest: {e}"))?;
-    if sha256_hex(&bytes) != digest.trim() {
+    if super::module::sha256_hex(&bytes) != digest.trim() {
         return Err("it does not match its digest: corrupted or changed".into());
     }
     Ok(bytes)
@@ -148,6 +143,9 @@ fn write_atomically(entry: &Path, component: &Component) -> anyhow::Result<()> {
     // The entry first: a reader between the two renames finds a digest that
     // does not match, and compiles.
     write(entry, &bytes)?;
-    write(&digest_path(entry), sha256_hex(&bytes).as_bytes())?;
+    write(
+        &digest_path(entry),
+        super::module::sha256_hex(&bytes).as_bytes(),
+    )?;
     Ok(())
 }

@@ -38,7 +38,7 @@ pub use bindings::{
 pub use cache::LoadedFrom;
 pub use crash::Crash;
 pub use engine::EPOCH_TICK;
-pub use module::{LoadError, Module};
+pub use module::{LoadError, Module, sha256_hex};
 pub use output::Captured;
 pub use report::{
     Dropped, Ignore, JobObserver, MAX_REPORT_LEN, MAX_REPORTS_PER_JOB, REPORT_OVERHEAD, Recorder,

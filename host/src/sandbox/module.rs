@@ -175,7 +175,7 @@ pub(crate) fn load(
     if bytes[4..8] == CORE_MODULE_VERSION {
         return Err(LoadError::CoreModule { path: owned() });
     }
-    let sha256 = hex(&Sha256::digest(&bytes));
+    let sha256 = sha256_hex(&bytes);
     let (component, loaded_from) =
         cache
             .load(engine, &sha256, &bytes)
@@ -245,7 +245,13 @@ fn check_contract(engine: &Engine, component: &Component, path: &Path) -> Result
     Ok(())
 }
 
-pub(super) fn hex(bytes: &[u8]) -> String {
+/// The sha256 of `bytes`, in lower-case hex: how modules, cache entries and
+/// kept versions are named.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes.iter().fold(String::with_capacity(64), |mut s, b| {
         let _ = write!(s, "{b:02x}");

@@ -185,14 +185,14 @@ impl QueueWorker {
         };
         let serving = attempts.serving.clone();
         let mut swaps = serving.swaps();
-        let first = hire(serving.current().worker_name()).await;
+        let first = hire(serving.current().worker_name().to_owned()).await;
         let retire_after = config.timeout.0 + Duration::from_secs(5);
         let rotation = {
             let (crew, wake, queue_name) = (crew.clone(), queue.clone(), name.to_owned());
             tokio::spawn(async move {
                 while swaps.changed().await.is_ok() {
                     let version = serving.current();
-                    let worker_name = version.worker_name();
+                    let worker_name = version.worker_name().to_owned();
                     match hire(worker_name.clone()).await {
                         Ok(old) => {
                             // From here only the new workers fetch: a job

@@ -196,11 +196,10 @@ pub fn is_non_public(ip: IpAddr) -> bool {
             v4.is_loopback()
                 || v4.is_private()
                 || v4.is_link_local()
-                || v4.is_unspecified()
                 || v4.is_broadcast()
                 || v4.is_multicast()
                 || v4.is_documentation()
-                || a == 0
+                || a == 0 // "this network", 0.0.0.0 included
                 || (a == 100 && (64..128).contains(&b)) // shared (CGNAT) space
                 || (a == 192 && b == 0) // IETF protocol assignments
                 || (a == 198 && (b == 18 || b == 19)) // benchmarking
