@@ -228,6 +228,47 @@ async fn rate_limited_jobs_wait_without_counting_an_attempt() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limit_set_by_another_host_holds_the_queue_until_it_ends() {
+    let redis = RedisServer::start();
+    let host = RunningHost::start(&redis, "[queues.plain]\nmodule = \"echo.wasm\"\n");
+    let queue = open(&redis, "plain").await;
+    let mut connection = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let id = add(&queue, json!({}), attempts(1)).await;
+    assert_eq!(finished(&queue, &id, SECONDS_10).await.0, "completed");
+    // A queue never rate limited has workers without a limiter: none of
+    // them counted the job against one.
+    let counted: bool = redis::cmd("EXISTS")
+        .arg("bull:plain:limiter")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(
+        !counted,
+        "a worker without need of a limiter counted the job"
+    );
+
+    // Another host's processor (or a Node one's `queue.rateLimit`) limits
+    // the queue: within a second this host's workers honour it too.
+    let limited_at = now_ms();
+    queue.rate_limit(4_000).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let id = add(&queue, json!({}), attempts(1)).await;
+    let (state, job) = finished(&queue, &id, SECONDS_10).await;
+    assert_eq!(state, "completed", "{}", host.log());
+    let started = job.processed_on().unwrap();
+    assert!(
+        started + 20 >= limited_at + 4_000,
+        "the job started {} ms into a 4,000 ms rate limit\n{}",
+        started - limited_at,
+        host.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn delayed_jobs_come_back_later_without_counting_an_attempt() {
     let redis = RedisServer::start();
     let _host = RunningHost::start(&redis, "[queues.later]\nmodule = \"delayed.wasm\"\n");
@@ -502,4 +543,11 @@ async fn add_jobs_and_status_from_the_cli() {
         stderr.contains("no queue named `nope` (configured: signups)"),
         "{stderr}"
     );
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }

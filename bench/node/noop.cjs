@@ -1,2 +1,2 @@
-// The sandboxed no-op processor.
-module.exports = async () => null;
+// The sandboxed no-op processor: returns the job's data, as the echo guest does.
+module.exports = async (job) => job.data;

@@ -1,8 +1,9 @@
 // BullMQ's Node worker as a benchmark contender: an in-process async
 // processor (MODE=inprocess), or a sandboxed one from a file, in child
 // processes (MODE=processes) or worker threads (MODE=threads). WORK=noop
-// (default) returns null; WORK=transform does the json-transform guest's work,
-// WORK=webhook POSTs the job's payload with fetch (both in-process only).
+// (default) returns the job's data, as the echo guest does; WORK=transform
+// does the json-transform guest's work, WORK=webhook POSTs the job's payload
+// with fetch (both in-process only).
 // Runs until killed; the harness times it from outside.
 //
 //   REDIS_URL=... QUEUE=bench CONCURRENCY=8 MODE=inprocess WORK=noop node worker.mjs
@@ -33,7 +34,7 @@ const inProcess =
     ? async (job) => transform(job.data)
     : work === 'webhook'
       ? webhook
-      : async () => null;
+      : async (job) => job.data;
 const processor =
   mode === 'inprocess' ? inProcess : fileURLToPath(new URL('./noop.cjs', import.meta.url));
 const worker = new Worker(process.env.QUEUE, processor, {

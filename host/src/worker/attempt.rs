@@ -39,6 +39,8 @@ tokio::task_local! {
 /// What every attempt on one queue shares.
 pub(crate) struct Attempts {
     pub queue: Queue,
+    /// The queue's workers, told when a rate limit is in force.
+    pub(super) crew: Arc<super::Crew>,
     /// The queue's module as served: each attempt runs on the version
     /// serving when it starts.
     pub serving: Arc<Serving>,
@@ -505,6 +507,7 @@ impl Attempts {
                     );
                 }
                 self.queue.rate_limit(ms).await?;
+                self.crew.rate_limited();
                 Err(Error::RateLimited { delay_ms: ms })
             }
             Verdict::Delayed(asked) => {

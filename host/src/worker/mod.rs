@@ -7,6 +7,7 @@
 //! gets `workers` of them, each with its share of the queue's concurrency.
 
 mod attempt;
+mod limiter;
 mod lock;
 
 use crate::config::QueueConfig;
@@ -17,21 +18,12 @@ use attempt::Attempts;
 use bullmq::worker::{CancellationToken, WorkerEvent};
 use bullmq::{Job, RateLimiterOptions, Worker, WorkerOptions};
 use futures::FutureExt;
+use limiter::Limiter;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-
-/// The limiter a worker gets when its queue has none: BullMQ's scripts honour
-/// a manual rate limit (`Queue.rateLimit`, which is what a guest's
-/// `rate-limited` answer sets) only for workers with a limiter, so every
-/// bullpen worker has one, this one too large to ever limit by itself
-/// (`Number.MAX_SAFE_INTEGER` jobs, the value `rateLimit` writes).
-const UNLIMITED: RateLimiterOptions = RateLimiterOptions {
-    max: 9_007_199_254_740_991,
-    duration: 1_000,
-};
 
 /// The running workers of one queue.
 pub struct QueueWorker {
@@ -46,16 +38,37 @@ pub struct QueueWorker {
 /// The crate's workers taking a queue's jobs, all named after the module
 /// version they fetch for (BullMQ writes the name into each job as
 /// `processedBy`), and the ones of earlier versions still finishing.
-#[derive(Default)]
 struct Crew {
     workers: std::sync::Mutex<Vec<Arc<Worker>>>,
     events: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     retiring: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    limiter: Limiter,
 }
 
 impl Crew {
+    fn new(limiter: Limiter) -> Self {
+        Crew {
+            workers: Default::default(),
+            events: Default::default(),
+            retiring: Default::default(),
+            limiter,
+        }
+    }
+
     fn workers(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Worker>>> {
         self.workers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A rate limit is in force: the first time, the workers without a
+    /// limiter stop fetching at once (before the rate-limited job is back in
+    /// the queue, or they would take it again) and workers with one replace
+    /// them.
+    fn rate_limited(&self) {
+        if self.limiter.engage() {
+            for worker in self.workers().iter() {
+                worker.pause();
+            }
+        }
     }
 }
 
@@ -88,10 +101,7 @@ pub fn worker_options(config: &QueueConfig, target: &RedisTarget) -> WorkerOptio
     // check at the configured rate.
     options.stalled_interval = (config.stalled_interval.0.as_millis() as u64 / 2).max(1);
     options.max_stalled_count = config.max_stalled_count;
-    options.limiter = Some(config.limiter.map_or(UNLIMITED, |l| RateLimiterOptions {
-        max: l.max,
-        duration: l.duration.0.as_millis() as u64,
-    }));
+    options.limiter = configured_limiter(config);
     // Only reached for failures whose retry the crate may do itself (see
     // `attempt`): those are immediate by our decision.
     options.backoff_strategy = Some(Arc::new(|_, _, _, _| Box::pin(async { 0 })));
@@ -103,6 +113,18 @@ pub fn worker_options(config: &QueueConfig, target: &RedisTarget) -> WorkerOptio
     options.max_started_attempts = Some(config.max_started_attempts);
     options
 }
+
+/// The queue's `limiter`, in the crate's terms.
+fn configured_limiter(config: &QueueConfig) -> Option<RateLimiterOptions> {
+    config.limiter.map(|l| RateLimiterOptions {
+        max: l.max,
+        duration: l.duration.0.as_millis() as u64,
+    })
+}
+
+/// How often a queue whose workers have no limiter looks for a rate limit
+/// set by another host.
+const RATE_LIMIT_POLL: Duration = Duration::from_secs(1);
 
 /// How long a worker waits after a failed fetch before trying again.
 pub const RUN_RETRY_DELAY: Duration = Duration::from_millis(250);
@@ -121,8 +143,10 @@ impl QueueWorker {
             reason,
         };
         let queue = target.queue(name).await.map_err(|e| error(e.to_string()))?;
+        let crew = Arc::new(Crew::new(Limiter::new(configured_limiter(config))));
         let attempts = Arc::new(Attempts {
             queue: queue.clone(),
+            crew: crew.clone(),
             serving,
             limits: Limits {
                 timeout: config.timeout.0,
@@ -148,7 +172,6 @@ impl QueueWorker {
                 guard_panics(attempts.queue.name(), &id, attempts.run(job)).await
             }
         };
-        let crew = Arc::new(Crew::default());
         // Workers are started for a version, and again for each version
         // that serves after it; the old ones then finish their jobs (within
         // the attempt's time budget) and close.
@@ -164,6 +187,7 @@ impl QueueWorker {
                     for share in shares(config.concurrency, config.workers) {
                         let mut options = worker_options(&config, &target);
                         options.concurrency = share;
+                        options.limiter = crew.limiter.options();
                         options.name = Some(worker_name.clone());
                         let worker = Worker::with_options(&name, processor.clone(), options)
                             .await
@@ -190,7 +214,27 @@ impl QueueWorker {
         let rotation = {
             let (crew, wake, queue_name) = (crew.clone(), queue.clone(), name.to_owned());
             tokio::spawn(async move {
-                while swaps.changed().await.is_ok() {
+                let mut poll = tokio::time::interval(RATE_LIMIT_POLL);
+                poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    let for_limiter = tokio::select! {
+                        changed = swaps.changed() => match changed {
+                            Ok(()) => false,
+                            Err(_) => break,
+                        },
+                        () = crew.limiter.wanted() => true,
+                        _ = poll.tick(), if !crew.limiter.engaged() => {
+                            if limiter::in_force(&wake).await {
+                                crew.rate_limited();
+                            }
+                            continue;
+                        }
+                    };
+                    let why = if for_limiter {
+                        "a rate limit"
+                    } else {
+                        "the new version"
+                    };
                     let version = serving.current();
                     let worker_name = version.worker_name().to_owned();
                     match hire(worker_name.clone()).await {
@@ -204,7 +248,8 @@ impl QueueWorker {
                             tracing::debug!(
                                 queue = queue_name,
                                 worker = worker_name,
-                                "workers started for the new version"
+                                limiter = crew.limiter.engaged(),
+                                "workers started for {why}"
                             );
                             let wake = wake.clone();
                             crew.retiring
@@ -214,10 +259,18 @@ impl QueueWorker {
                                     close_workers(&old, retire_after, &wake).await;
                                 }));
                         }
-                        Err(e) => tracing::error!(
-                            queue = queue_name,
-                            "cannot start workers for the new version; the old ones keep fetching: {e}"
-                        ),
+                        Err(e) => {
+                            tracing::error!(
+                                queue = queue_name,
+                                "cannot start workers for {why}; the old ones keep fetching: {e}"
+                            );
+                            if for_limiter {
+                                crew.limiter.disengage();
+                                for worker in crew.workers().iter() {
+                                    worker.resume();
+                                }
+                            }
+                        }
                     }
                 }
             })

@@ -52,7 +52,8 @@ impl Contender {
 /// What each job asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Work {
-    /// Nothing: the processor returns at once (bullpen: the `echo` guest).
+    /// Nothing: the processor returns the job's data at once (bullpen: the
+    /// `echo` guest).
     Noop,
     /// The `json-transform` guest's work on 100 records (Node: the same
     /// work in JavaScript, `bench/node/transform.mjs`).
@@ -235,8 +236,8 @@ pub async fn start(case: Case, redis_url: &str, bullpen: &Path) -> Running {
     }
 }
 
-/// The native contender's process: a `bullmq-official` worker with a no-op
-/// closure, run until SIGTERM.
+/// The native contender's process: a `bullmq-official` worker whose closure
+/// returns the job's data, run until SIGTERM.
 pub async fn native_worker() {
     use bullpen::queue::RedisTarget;
     use bullpen::queue::bullmq::{Job, Worker, WorkerOptions};
@@ -250,8 +251,8 @@ pub async fn native_worker() {
         let mut options = WorkerOptions::new();
         options.connection = target.connection();
         options.concurrency = concurrency;
-        // `NATIVE_LIMITER=1`: the never-limiting limiter every bullpen worker
-        // has (see `worker_options`), to measure what it costs Redis.
+        // `NATIVE_LIMITER=1`: the never-limiting limiter a bullpen worker
+        // gets once its queue is rate limited, to measure what it costs Redis.
         if std::env::var_os("NATIVE_LIMITER").is_some() {
             options.limiter = Some(bullpen::queue::bullmq::RateLimiterOptions {
                 max: 9_007_199_254_740_991,
@@ -266,7 +267,9 @@ pub async fn native_worker() {
             QUEUE,
             move |job: Job, _cancel| async move {
                 if !transform {
-                    return Ok(serde_json::Value::Null);
+                    // What the `echo` guest does: Redis stores the same
+                    // return value for every contender.
+                    return Ok(job.data().clone());
                 }
                 let data = serde_json::to_string(job.data())?;
                 let answer = json_transform::transform(&data)
