@@ -28,7 +28,7 @@ ensure_rust() {
 # their crates (echo.wasm, json-transform.wasm, ...), into $1.
 build_examples() {
     local out=$1
-    local examples=(echo json-transform flaky validate rate-limited delayed custom-backoff misbehave render webhook)
+    local examples=(echo json-transform flaky validate rate-limited delayed custom-backoff misbehave render webhook fan-out)
     local args=()
     for e in "${examples[@]}"; do args+=(-p "$e"); done
     cargo build --quiet --profile guest --target wasm32-wasip2 "${args[@]}"

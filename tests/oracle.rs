@@ -13,13 +13,13 @@ const TIMESTAMPS: [&str; 4] = ["timestamp", "processedOn", "finishedOn", "pb"];
 /// Hash fields holding JSON, compared parsed.
 const JSON_FIELDS: [&str; 4] = ["data", "opts", "returnvalue", "progress"];
 
-fn run(scenario: &str, guest: &str) -> (Value, Value) {
+fn run(scenario: &str, guest: &str, grants: &str) -> (Value, Value) {
     let oracle_redis = RedisServer::start();
     let oracle = node_with("oracle.mjs", &[scenario, "node"], &oracle_redis);
     let redis = RedisServer::start();
     let _host = RunningHost::start(
         &redis,
-        &format!("[queues.{scenario}]\nmodule = \"{guest}.wasm\"\n"),
+        &format!("[queues.{scenario}]\nmodule = \"{guest}.wasm\"\n{grants}"),
     );
     let ours = node_with("oracle.mjs", &[scenario, "bullpen"], &redis);
     (oracle, ours)
@@ -116,8 +116,8 @@ fn same_magnitude(x: &Value, y: &Value) -> bool {
     (x < 10.0 && y < 10.0) || (x > 0.0 && y > 0.0 && x / y < 2.0 && y / x < 2.0)
 }
 
-fn check(scenario: &str, guest: &str) {
-    let (oracle, ours) = run(scenario, guest);
+fn check(scenario: &str, guest: &str, grants: &str) {
+    let (oracle, ours) = run(scenario, guest, grants);
     let diffs = differences(&oracle, &ours);
     assert!(
         diffs.is_empty(),
@@ -127,11 +127,11 @@ fn check(scenario: &str, guest: &str) {
 }
 
 macro_rules! scenarios {
-    ($($test:ident: $scenario:literal with $guest:literal;)*) => {
+    ($($test:ident: $scenario:literal with $guest:literal $(granting $grants:literal)?;)*) => {
         $(
             #[test]
             fn $test() {
-                check($scenario, $guest);
+                check($scenario, $guest, concat!("" $(, $grants)?));
             }
         )*
     };
@@ -149,4 +149,16 @@ scenarios! {
     manual_retry_resetting_attempts_made: "retry-completed-reset-made" with "echo";
     manual_retry_resetting_attempts_started: "retry-completed-reset-started" with "echo";
     manual_retry_of_a_failed_job_resetting_both: "retry-failed-reset-both" with "flaky";
+    step_job_adds_children_waits_and_sums_their_values: "step-job-children" with "fan-out"
+        granting "add_to_queues = [\"step-job-children\"]";
+    a_failing_child_fails_its_parent: "child-fails-parent" with "fan-out"
+        granting "add_to_queues = [\"child-fails-parent\"]";
+    a_failing_child_lets_its_parent_continue: "child-continues-parent" with "fan-out"
+        granting "add_to_queues = [\"child-continues-parent\"]";
+    a_failing_child_is_ignored: "child-failure-ignored" with "fan-out"
+        granting "add_to_queues = [\"child-failure-ignored\"]";
+    a_failing_child_is_removed_from_its_parent: "child-failure-removed" with "fan-out"
+        granting "add_to_queues = [\"child-failure-removed\"]";
+    a_follow_up_job_on_another_queue: "follow-up-job" with "fan-out"
+        granting "add_to_queues = [\"follow-ups\"]";
 }

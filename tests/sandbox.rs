@@ -488,12 +488,12 @@ fn a_component_of_another_world_lacks_the_exports() {
 
 #[test]
 fn a_processor_of_another_contract_version_is_named() {
-    let newer = wat::parse_str(r#"(component (import "bullpen:processor/host@0.2.0" (instance)))"#)
+    let newer = wat::parse_str(r#"(component (import "bullpen:processor/host@0.3.0" (instance)))"#)
         .unwrap();
     let (reason, _) = load_error(&newer);
     assert_eq!(
         reason,
-        "built for bullpen:processor@0.2.0, but this host runs bullpen:processor@0.1.0 processors"
+        "built for bullpen:processor@0.3.0, but this host runs bullpen:processor 0.2.0 and 0.1.0 processors"
     );
 }
 
@@ -609,4 +609,151 @@ fn a_corrupted_cache_entry_is_compiled_again_not_run() {
         .load(&guest("echo"))
         .unwrap();
     assert_eq!(module.loaded_from(), LoadedFrom::Compiler);
+}
+
+/// A module kept as it was built against contract 0.1.0, before `jobs`.
+fn contract_0_1_0(name: &str) -> Module {
+    let path = bullpen_tests::workspace_root()
+        .join("tests/fixtures/contract-0.1.0")
+        .join(format!("{name}.wasm"));
+    sandbox().load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn processors_built_against_contract_0_1_0_run_unchanged() {
+    let echo = contract_0_1_0("echo");
+    assert_eq!(echo.contract_version(), "0.1.0");
+    assert_eq!(load("echo").contract_version(), "0.2.0");
+    let data = r#"{"b":1,"a":[true,null]}"#;
+    assert_eq!(
+        process(&echo, &test_job(data)).await,
+        Ok(Ok(data.to_owned()))
+    );
+
+    // Failures, names and the backoff export cross the older types too.
+    let custom = contract_0_1_0("custom_backoff");
+    let job = Job {
+        backoff: Some(BackoffOptions {
+            kind: "linear".into(),
+            delay: 300,
+            jitter: 0.0,
+        }),
+        ..job_with(r#"{"errors":["Transient"]}"#, 0)
+    };
+    assert_eq!(
+        process(&custom, &job).await,
+        Ok(Err(JobError::Failed(Failure {
+            message: "attempt 1 failed with Transient".into(),
+            name: Some("Transient".into()),
+        })))
+    );
+    let failure = Failure {
+        message: "x".into(),
+        name: Some("Transient".into()),
+    };
+    let decision = custom
+        .backoff(
+            2,
+            "linear",
+            &failure,
+            &job,
+            &Limits::default(),
+            Arc::new(Ignore),
+        )
+        .await
+        .outcome;
+    assert_eq!(decision, Ok(BackoffDecision::After(600)));
+}
+
+fn granting(queues: &[&str]) -> Limits {
+    let config = bullpen::config::GrantsConfig {
+        add_to_queues: queues.iter().map(|q| q.to_string()).collect(),
+        ..Default::default()
+    };
+    Limits {
+        grants: bullpen::sandbox::grants::Grants::from_config(&config),
+        ..Limits::default()
+    }
+}
+
+#[tokio::test]
+async fn a_step_job_adds_its_children_records_its_step_and_waits() {
+    let module = load("fan-out");
+    let job = Job {
+        name: "sum".into(),
+        queue: "fan-out".into(),
+        ..test_job(r#"{"numbers":[2,3]}"#)
+    };
+    let recorder = Arc::new(Recorder::default());
+    let run = module
+        .process(&job, &granting(&["fan-out"]), recorder.clone())
+        .await;
+    assert_eq!(run.outcome, Ok(Err(JobError::WaitingChildren)));
+    let reports = recorder.reports();
+    let added: Vec<_> = reports
+        .iter()
+        .filter_map(|r| match r {
+            Report::JobAdded {
+                queue,
+                name,
+                data,
+                child,
+                ..
+            } => Some((queue.as_str(), name.as_str(), data.as_str(), *child)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        added,
+        [
+            ("fan-out", "square", r#"{"fail":false,"n":2}"#, true),
+            ("fan-out", "square", r#"{"fail":false,"n":3}"#, true),
+        ]
+    );
+    assert!(
+        reports
+            .iter()
+            .any(|r| matches!(r, Report::DataUpdated(data) if data.contains(r#""step":1"#)))
+    );
+}
+
+#[tokio::test]
+async fn adding_a_job_to_a_queue_not_granted_fails_the_attempt_with_the_reason() {
+    let module = load("fan-out");
+    let job = Job {
+        name: "notify".into(),
+        ..test_job(r#"{"follow_up":"emails"}"#)
+    };
+    let recorder = Arc::new(Recorder::default());
+    let run = module
+        .process(&job, &granting(&["echo"]), recorder.clone())
+        .await;
+    assert_eq!(
+        run.outcome,
+        Ok(Err(JobError::Failed(Failure {
+            message: "cannot add a job to queue `emails`: not in this queue's add_to_queues (echo)"
+                .into(),
+            name: Some("AddJobError".into()),
+        })))
+    );
+    let run = module
+        .process(&job, &Limits::default(), recorder.clone())
+        .await;
+    let Ok(Err(JobError::Failed(failure))) = run.outcome else {
+        panic!("{:?}", run.outcome)
+    };
+    assert!(
+        failure
+            .message
+            .contains("may add jobs to no queue (grant it with add_to_queues)"),
+        "{}",
+        failure.message
+    );
+    assert!(
+        !recorder
+            .reports()
+            .iter()
+            .any(|r| matches!(r, Report::JobAdded { .. })),
+        "a refused job was added"
+    );
 }

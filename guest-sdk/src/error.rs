@@ -74,6 +74,9 @@ pub enum Error {
     /// The job waits in the delayed set until this time (milliseconds since
     /// the Unix epoch); the attempt is not counted.
     Delayed(u64),
+    /// The job waits for its children (BullMQ's `WaitingChildrenError`);
+    /// the attempt is not counted.
+    WaitingChildren,
 }
 
 impl Error {
@@ -155,6 +158,20 @@ impl Error {
         Self::delayed_until(SystemTime::now() + wait)
     }
 
+    /// The job waits until its children have finished, then runs again
+    /// (BullMQ's `WaitingChildrenError`); the attempt is not counted. Call
+    /// [`Job::move_to_waiting_children`](crate::Job::move_to_waiting_children)
+    /// first to know whether any child is pending: if none is, the job goes
+    /// back to wait and runs again at once.
+    ///
+    /// ```
+    /// let e = bullpen_guest::Error::waiting_children();
+    /// assert_eq!(e, bullpen_guest::Error::WaitingChildren);
+    /// ```
+    pub fn waiting_children() -> Self {
+        Error::WaitingChildren
+    }
+
     /// The error's name, for a failure that has one.
     pub fn name(&self) -> Option<&str> {
         match self {
@@ -171,6 +188,7 @@ impl fmt::Display for Error {
             Error::Unrecoverable(message) => f.write_str(message),
             Error::RateLimited(wait) => write!(f, "rate limited for {} ms", wait.as_millis()),
             Error::Delayed(until) => write!(f, "delayed until {until} ms"),
+            Error::WaitingChildren => f.write_str("waiting for children"),
         }
     }
 }
@@ -208,6 +226,7 @@ impl From<Error> for bindings::JobError {
                 bindings::JobError::RateLimited(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX))
             }
             Error::Delayed(until) => bindings::JobError::Delayed(until),
+            Error::WaitingChildren => bindings::JobError::WaitingChildren,
         }
     }
 }

@@ -31,7 +31,7 @@ pub struct Job {
     pub timestamp: u64,
     /// The job's backoff options, if the producer set any.
     pub backoff: Option<BackoffOptions>,
-    data: String,
+    pub(crate) data: String,
 }
 
 /// A job's backoff options (BullMQ's `opts.backoff`).

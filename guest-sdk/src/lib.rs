@@ -14,6 +14,7 @@
 //! | [`Error::unrecoverable`] | fails now, whatever attempts remain |
 //! | [`Error::rate_limited`] | goes back to wait; the queue pauses; no attempt counted |
 //! | [`Error::delayed_until`] / [`Error::delayed_for`] | waits in the delayed set; no attempt counted |
+//! | [`Error::waiting_children`] | waits until its children have finished ([`jobs`]); no attempt counted |
 //!
 //! ```no_run
 //! use bullpen_guest::{Job, Processor, Result};
@@ -45,10 +46,12 @@
 mod error;
 pub mod http;
 mod job;
+pub mod jobs;
 mod report;
 
 pub use error::{Error, Failure, Result};
 pub use job::{BackoffOptions, Job};
+pub use jobs::{JobOptions, queue};
 pub use report::{Level, add_log, log, progress};
 
 pub use serde_json::value::RawValue;

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// The example guests, by crate name.
-pub const EXAMPLES: [&str; 10] = [
+pub const EXAMPLES: [&str; 11] = [
     "echo",
     "json-transform",
     "flaky",
@@ -19,6 +19,7 @@ pub const EXAMPLES: [&str; 10] = [
     "misbehave",
     "render",
     "webhook",
+    "fan-out",
 ];
 
 /// The built `.wasm` of an example guest (e.g. `"json-transform"`).

@@ -1,6 +1,6 @@
 //! `bullpen check`: is this file a processor this host can run?
 
-use crate::sandbox::{CONTRACT_PACKAGE, CONTRACT_VERSION, Sandbox, SandboxOptions};
+use crate::sandbox::{CONTRACT_PACKAGE, Sandbox, SandboxOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -28,8 +28,9 @@ pub(super) fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     for path in &args.modules {
         match sandbox.load(path) {
             Ok(module) => super::say!(
-                "{}: ok: a {CONTRACT_PACKAGE}@{CONTRACT_VERSION} processor (sha256 {})",
+                "{}: ok: a {CONTRACT_PACKAGE}@{} processor (sha256 {})",
                 path.display(),
+                module.contract_version(),
                 module.short_hash()
             )?,
             Err(e) => {

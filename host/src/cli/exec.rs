@@ -23,12 +23,14 @@ Examples:
   bullpen exec modules/render.wasm --queue render -c bullpen.toml   # as queue `render` runs it
 
 The outcome is printed on stdout as one JSON object: outcome (completed, failed,
-unrecoverable, rate-limited, delayed or crashed), the return value or the error,
-duration_ms, peak_memory_bytes, and what the processor logged and printed.
+unrecoverable, rate-limited, delayed, waiting-children or crashed), the return
+value or the error, duration_ms, peak_memory_bytes, what the processor logged and
+printed, and the jobs it added (jobs_added; nothing reaches Redis) and the data
+it set (data_updated).
 
 Exit code: 0 completed, 3 failed, 4 unrecoverable, 5 rate-limited, 6 delayed,
-7 crashed (timeout, memory limit, stack overflow, panic, trap), 1 when the module
-or the arguments are unusable.";
+7 crashed (timeout, memory limit, stack overflow, panic, trap), 8 waiting for
+children, 1 when the module or the arguments are unusable.";
 
 /// Arguments of `bullpen exec`.
 #[derive(Debug, clap::Args)]
@@ -305,6 +307,10 @@ fn describe(module: &Module, run: &Run<ProcessAnswer>) -> (Value, u8) {
             report["delay_until"] = json!(until);
             6
         }
+        Ok(Err(JobError::WaitingChildren)) => {
+            report["outcome"] = json!("waiting-children");
+            8
+        }
         Err(crash) => {
             report["outcome"] = json!("crashed");
             report["crash"] = json!(crash.kind());
@@ -333,6 +339,8 @@ fn attach_reports(report: &mut Value, reports: &[Report]) {
     let mut logs = Vec::new();
     let mut progress = Vec::new();
     let mut job_log = Vec::new();
+    let mut added = Vec::new();
+    let mut data = None;
     for entry in reports {
         match entry {
             Report::Log { level, message } => {
@@ -343,11 +351,31 @@ fn attach_reports(report: &mut Value, reports: &[Report]) {
                     .unwrap_or_else(|reason| json!({ "dropped": reason })),
             ),
             Report::JobLog(line) => job_log.push(json!(line)),
+            Report::JobAdded {
+                queue,
+                name,
+                data,
+                options,
+                child,
+            } => added.push(json!({
+                "queue": queue,
+                "name": name,
+                "data": serde_json::from_str::<Value>(data).unwrap_or(Value::Null),
+                "options": serde_json::from_str::<Value>(options).unwrap_or(Value::Null),
+                "child": child,
+            })),
+            Report::DataUpdated(new) => data = serde_json::from_str::<Value>(new).ok(),
         }
     }
     report["logs"] = json!(logs);
     report["progress"] = json!(progress);
     report["job_log"] = json!(job_log);
+    if !added.is_empty() {
+        report["jobs_added"] = json!(added);
+    }
+    if let Some(data) = data {
+        report["data_updated"] = data;
+    }
 }
 
 fn now_ms() -> u64 {

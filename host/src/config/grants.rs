@@ -42,6 +42,13 @@ pub struct GrantsConfig {
     pub allowed_outbound_hosts: Vec<OutboundHost>,
     /// Largest HTTP response body the guest may read, in bytes.
     pub max_response_size: u64,
+    /// Queues the guest may add jobs to.
+    pub add_to_queues: Vec<String>,
+    /// Most jobs one attempt may add.
+    pub max_added_jobs: u32,
+    /// Most bytes of added jobs (data and options) and updated data one
+    /// attempt may write.
+    pub max_added_size: u64,
 }
 
 /// Default `max_response_size`: 10 MiB, well inside the default 64 MiB of
@@ -51,6 +58,17 @@ pub const DEFAULT_MAX_RESPONSE_SIZE: u64 = 10 << 20;
 /// Largest `max_response_size` accepted.
 const MAX_RESPONSE_SIZE_LIMIT: u64 = 4 << 30;
 
+/// Default `max_added_jobs`: jobs one attempt may add.
+pub const DEFAULT_MAX_ADDED_JOBS: u32 = 1_000;
+/// Default `max_added_size`: bytes of added jobs (data and options) and
+/// updated data one attempt may write.
+pub const DEFAULT_MAX_ADDED_SIZE: u64 = 16 << 20;
+
+/// Largest `max_added_jobs` accepted.
+const MAX_ADDED_JOBS_LIMIT: u32 = 100_000;
+/// Largest `max_added_size` accepted.
+const MAX_ADDED_SIZE_LIMIT: u64 = 512 << 20;
+
 impl Default for GrantsConfig {
     fn default() -> Self {
         GrantsConfig {
@@ -59,6 +77,9 @@ impl Default for GrantsConfig {
             secrets: BTreeMap::new(),
             allowed_outbound_hosts: Vec::new(),
             max_response_size: DEFAULT_MAX_RESPONSE_SIZE,
+            add_to_queues: Vec::new(),
+            max_added_jobs: DEFAULT_MAX_ADDED_JOBS,
+            max_added_size: DEFAULT_MAX_ADDED_SIZE,
         }
     }
 }
@@ -70,6 +91,7 @@ impl GrantsConfig {
             && self.environment.is_empty()
             && self.secrets.is_empty()
             && self.allowed_outbound_hosts.is_empty()
+            && self.add_to_queues.is_empty()
     }
 }
 
@@ -129,6 +151,9 @@ pub(super) struct RawGrants {
     pub secrets: Option<Spanned<BTreeMap<String, RawSecret>>>,
     pub allowed_outbound_hosts: Vec<Spanned<String>>,
     pub max_response_size: Option<Spanned<ByteSize>>,
+    pub add_to_queues: Vec<Spanned<String>>,
+    pub max_added_jobs: Option<Spanned<u32>>,
+    pub max_added_size: Option<Spanned<ByteSize>>,
 }
 
 /// A grant that cannot be given: where it is written, and why.
@@ -271,12 +296,55 @@ impl RawGrants {
             }
             Some(size) => size.into_inner().0,
         };
+        let mut add_to_queues: Vec<String> = Vec::new();
+        for queue in self.add_to_queues {
+            let name = queue.get_ref();
+            if name.is_empty() || name.contains(':') {
+                return Err(error(
+                    queue.span(),
+                    format!("add_to_queues: `{name}` is not a queue name (empty, or has a `:`)"),
+                ));
+            }
+            if add_to_queues.contains(name) {
+                return Err(error(
+                    queue.span(),
+                    format!("add_to_queues: `{name}` is listed twice"),
+                ));
+            }
+            add_to_queues.push(queue.into_inner());
+        }
+        let max_added_jobs = match self.max_added_jobs {
+            None => DEFAULT_MAX_ADDED_JOBS,
+            Some(n) if *n.get_ref() == 0 || *n.get_ref() > MAX_ADDED_JOBS_LIMIT => {
+                return Err(error(
+                    n.span(),
+                    format!("max_added_jobs must be between 1 and {MAX_ADDED_JOBS_LIMIT}"),
+                ));
+            }
+            Some(n) => n.into_inner(),
+        };
+        let max_added_size = match self.max_added_size {
+            None => DEFAULT_MAX_ADDED_SIZE,
+            Some(size) if size.get_ref().0 == 0 || size.get_ref().0 > MAX_ADDED_SIZE_LIMIT => {
+                return Err(error(
+                    size.span(),
+                    format!(
+                        "max_added_size must be between 1 B and {}",
+                        ByteSize(MAX_ADDED_SIZE_LIMIT)
+                    ),
+                ));
+            }
+            Some(size) => size.into_inner().0,
+        };
         Ok(GrantsConfig {
             files,
             environment,
             secrets,
             allowed_outbound_hosts,
             max_response_size,
+            add_to_queues,
+            max_added_jobs,
+            max_added_size,
         })
     }
 }

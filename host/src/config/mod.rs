@@ -23,7 +23,7 @@
 mod grants;
 mod outbound;
 
-pub use grants::{FileGrant, GrantsConfig, Secret};
+pub use grants::{DEFAULT_MAX_ADDED_JOBS, DEFAULT_MAX_ADDED_SIZE, FileGrant, GrantsConfig, Secret};
 pub use outbound::OutboundHost;
 
 use crate::units::{ByteSize, HumanDuration};
@@ -229,6 +229,10 @@ struct RawQueue {
     #[serde(default)]
     allowed_outbound_hosts: Vec<Spanned<String>>,
     max_response_size: Option<Spanned<ByteSize>>,
+    #[serde(default)]
+    add_to_queues: Vec<Spanned<String>>,
+    max_added_jobs: Option<Spanned<u32>>,
+    max_added_size: Option<Spanned<ByteSize>>,
 }
 
 fn one() -> Spanned<u32> {
@@ -440,6 +444,9 @@ impl Config {
                 secrets: queue.secrets,
                 allowed_outbound_hosts: queue.allowed_outbound_hosts,
                 max_response_size: queue.max_response_size,
+                add_to_queues: queue.add_to_queues,
+                max_added_jobs: queue.max_added_jobs,
+                max_added_size: queue.max_added_size,
             }
             .check(resolve, |var| std::env::var(var).ok())
             .map_err(|e| error(e.span, e.reason))?;

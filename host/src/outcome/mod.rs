@@ -1,5 +1,6 @@
 //! From a guest's answer to what happens to the job: BullMQ's rules for
-//! retries, backoff, unrecoverable errors, rate limits and delays. Pure
+//! retries, backoff, unrecoverable errors, rate limits, delays and waiting
+//! for children. Pure
 //! functions; the worker does the I/O.
 
 pub mod backoff;
@@ -25,6 +26,8 @@ pub enum Verdict {
     RateLimited(u64),
     /// The job waits in the delayed set until this ms timestamp.
     Delayed(u64),
+    /// The job waits for its children (or, none pending, runs again).
+    WaitingChildren,
 }
 
 /// The error name a crash carries, for backoff strategies and stack traces.
@@ -48,6 +51,7 @@ pub fn verdict(outcome: Result<ProcessAnswer, Crash>, on_crash: OnCrash) -> Verd
         Ok(Err(JobError::Unrecoverable(reason))) => Verdict::Unrecoverable(reason),
         Ok(Err(JobError::RateLimited(ms))) => Verdict::RateLimited(ms),
         Ok(Err(JobError::Delayed(until))) => Verdict::Delayed(until),
+        Ok(Err(JobError::WaitingChildren)) => Verdict::WaitingChildren,
         // The host could not start the instance: not the guest's fault, so
         // never final, whatever on_crash says.
         Err(crash @ Crash::Instantiate(_)) => Verdict::Failed(Failure {

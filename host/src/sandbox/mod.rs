@@ -25,6 +25,7 @@ mod cache;
 mod crash;
 mod engine;
 pub mod grants;
+pub mod jobs;
 mod limits;
 mod module;
 mod output;
@@ -32,8 +33,8 @@ mod report;
 mod run;
 
 pub use bindings::{
-    BackoffDecision, BackoffOptions, CONTRACT_PACKAGE, CONTRACT_VERSION, Failure, Job, JobError,
-    Level,
+    BackoffDecision, BackoffOptions, CONTRACT_PACKAGE, CONTRACT_VERSION, CONTRACT_VERSIONS,
+    Failure, Job, JobError, Level,
 };
 pub use cache::LoadedFrom;
 pub use crash::Crash;
@@ -104,11 +105,7 @@ impl Sandbox {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(error)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(error)?;
-        bindings::Processor::add_to_linker::<_, HasSelf<report::Reporter>>(
-            &mut linker,
-            |state: &mut JobState| &mut state.reporter,
-        )
-        .map_err(error)?;
+        link_contract(&mut linker).map_err(error)?;
         let cache = cache::CompileCache::new(&engine, options.cache_dir);
         Ok(Sandbox {
             engine,
@@ -137,6 +134,23 @@ impl Sandbox {
         );
         Ok(module)
     }
+}
+
+/// Links the contract's imports, of every version this host runs.
+fn link_contract(linker: &mut Linker<JobState>) -> wasmtime::Result<()> {
+    use bindings::bullpen::processor as now;
+    use bindings::v0_1::bullpen::processor as v0_1;
+    fn reporter(state: &mut JobState) -> &mut report::Reporter {
+        &mut state.reporter
+    }
+    now::types::add_to_linker::<_, HasSelf<report::Reporter>>(linker, reporter)?;
+    now::host::add_to_linker::<_, HasSelf<report::Reporter>>(linker, reporter)?;
+    now::jobs::add_to_linker::<_, HasSelf<jobs::Jobs>>(linker, |state: &mut JobState| {
+        &mut state.jobs
+    })?;
+    v0_1::types::add_to_linker::<_, HasSelf<report::Reporter>>(linker, reporter)?;
+    v0_1::host::add_to_linker::<_, HasSelf<report::Reporter>>(linker, reporter)?;
+    Ok(())
 }
 
 /// A job with this data and otherwise the fields of a first attempt, for

@@ -2,7 +2,7 @@
 //! ready to instantiate once per job, with an error naming the file and the
 //! reason when the file is not a processor this host can run.
 
-use super::bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION, ProcessorPre};
+use super::bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION, CONTRACT_VERSIONS, ProcessorPre, v0_1};
 use super::cache::{CompileCache, LoadedFrom};
 use super::engine::EpochClock;
 use super::run::JobState;
@@ -20,13 +20,22 @@ use wasmtime::component::{Component, Linker};
 #[derive(Clone)]
 pub struct Module {
     pub(crate) engine: Engine,
-    pub(crate) pre: ProcessorPre<JobState>,
+    pub(crate) pre: Pre,
     path: PathBuf,
     sha256: String,
     loaded_from: LoadedFrom,
     load_time: Duration,
     /// The epoch clock, when the module has epoch checks.
     pub(crate) clock: Option<Arc<EpochClock>>,
+}
+
+/// A module linked for the contract version it was built against.
+#[derive(Clone)]
+pub(crate) enum Pre {
+    /// The newest, [`CONTRACT_VERSION`].
+    Now(ProcessorPre<JobState>),
+    /// 0.1.0.
+    V0_1(v0_1::ProcessorPre<JobState>),
 }
 
 impl std::fmt::Debug for Module {
@@ -51,6 +60,14 @@ impl Module {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| self.path.display().to_string())
+    }
+
+    /// The contract version the module was built against, e.g. `0.2.0`.
+    pub fn contract_version(&self) -> &'static str {
+        match self.pre {
+            Pre::Now(_) => CONTRACT_VERSION,
+            Pre::V0_1(_) => "0.1.0",
+        }
     }
 
     /// The sha256 of the file, in hex.
@@ -111,7 +128,8 @@ pub enum LoadError {
     },
     /// The component was built against another version of the contract.
     #[error(
-        "{path}: built for {CONTRACT_PACKAGE}@{found}, but this host runs {CONTRACT_PACKAGE}@{CONTRACT_VERSION} processors"
+        "{path}: built for {CONTRACT_PACKAGE}@{found}, but this host runs {CONTRACT_PACKAGE} {versions} processors",
+        versions = CONTRACT_VERSIONS.join(" and ")
     )]
     ContractVersion {
         /// The file.
@@ -183,13 +201,16 @@ pub(crate) fn load(
                 path: owned(),
                 reason: format!("{e:#}"),
             })?;
-    check_contract(engine, &component, path)?;
+    let version = check_contract(engine, &component, path)?;
     let link_error = |e: wasmtime::Error| LoadError::Link {
         path: owned(),
         reason: format!("{e:#}"),
     };
     let instance_pre = linker.instantiate_pre(&component).map_err(link_error)?;
-    let pre = ProcessorPre::new(instance_pre).map_err(link_error)?;
+    let pre = match version {
+        "0.1.0" => Pre::V0_1(v0_1::ProcessorPre::new(instance_pre).map_err(link_error)?),
+        _ => Pre::Now(ProcessorPre::new(instance_pre).map_err(link_error)?),
+    };
     Ok(Module {
         engine: engine.clone(),
         pre,
@@ -202,10 +223,16 @@ pub(crate) fn load(
 }
 
 /// Checks the parts of the contract that have a clearer message than the
-/// linker's: the contract version imported, and the exports.
-fn check_contract(engine: &Engine, component: &Component, path: &Path) -> Result<(), LoadError> {
+/// linker's: the contract version imported, and the exports. Returns the
+/// version (the newest when the module imports nothing of the contract).
+fn check_contract(
+    engine: &Engine,
+    component: &Component,
+    path: &Path,
+) -> Result<&'static str, LoadError> {
     let ty = component.component_type();
     let mut imports_contract = false;
+    let mut built_for = CONTRACT_VERSION;
     for (name, _) in ty.imports(engine) {
         let Some(rest) = name
             .strip_prefix(CONTRACT_PACKAGE)
@@ -218,11 +245,14 @@ fn check_contract(engine: &Engine, component: &Component, path: &Path) -> Result
             .split_once('@')
             .map(|(_, v)| v)
             .unwrap_or("(no version)");
-        if version != CONTRACT_VERSION {
-            return Err(LoadError::ContractVersion {
-                path: path.to_path_buf(),
-                found: version.to_owned(),
-            });
+        match CONTRACT_VERSIONS.iter().find(|v| **v == version) {
+            Some(known) => built_for = known,
+            None => {
+                return Err(LoadError::ContractVersion {
+                    path: path.to_path_buf(),
+                    found: version.to_owned(),
+                });
+            }
         }
     }
     for export in REQUIRED_EXPORTS {
@@ -242,7 +272,7 @@ fn check_contract(engine: &Engine, component: &Component, path: &Path) -> Result
             }
         }
     }
-    Ok(())
+    Ok(built_for)
 }
 
 /// The sha256 of `bytes`, in lower-case hex: how modules, cache entries and

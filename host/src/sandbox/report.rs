@@ -2,15 +2,18 @@
 //! reports while it runs (logs, progress, job-log lines), handed to a
 //! [`JobObserver`] chosen by whoever runs the job.
 
-use super::bindings::{Level, bullpen::processor};
+use super::bindings::{Level, bullpen::processor, v0_1};
+use super::jobs::{AddJob, ChildrenSoFar, JobApi};
+use futures::future::BoxFuture;
 use std::sync::Mutex;
 
-/// Receives what a guest reports while it runs one job.
+/// Receives what a guest reports while it runs one job, and carries out
+/// what it asks of BullMQ ([`JobApi`], refused unless implemented).
 ///
-/// Calls happen synchronously inside the guest's call, so implementations
+/// Reports arrive synchronously inside the guest's call, so implementations
 /// should be quick (record, or send on a channel). The worker forwards them to
 /// BullMQ; `bullpen exec` collects them with a [`Recorder`].
-pub trait JobObserver: Send + Sync {
+pub trait JobObserver: JobApi {
     /// The guest wrote a log message.
     fn log(&self, level: Level, message: &str);
     /// The guest set the job's progress to this JSON text (already checked
@@ -41,6 +44,22 @@ pub enum Report {
     Progress(String),
     /// A line for the job's BullMQ log.
     JobLog(String),
+    /// A job added (granted and checked), its data and options as JSON
+    /// text.
+    JobAdded {
+        /// Its queue.
+        queue: String,
+        /// Its name.
+        name: String,
+        /// Its data.
+        data: String,
+        /// Its options.
+        options: String,
+        /// Whether it is a child of the job.
+        child: bool,
+    },
+    /// The job's data replaced by this JSON text.
+    DataUpdated(String),
 }
 
 /// A [`JobObserver`] that keeps every report in order, for `bullpen exec`
@@ -67,6 +86,44 @@ impl Recorder {
     }
 }
 
+/// Records what the guest asks of BullMQ: jobs added get ids `added-1`,
+/// `added-2`…; there are no children's values, and the job waits for its
+/// children if it added one.
+impl JobApi for Recorder {
+    fn add(&self, job: AddJob) -> BoxFuture<'_, Result<String, String>> {
+        let added = self
+            .reports()
+            .iter()
+            .filter(|r| matches!(r, Report::JobAdded { .. }))
+            .count();
+        self.push(Report::JobAdded {
+            queue: job.queue,
+            name: job.name,
+            data: job.data.to_string(),
+            options: serde_json::Value::Object(job.options).to_string(),
+            child: job.child,
+        });
+        Box::pin(async move { Ok(format!("added-{}", added + 1)) })
+    }
+
+    fn update_data(&self, data: serde_json::Value) -> BoxFuture<'_, Result<(), String>> {
+        self.push(Report::DataUpdated(data.to_string()));
+        Box::pin(async { Ok(()) })
+    }
+
+    fn children(&self) -> BoxFuture<'_, Result<ChildrenSoFar, String>> {
+        Box::pin(async { Ok(ChildrenSoFar::default()) })
+    }
+
+    fn move_to_waiting_children(&self) -> BoxFuture<'_, Result<bool, String>> {
+        let waits = self
+            .reports()
+            .iter()
+            .any(|r| matches!(r, Report::JobAdded { child: true, .. }));
+        Box::pin(async move { Ok(waits) })
+    }
+}
+
 impl JobObserver for Recorder {
     fn log(&self, level: Level, message: &str) {
         self.push(Report::Log {
@@ -87,6 +144,8 @@ impl JobObserver for Recorder {
 /// A [`JobObserver`] that drops everything.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Ignore;
+
+impl JobApi for Ignore {}
 
 impl JobObserver for Ignore {
     fn log(&self, _: Level, _: &str) {}
@@ -216,3 +275,20 @@ impl processor::host::Host for Reporter {
 }
 
 impl processor::types::Host for Reporter {}
+
+// A processor built against 0.1.0 reports through the same reporter.
+impl v0_1::bullpen::processor::host::Host for Reporter {
+    fn log(&mut self, level: v0_1::bullpen::processor::host::Level, message: String) {
+        processor::host::Host::log(self, level.into(), message)
+    }
+
+    fn progress(&mut self, value: String) {
+        processor::host::Host::progress(self, value)
+    }
+
+    fn add_log(&mut self, line: String) {
+        processor::host::Host::add_log(self, line)
+    }
+}
+
+impl v0_1::bullpen::processor::types::Host for Reporter {}

@@ -4,8 +4,9 @@
 use super::bindings::{BackoffDecision, Failure, Job, JobError};
 use super::crash::{self, Crash, Evidence};
 use super::grants::{Granting, Grants, Outbound};
+use super::jobs::Jobs;
 use super::limits::MemoryLimiter;
-use super::module::Module;
+use super::module::{Module, Pre};
 use super::output::{CapturePipe, Captured};
 use super::report::{Dropped, JobObserver, Reporter};
 use std::sync::Arc;
@@ -83,6 +84,7 @@ pub struct JobState {
     outbound: Outbound,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) reporter: Reporter,
+    pub(crate) jobs: Jobs,
 }
 
 impl WasiView for JobState {
@@ -182,9 +184,11 @@ impl Module {
             .allow_udp(false)
             .allow_ip_name_lookup(false);
         let mut outbound = Outbound::new(observer.clone());
+        let mut jobs = Jobs::new(observer.clone());
         let granted = limits.grants.apply(&mut Granting {
             wasi: &mut wasi,
             outbound: &mut outbound,
+            jobs: &mut jobs,
         });
         if let Err(e) = granted {
             return Run {
@@ -206,6 +210,7 @@ impl Module {
             outbound,
             limiter: MemoryLimiter::new(limits.memory),
             reporter: Reporter::new(observer, limits.reports),
+            jobs,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -235,22 +240,51 @@ impl Module {
         let mut instantiating = true;
         let deadline = tokio::time::Instant::from_std(started) + limits.timeout;
         let result = crate::timer::within(deadline, async {
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            instantiating = false;
-            match call {
-                Call::Process(job) => instance
-                    .call_process(&mut store, job)
-                    .await
-                    .map(Answer::Process),
-                Call::Backoff {
-                    attempts_made,
-                    strategy,
-                    failure,
-                    job,
-                } => instance
-                    .call_backoff(&mut store, attempts_made, strategy, failure, job)
-                    .await
-                    .map(Answer::Backoff),
+            match &self.pre {
+                Pre::Now(pre) => {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    instantiating = false;
+                    match call {
+                        Call::Process(job) => instance
+                            .call_process(&mut store, job)
+                            .await
+                            .map(Answer::Process),
+                        Call::Backoff {
+                            attempts_made,
+                            strategy,
+                            failure,
+                            job,
+                        } => instance
+                            .call_backoff(&mut store, attempts_made, strategy, failure, job)
+                            .await
+                            .map(Answer::Backoff),
+                    }
+                }
+                Pre::V0_1(pre) => {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    instantiating = false;
+                    match call {
+                        Call::Process(job) => instance
+                            .call_process(&mut store, &job.into())
+                            .await
+                            .map(|answer| Answer::Process(answer.map_err(Into::into))),
+                        Call::Backoff {
+                            attempts_made,
+                            strategy,
+                            failure,
+                            job,
+                        } => instance
+                            .call_backoff(
+                                &mut store,
+                                attempts_made,
+                                strategy,
+                                &failure.into(),
+                                &job.into(),
+                            )
+                            .await
+                            .map(|decision| Answer::Backoff(decision.into())),
+                    }
+                }
             }
         })
         .await;

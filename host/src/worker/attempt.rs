@@ -10,6 +10,7 @@
 //! crate is told `Delayed` (nothing more to do), or, for the plain
 //! immediate retry the crate does right, handed back to it.
 
+use super::jobs::{AddTargets, JobRequests};
 use super::lock::{self, Runs, Trouble};
 use crate::config::OnCrash;
 use crate::json;
@@ -19,12 +20,14 @@ use crate::queue::fields;
 use crate::registry::{Serving, Version};
 use crate::sandbox::REPORT_OVERHEAD;
 use crate::sandbox::grants::Grants;
+use crate::sandbox::jobs::{AddJob, ChildrenSoFar, JobApi};
 use crate::sandbox::{
     BackoffDecision, BackoffOptions, Failure, Job as GuestJob, JobObserver, Level, Limits, Module,
 };
 use crate::units::ByteSize;
 use bullmq::types::BackoffStrategy;
 use bullmq::{Error, Job, JobProgress, Queue};
+use futures::future::BoxFuture;
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,6 +61,8 @@ pub(crate) struct Attempts {
     pub lock: Duration,
     /// The queue's `max_data_size`, in bytes.
     pub max_data_size: u64,
+    /// The queues its processors add jobs to.
+    pub targets: Arc<AddTargets>,
 }
 
 /// What a guest reported, on its way to Redis.
@@ -82,6 +87,7 @@ struct Forward {
     grants: Grants,
     queue: String,
     job_id: String,
+    requests: JobRequests,
 }
 
 /// What the attempt's task reads beside the channel. Kept apart from
@@ -108,7 +114,7 @@ impl Forward {
     /// receiving end of its channel.
     fn new(
         limits: &Limits,
-        queue: &str,
+        requests: JobRequests,
         job_id: &str,
     ) -> (Arc<Self>, Arc<Pending>, mpsc::Receiver<Report>) {
         let capacity = (limits.reports / REPORT_OVERHEAD).clamp(1, 1 << 16) as usize + 1;
@@ -118,8 +124,9 @@ impl Forward {
             tx,
             pending: pending.clone(),
             grants: limits.grants.clone(),
-            queue: queue.to_owned(),
+            queue: requests.queue.name().to_owned(),
             job_id: job_id.to_owned(),
+            requests,
         };
         (Arc::new(forward), pending, rx)
     }
@@ -128,6 +135,24 @@ impl Forward {
         if self.tx.try_send(report).is_err() {
             self.pending.refused.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+impl JobApi for Forward {
+    fn add(&self, job: AddJob) -> BoxFuture<'_, Result<String, String>> {
+        Box::pin(self.requests.add(job))
+    }
+
+    fn update_data(&self, data: Value) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(self.requests.update_data(data))
+    }
+
+    fn children(&self) -> BoxFuture<'_, Result<ChildrenSoFar, String>> {
+        Box::pin(self.requests.children())
+    }
+
+    fn move_to_waiting_children(&self) -> BoxFuture<'_, Result<bool, String>> {
+        Box::pin(self.requests.move_to_waiting_children())
     }
 }
 
@@ -225,7 +250,7 @@ impl Attempts {
         RUNNING_ON.with(|version| version.module.clone())
     }
 
-    async fn run_on_version(&self, mut job: Job) -> Result<Value, Error> {
+    async fn run_on_version(&self, job: Job) -> Result<Value, Error> {
         let this_run = self.runs.start(job.id());
         if this_run.took_over {
             tracing::warn!(
@@ -261,12 +286,23 @@ impl Attempts {
             "attempt started"
         );
 
-        let (observer, reports, rx) = Forward::new(&self.limits, self.queue_name(), job.id());
+        // The guest's job requests and the report writer share the job;
+        // both are done with it when the run ends.
+        let moved = Arc::new(AtomicBool::new(false));
+        let renewal = this_run.took_over.then(|| job.clone());
+        let job_id = job.id().to_owned();
+        let shared = Arc::new(tokio::sync::Mutex::new(job));
+        let requests = JobRequests {
+            job: shared.clone(),
+            queue: self.queue.clone(),
+            targets: self.targets.clone(),
+            waiting_children: moved.clone(),
+        };
+        let (observer, reports, rx) = Forward::new(&self.limits, requests, &job_id);
         let module = self.module();
         let run = module.process(&guest_job, &self.limits, observer);
-        let renewal = this_run.took_over.then(|| job.clone());
         let ran = async {
-            let (run, ()) = tokio::join!(run, self.forward(&mut job, &reports, rx));
+            let (run, ()) = tokio::join!(run, self.forward(&shared, &reports, rx));
             run
         };
         // The crate stopped renewing a run that took over when the earlier
@@ -289,12 +325,19 @@ impl Attempts {
             ran = ran => ran,
             never = renewing => match never {},
         };
+        let job = match Arc::try_unwrap(shared) {
+            Ok(job) => job.into_inner(),
+            Err(shared) => shared.lock().await.clone(),
+        };
+        let moved = moved.load(Ordering::Acquire);
         // An outcome is written only while the lock is this run's: a long
         // run may have outlived it, and a run that ended during an outage
         // waits for Redis rather than losing its result.
-        if (run.cost.wall >= lock::CONFIRM_AFTER
-            || this_run.took_over
-            || self.trouble.since(started_ms))
+        // (A job moved to waiting-children has given its lock up.)
+        if !moved
+            && (run.cost.wall >= lock::CONFIRM_AFTER
+                || this_run.took_over
+                || self.trouble.since(started_ms))
             && lock::confirm(&job, self.lock, &self.trouble, self.queue_name()).await
                 == lock::Lock::Lost
         {
@@ -343,15 +386,22 @@ impl Attempts {
         };
         match verdict {
             Ok(value) => Ok(value),
+            Err(Verdict::WaitingChildren) => self.wait_for_children(&job, moved).await,
             Err(verdict) => self.apply(job, &guest_job, verdict).await,
         }
     }
 
     /// Writes the guest's reports into the job until the run drops its
     /// observer.
-    async fn forward(&self, job: &mut Job, pending: &Pending, mut reports: mpsc::Receiver<Report>) {
+    async fn forward(
+        &self,
+        job: &tokio::sync::Mutex<Job>,
+        pending: &Pending,
+        mut reports: mpsc::Receiver<Report>,
+    ) {
         // None: the run dropped the observer (its last sender).
         while let Some(report) = reports.recv().await {
+            let mut job = job.lock().await;
             let result = match report {
                 Report::Progress => {
                     let Some(json) = pending.take_progress() else {
@@ -526,7 +576,24 @@ impl Attempts {
                 Err(Error::Delayed)
             }
             Verdict::Failed(failure) => self.fail(job, guest_job, failure).await,
+            Verdict::WaitingChildren => self.wait_for_children(&job, false).await,
         }
+    }
+
+    /// BullMQ's `WaitingChildrenError`: the job waits in waiting-children
+    /// (moved there by the guest already, or now); with no child pending it
+    /// goes back to wait and runs again, no attempt counted (the crate's
+    /// `RateLimited` path is exactly that move when no rate limit is set).
+    async fn wait_for_children(&self, job: &Job, moved: bool) -> Result<Value, Error> {
+        if moved || job.move_to_waiting_children(None).await? {
+            return Err(Error::WaitingChildren);
+        }
+        tracing::debug!(
+            queue = self.queue_name(),
+            job = job.id(),
+            "waiting-children with no child pending: back to wait"
+        );
+        Err(Error::RateLimited { delay_ms: 0 })
     }
 
     async fn options(&self, job: &Job) -> JobOptions {

@@ -7,6 +7,7 @@
 //! gets `workers` of them, each with its share of the queue's concurrency.
 
 mod attempt;
+mod jobs;
 mod limiter;
 mod lock;
 
@@ -161,6 +162,7 @@ impl QueueWorker {
             trouble: Default::default(),
             lock: config.lock_duration.0,
             max_data_size: config.max_data_size.0,
+            targets: Arc::new(jobs::AddTargets::new(target.clone())),
         });
         let processing = attempts.clone();
         let processor = move |job: Job, _cancel: CancellationToken| {

@@ -6,7 +6,14 @@
 // Adds the scenario's job (on queue <scenario>), waits until it is finished (and, for the retry scenarios, retries it by hand
 // and waits again), then prints the job's hash and its events as JSON. The
 // Node processors below do what the example guests of the same name do.
-import { DelayedError, Queue, RateLimitError, UnrecoverableError, Worker } from 'bullmq';
+import {
+  DelayedError,
+  Queue,
+  RateLimitError,
+  UnrecoverableError,
+  WaitingChildrenError,
+  Worker,
+} from 'bullmq';
 import IORedis from 'ioredis';
 
 const [scenario, mode] = process.argv.slice(2);
@@ -50,6 +57,53 @@ const guests = {
     if (name) throw named(name, `attempt ${attempt} failed with ${name}`);
     return { attempt };
   },
+  'fan-out': async (job, token, queue) => {
+    if (job.name === 'square') {
+      const { n, fail = false } = job.data;
+      if (fail) throw new UnrecoverableError(`square of ${n} refused`);
+      return n * n;
+    }
+    if (job.name !== 'sum') {
+      const followUps = new Queue(job.data.follow_up, { connection });
+      const added = await followUps.add('echo', { from: job.id });
+      await followUps.close();
+      return { added: added.id };
+    }
+    // The guest's data after serde: every field present.
+    let plan = {
+      numbers: job.data.numbers ?? [],
+      step: job.data.step ?? 0,
+      children_queue: job.data.children_queue ?? null,
+      fail: job.data.fail ?? [],
+      on_failure: job.data.on_failure ?? null,
+    };
+    if (plan.step === 0) {
+      const options = {
+        'fail-parent': { failParentOnFailure: true },
+        'continue-parent': { continueParentOnFailure: true },
+        ignore: { ignoreDependencyOnFailure: true },
+        remove: { removeDependencyOnFailure: true },
+      }[plan.on_failure] ?? {};
+      const children = plan.children_queue ? new Queue(plan.children_queue, { connection }) : queue;
+      for (const n of plan.numbers) {
+        await children.add('square', { n, fail: plan.fail.includes(n) }, {
+          ...options,
+          parent: { id: job.id, queue: job.queueQualifiedName },
+        });
+      }
+      plan = { ...plan, step: 1 };
+      await job.updateData(plan);
+      if (await job.moveToWaitingChildren(token)) throw new WaitingChildrenError();
+    }
+    const values = (await job.getChildrenValues()) ?? {};
+    const { failed = [] } = await job.getDependencies({ failed: {} });
+    return {
+      sum: Object.values(values).reduce((a, b) => a + b, 0),
+      children: Object.keys(values).length,
+      failed,
+      ignored: (await job.getIgnoredChildrenFailures()) ?? {},
+    };
+  },
 };
 
 // custom-backoff's `backoff` export, in JS (Node's backoffStrategy).
@@ -60,7 +114,7 @@ const backoffStrategy = (attemptsMade, type, err, job) => {
   throw new Error(`Unknown backoff strategy ${type}`);
 };
 
-// scenario -> [guest, data, opts, manual retries after finishing]
+// scenario -> [guest, data, opts, manual retries after finishing, job name]
 const scenarios = {
   succeed: ['echo', { hello: 'oracle', n: [1, 2] }, {}],
   'fail-twice-then-succeed': ['flaky', { succeed_on: 3, error_name: 'Boom' }, { attempts: 5, backoff: { type: 'exponential', delay: 100 } }],
@@ -73,9 +127,15 @@ const scenarios = {
   'retry-completed-reset-made': ['echo', { r: 2 }, {}, [['completed', { resetAttemptsMade: true }]]],
   'retry-completed-reset-started': ['echo', { r: 3 }, {}, [['completed', { resetAttemptsStarted: true }]]],
   'retry-failed-reset-both': ['flaky', { succeed_on: 9 }, { attempts: 2 }, [['failed', { resetAttemptsMade: true, resetAttemptsStarted: true }]]],
+  'step-job-children': ['fan-out', { numbers: [1, 2, 3] }, {}, [], 'sum'],
+  'child-fails-parent': ['fan-out', { numbers: [1, 2, 3], fail: [2], on_failure: 'fail-parent' }, {}, [], 'sum'],
+  'child-continues-parent': ['fan-out', { numbers: [1, 2, 3], fail: [2], on_failure: 'continue-parent' }, {}, [], 'sum'],
+  'child-failure-ignored': ['fan-out', { numbers: [1, 2, 3], fail: [2], on_failure: 'ignore' }, {}, [], 'sum'],
+  'child-failure-removed': ['fan-out', { numbers: [1, 2, 3], fail: [2], on_failure: 'remove' }, {}, [], 'sum'],
+  'follow-up-job': ['fan-out', { follow_up: 'follow-ups' }, {}, [], 'notify'],
 };
 
-const [guest, data, opts, retries = []] = scenarios[scenario] ?? [];
+const [guest, data, opts, retries = [], name = scenario] = scenarios[scenario] ?? [];
 if (!guest) throw new Error(`unknown scenario ${scenario}`);
 
 const queue = new Queue(scenario, { connection });
@@ -84,7 +144,8 @@ let worker;
 if (mode === 'node') {
   worker = new Worker(scenario, (job, token) => guests[guest](job, token, queue), {
     connection,
-    // bullpen gives every worker a limiter, so a processor's rate limit holds.
+    // BullMQ honours a processor's rate limit only with a limiter (bullpen's
+    // workers get one at the first rate limit).
     limiter: { max: Number.MAX_SAFE_INTEGER, duration: 1000 },
     settings: { backoffStrategy },
   });
@@ -101,7 +162,7 @@ const finished = async (id, minStarts = 1) => {
   }
 };
 
-const job = await queue.add(scenario, data, opts);
+const job = await queue.add(name, data, opts);
 let state = await finished(job.id);
 for (const [fromState, retryOpts] of retries) {
   const before = await queue.getJob(job.id);

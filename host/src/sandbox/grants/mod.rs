@@ -6,30 +6,36 @@
 //! with no grants has no units and costs what it did before grants.
 //!
 //! The imports the units serve (`wasi:cli/environment`,
-//! `wasi:filesystem`, `wasi:http/outgoing-handler`) are linked for every
-//! module once, by the sandbox: without a grant they answer with nothing (no
-//! variables, no preopens, every request denied).
+//! `wasi:filesystem`, `wasi:http/outgoing-handler`, `bullpen:processor/jobs`)
+//! are linked for every module once, by the sandbox: without a grant they
+//! answer with nothing (no variables, no preopens, every request denied, no
+//! queue to add jobs to).
 
+mod add_jobs;
 mod env;
 mod files;
 mod http;
 
+pub use add_jobs::AddJobs;
 pub use env::Environment;
 pub use files::Directories;
 pub use http::{Outbound, OutboundHttp, is_non_public};
 
+use super::jobs::Jobs;
 use crate::config::GrantsConfig;
 use std::borrow::Cow;
 use std::sync::Arc;
 use wasmtime_wasi::WasiCtxBuilder;
 
 /// What the grants of one attempt add to, before its store is built: the
-/// WASI context and the `wasi:http` hooks.
+/// WASI context, the `wasi:http` hooks and the `jobs` imports.
 pub struct Granting<'a> {
     /// The attempt's WASI context (environment, preopens).
     pub wasi: &'a mut WasiCtxBuilder,
     /// The attempt's outbound HTTP hooks (deny-all until granted).
     pub outbound: &'a mut Outbound,
+    /// The attempt's `jobs` imports (adding denied until granted).
+    pub jobs: &'a mut Jobs,
 }
 
 /// One capability given to a queue's guests.
@@ -77,6 +83,9 @@ impl Grants {
         }
         if !config.allowed_outbound_hosts.is_empty() {
             units.push(Arc::new(OutboundHttp::from_config(config)));
+        }
+        if !config.add_to_queues.is_empty() {
+            units.push(Arc::new(AddJobs::from_config(config)));
         }
         let secrets = units
             .iter()
