@@ -171,6 +171,22 @@ fn grants_are_checked_at_start_with_the_line_and_reason() {
             "environment = { \"A-B\" = \"1\" }".to_owned(),
             "bullpen.toml:3:15: queues.q: environment: `A-B` is not a variable name".to_owned(),
         ),
+        (
+            "add_to_queues = [\"emails\", \"bull:emails\"]".to_owned(),
+            "bullpen.toml:3:28: queues.q: add_to_queues: `bull:emails` is not a queue name (empty, or has a `:`)".to_owned(),
+        ),
+        (
+            "add_to_queues = [\"emails\", \"emails\"]".to_owned(),
+            "bullpen.toml:3:28: queues.q: add_to_queues: `emails` is listed twice".to_owned(),
+        ),
+        (
+            "max_added_jobs = 0".to_owned(),
+            "bullpen.toml:3:18: queues.q: max_added_jobs must be between 1 and 100000".to_owned(),
+        ),
+        (
+            "max_added_size = \"1GiB\"".to_owned(),
+            "bullpen.toml:3:18: queues.q: max_added_size must be between 1 B and 512 MiB".to_owned(),
+        ),
     ];
     for (line, expected) in cases {
         let dir = tempfile::tempdir().unwrap();

@@ -147,6 +147,11 @@ fn node_producers_and_observers_see_what_bullmq_would_leave() {
         "{by}"
     );
 
+    // `keepLogs: 2` (stored by Node as `kl`): of the guest's five lines,
+    // the job keeps two, as BullMQ's `addLog` trims.
+    assert_eq!(job("keep-logs")["state"], "completed", "{log}");
+    assert_eq!(job("keep-logs")["logs"], json!(["xxx", "xxx"]));
+
     // The module's own backoff.
     assert_eq!(job("custom")["state"], "completed");
     assert_eq!(job("custom")["attemptsMade"], 3);

@@ -27,9 +27,9 @@
 //!             }
 //!             parent.step = 1;
 //!             job.update_data(&parent)?;
-//!             if job.move_to_waiting_children()? {
-//!                 return Err(Error::waiting_children());
-//!             }
+//!         }
+//!         if job.move_to_waiting_children()? {
+//!             return Err(Error::waiting_children());
 //!         }
 //!         let values = job.children_values::<u64>()?;
 //!         Ok(values.values().sum::<u64>())

@@ -3,8 +3,9 @@
 //! A `sum` job with data `{"numbers": [1, 2, 3]}` runs in two steps:
 //! 1. it adds a `square` child per number (to its own queue, or to
 //!    `children_queue`), records `step: 1` in its data, and waits for them;
-//! 2. when they are done it runs again and completes with the sum of what
-//!    they returned, the failed children and the ignored failures.
+//! 2. when they are done it runs again (waiting again while any is pending)
+//!    and completes with the sum of what they returned, the failed children
+//!    and the ignored failures.
 //!
 //! A `square` job with data `{"n": 3}` returns 9; with `"fail": true` it
 //! fails, unrecoverably. The parent's `fail` lists numbers whose child fails,
@@ -94,9 +95,12 @@ fn sum(mut job: Job) -> Result<serde_json::Value> {
         }
         plan.step = 1;
         job.update_data(&plan)?;
-        if job.move_to_waiting_children()? {
-            return Err(Error::waiting_children());
-        }
+    }
+    // Again on every run after the first, as BullMQ's step pattern does: a
+    // failed child with `continueParentOnFailure` runs the parent while
+    // others are still pending.
+    if job.move_to_waiting_children()? {
+        return Err(Error::waiting_children());
     }
     let values = job.children_values::<u64>()?;
     Ok(json!({

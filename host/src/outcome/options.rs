@@ -20,6 +20,9 @@ pub struct JobOptions {
     pub lifo: bool,
     /// `stackTraceLimit`: how many stack traces the job keeps (all when None).
     pub stack_trace_limit: Option<usize>,
+    /// `keepLogs` (stored by Node as `kl`): how many job-log lines the job
+    /// keeps (all when None).
+    pub keep_logs: Option<u32>,
 }
 
 /// A job's `backoff` option: `{type, delay, jitter}`, or a bare number (a
@@ -83,6 +86,9 @@ pub fn parse(opts: &str) -> JobOptions {
         backoff,
         lifo: value.get("lifo").and_then(Value::as_bool).unwrap_or(false),
         stack_trace_limit: number(value.get("stackTraceLimit")).map(|n| n.max(0.0) as usize),
+        keep_logs: number(value.get("kl").or(value.get("keepLogs")))
+            .filter(|n| *n >= 1.0)
+            .map(|n| n.min(u32::MAX as f64) as u32),
     }
 }
 
@@ -109,6 +115,13 @@ mod tests {
                 jitter: 0.0
             })
         );
+    }
+
+    #[test]
+    fn keep_logs_is_read_in_nodes_short_name_and_in_full() {
+        assert_eq!(parse(r#"{"kl":2}"#).keep_logs, Some(2));
+        assert_eq!(parse(r#"{"keepLogs":3}"#).keep_logs, Some(3));
+        assert_eq!(parse(r#"{"kl":0}"#).keep_logs, None);
     }
 
     #[test]

@@ -60,6 +60,62 @@ pub async fn record_failure(
     pipe.query_async::<()>(&mut connection).await
 }
 
+/// Why the crate fails a job before its processor runs (BullMQ's
+/// `getUnrecoverableErrorMessage`), besides a child's failure deferred to
+/// its parent (`failParentOnFailure`, reason `child <key> failed`).
+pub const STARTED_TOO_OFTEN: &str = "job started more than allowable limit";
+
+/// The error name BullMQ's Node worker gives a failure the crate made on its
+/// own, without the processor: `UnrecoverableError` for the reasons of
+/// `getUnrecoverableErrorMessage`, else `Error` (a failed move, such as
+/// `Job 1 has pending dependencies. moveToFinished`).
+pub fn crate_failure_name(reason: &str) -> &'static str {
+    let deferred = reason.starts_with("child ") && reason.ends_with(" failed");
+    if deferred || reason == STARTED_TOO_OFTEN {
+        "UnrecoverableError"
+    } else {
+        "Error"
+    }
+}
+
+/// For a failed job whose stack trace has no entry for its `failedReason`
+/// (the crate failed it without the processor, and writes none): adds the
+/// entry BullMQ's Node worker writes, made by `stack` from the reason.
+/// Returns whether it wrote one.
+pub async fn backfill_stack(
+    queue: &Queue,
+    job_id: &str,
+    stack: impl FnOnce(&str) -> String,
+) -> redis::RedisResult<bool> {
+    let key = queue.keys().job_key(job_id);
+    let mut connection = queue.connection().connection();
+    let (reason, current): (Option<String>, Option<String>) = redis::cmd("HMGET")
+        .arg(&key)
+        .arg("failedReason")
+        .arg("stacktrace")
+        .query_async(&mut connection)
+        .await?;
+    let Some(reason) = reason else {
+        return Ok(false);
+    };
+    let stacks: Vec<String> = current
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    // An entry is `Name: reason` and what follows it; a reason may span lines.
+    let recorded = stacks
+        .last()
+        .is_some_and(|last| last.contains(&format!(": {reason}")));
+    if recorded {
+        return Ok(false);
+    }
+    let stacktrace = push_stack(current.as_deref(), &stack(&reason), None);
+    connection
+        .hset::<_, _, _, ()>(&key, "stacktrace", stacktrace)
+        .await?;
+    Ok(true)
+}
+
 /// The `stacktrace` field after one more failure: a JSON array of strings,
 /// oldest first, at most `limit` long.
 pub fn push_stack(current: Option<&str>, stack: &str, limit: Option<usize>) -> String {
@@ -77,6 +133,19 @@ pub fn push_stack(current: Option<&str>, stack: &str, limit: Option<usize>) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_of_the_crates_own_are_named_as_node_names_them() {
+        assert_eq!(
+            crate_failure_name("child bull:q:3 failed"),
+            "UnrecoverableError"
+        );
+        assert_eq!(crate_failure_name(STARTED_TOO_OFTEN), "UnrecoverableError");
+        assert_eq!(
+            crate_failure_name("Job 1 has pending dependencies. moveToFinished"),
+            "Error"
+        );
+    }
 
     #[test]
     fn stacks_accumulate_and_trim() {

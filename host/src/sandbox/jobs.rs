@@ -243,20 +243,18 @@ pub fn check_options(text: &str, child: bool) -> Result<Map<String, Value>, Stri
         }
     }
     if let Some(dedup) = options.get("deduplication") {
-        if !dedup
-            .get("id")
-            .is_some_and(|id| id.as_str().is_some_and(|s| !s.is_empty()))
-        {
+        let id = dedup.get("id").and_then(Value::as_str).unwrap_or_default();
+        if id.is_empty() {
             return Err("Deduplication id must be provided".into());
         }
         if child {
             return Err("Deduplication and parent options cannot be used together".into());
         }
     }
-    if let Some(jitter) = options.get("backoff").and_then(|b| b.get("jitter")) {
-        if !jitter.as_f64().is_some_and(|j| (0.0..=1.0).contains(&j)) {
-            return Err("Jitter should be between 0 and 1".into());
-        }
+    if let Some(jitter) = options.get("backoff").and_then(|b| b.get("jitter"))
+        && !jitter.as_f64().is_some_and(|j| (0.0..=1.0).contains(&j))
+    {
+        return Err("Jitter should be between 0 and 1".into());
     }
     Ok(options)
 }

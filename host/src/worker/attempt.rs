@@ -186,17 +186,16 @@ impl JobObserver for Forward {
     }
 }
 
-/// Writes a line of bullpen's into `job`'s log; a failure is only logged.
-async fn log_attempt(queue: &str, job: &Job, line: &str) -> bool {
-    let result = job.log(line).await;
-    if let Err(e) = &result {
-        tracing::warn!(
-            queue,
-            job = job.id(),
-            "cannot record the attempt in the job's log: {e}"
-        );
-    }
-    result.is_ok()
+/// A stack trace entry: `Name: message`, then the module that ran it, as
+/// a JS stack names the file.
+fn stack_entry(failure: &Failure, module: &Module) -> String {
+    format!(
+        "{}: {}\n    at {} (sha256 {})",
+        failure.name.as_deref().unwrap_or("Error"),
+        failure.message,
+        module.file_name(),
+        module.short_hash()
+    )
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -399,6 +398,7 @@ impl Attempts {
         pending: &Pending,
         mut reports: mpsc::Receiver<Report>,
     ) {
+        let mut keep_logs = None;
         // None: the run dropped the observer (its last sender).
         while let Some(report) = reports.recv().await {
             let mut job = job.lock().await;
@@ -417,7 +417,7 @@ impl Attempts {
                         }
                     }
                 }
-                Report::JobLog(line) => job.log(&line).await.map(|_| ()),
+                Report::JobLog(line) => self.append_log(&job, &line, &mut keep_logs).await,
             };
             if let Err(e) = result {
                 self.trouble.saw();
@@ -432,9 +432,40 @@ impl Attempts {
 
     /// Writes `line` into the job's log.
     async fn write_line(&self, job: &Job, line: String) {
-        if !log_attempt(self.queue_name(), job, &line).await {
+        if let Err(e) = self.append_log(job, &line, &mut None).await {
             self.trouble.saw();
+            tracing::warn!(
+                queue = self.queue_name(),
+                job = job.id(),
+                "cannot write to the job's log: {e}"
+            );
         }
+    }
+
+    /// Appends `line` to the job's log, then trims the log to the job's
+    /// `keepLogs` as BullMQ's `addLog` does: the crate reads `keepLogs` only
+    /// under its long name, and Node stores it as `kl`. `keep_logs` caches
+    /// the option for the attempt, read at its first line.
+    async fn append_log(
+        &self,
+        job: &Job,
+        line: &str,
+        keep_logs: &mut Option<Option<u32>>,
+    ) -> Result<(), Error> {
+        job.log(line).await?;
+        let keep = match *keep_logs {
+            Some(keep) => keep,
+            None => {
+                let raw = fields::raw_options(&self.queue, job.id()).await?;
+                let keep = job_options::parse(&raw).keep_logs;
+                *keep_logs = Some(keep);
+                keep
+            }
+        };
+        if let Some(lines) = keep {
+            job.clear_logs(Some(lines)).await?;
+        }
+        Ok(())
     }
 
     /// Says so when the job comes back from a stall. The crate's stalled
@@ -615,13 +646,28 @@ impl Attempts {
 
     /// A stack trace for a guest failure, shaped like a JS one.
     fn stack(&self, failure: &Failure) -> String {
-        format!(
-            "{}: {}\n    at {} (sha256 {})",
-            failure.name.as_deref().unwrap_or("Error"),
-            failure.message,
-            self.module().file_name(),
-            self.module().short_hash()
-        )
+        stack_entry(failure, &self.module())
+    }
+
+    /// Adds the stack trace entry Node writes for a job the crate failed on
+    /// its own (a child's failure deferred to its parent, too many starts,
+    /// a move that failed).
+    pub async fn backfill_stack(self: Arc<Self>, job_id: String) {
+        let module = self.serving.current().module.clone();
+        let stack = |reason: &str| {
+            let failure = Failure {
+                message: reason.to_owned(),
+                name: Some(fields::crate_failure_name(reason).into()),
+            };
+            stack_entry(&failure, &module)
+        };
+        if let Err(e) = fields::backfill_stack(&self.queue, &job_id, stack).await {
+            tracing::debug!(
+                queue = self.queue_name(),
+                job = job_id,
+                "cannot complete the failed job's stack trace: {e}"
+            );
+        }
     }
 
     async fn record(&self, job: &Job, failure: &Failure, opts: &JobOptions, count_attempt: bool) {

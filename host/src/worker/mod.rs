@@ -411,10 +411,16 @@ async fn drain_events(queue: String, worker: Arc<Worker>, attempts: Arc<Attempts
     in_batches(
         || worker.next_event(),
         |event| {
-            if matches!(event, WorkerEvent::Error(_)) {
+            match &event {
                 // The crate's own Redis errors: attempts running now check
                 // their lock before their outcome is written.
-                attempts.trouble.saw();
+                WorkerEvent::Error(_) => attempts.trouble.saw(),
+                // A failure the crate may have made without running the
+                // processor, and so without a stack trace.
+                WorkerEvent::Failed { job_id, .. } => {
+                    tokio::spawn(attempts.clone().backfill_stack(job_id.clone()));
+                }
+                _ => {}
             }
             log_event(&queue, event)
         },

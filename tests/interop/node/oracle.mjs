@@ -93,8 +93,8 @@ const guests = {
       }
       plan = { ...plan, step: 1 };
       await job.updateData(plan);
-      if (await job.moveToWaitingChildren(token)) throw new WaitingChildrenError();
     }
+    if (await job.moveToWaitingChildren(token)) throw new WaitingChildrenError();
     const values = (await job.getChildrenValues()) ?? {};
     const { failed = [] } = await job.getDependencies({ failed: {} });
     return {

@@ -55,6 +55,7 @@ await add('custom', 'custom', 'linear', { errors: ['Transient', 'RetryNow'] }, {
 await add('delayed', 'later', 'later', { delay_ms: 300 });
 await add('rate-limited', 'limited', 'limited', { wait_ms: 300 });
 await add('progress', 'misbehave', 'progress', { mode: 'bad-progress' });
+await add('keep-logs', 'misbehave', 'logs', { mode: 'job-log', times: 5, bytes: 3 }, { keepLogs: 2 });
 const bulk = await queues.echo.addBulk([
   { name: 'bulk', data: { n: 1 } },
   { name: 'bulk', data: { n: 2 } },
