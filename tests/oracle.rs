@@ -161,4 +161,5 @@ scenarios! {
         granting "add_to_queues = [\"child-failure-removed\"]";
     a_follow_up_job_on_another_queue: "follow-up-job" with "fan-out"
         granting "add_to_queues = [\"follow-ups\"]";
+    update_data_across_attempts: "update-data-across-attempts" with "fan-out";
 }

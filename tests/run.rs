@@ -551,3 +551,52 @@ fn now_ms() -> u64 {
         .unwrap()
         .as_millis() as u64
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_added_to_a_queue_not_granted_or_past_the_cap_is_refused_with_the_reason() {
+    let redis = RedisServer::start();
+    let host = RunningHost::start(
+        &redis,
+        "[queues.fan]\nmodule = \"fan-out.wasm\"\nadd_to_queues = [\"fan\", \"echo\"]\nmax_added_jobs = 2\n",
+    );
+    let queue = open(&redis, "fan").await;
+    let id = add(&queue, json!({"follow_up": "emails"}), attempts(1)).await;
+    let (state, job) = finished(&queue, &id, SECONDS_10).await;
+    assert_eq!(state, "failed", "{}", host.log());
+    assert_eq!(
+        job.failed_reason(),
+        "cannot add a job to queue `emails`: not in this queue's add_to_queues (echo, fan)"
+    );
+    let emails = open(&redis, "emails").await;
+    assert_eq!(emails.get_job_counts().await.unwrap().waiting, 0);
+
+    // Three children, two allowed: the third is refused before Redis; the
+    // two added are whole jobs, processed as children of the failed parent.
+    let parent = queue
+        .add("sum", json!({"numbers": [1, 2, 3]}))
+        .await
+        .unwrap()
+        .id()
+        .to_owned();
+    let (state, job) = finished(&queue, &parent, SECONDS_10).await;
+    assert_eq!(state, "failed", "{}", host.log());
+    assert_eq!(
+        job.failed_reason(),
+        "this attempt already added 2 jobs, the most its queue allows (max_added_jobs)"
+    );
+    let mut children = 0;
+    for id in ["3", "4"] {
+        let child = queue.get_job(id).await.unwrap().expect("a child");
+        assert_eq!(child.name(), "square");
+        assert_eq!(
+            child.parent_key().map(String::as_str),
+            Some(format!("bull:fan:{parent}").as_str())
+        );
+        children += 1;
+    }
+    assert_eq!(children, 2);
+    assert!(
+        queue.get_job("5").await.unwrap().is_none(),
+        "a third child was written"
+    );
+}

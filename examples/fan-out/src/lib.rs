@@ -12,6 +12,10 @@
 //! and `on_failure` says what that does to the parent (BullMQ's options):
 //! `fail-parent`, `continue-parent`, `ignore` or `remove`.
 //!
+//! A `count` job records in its data how many times it ran (`{"runs": n}`,
+//! updated before it fails) and fails until it has run `until` times: each
+//! attempt sees the data the one before it left.
+//!
 //! Any other job name adds one follow-up `echo` job to the queue named in
 //! `follow_up` and returns its id (a plain job, not a child).
 //!
@@ -60,6 +64,7 @@ impl Processor for FanOut {
                 Ok(json!(square.n * square.n))
             }
             "sum" => sum(job),
+            "count" => count(job),
             _ => {
                 let follow_up: FollowUp = job.data()?;
                 let id = bullpen_guest::queue(follow_up.follow_up)
@@ -68,6 +73,26 @@ impl Processor for FanOut {
             }
         }
     }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Count {
+    #[serde(default)]
+    runs: u32,
+    until: u32,
+}
+
+fn count(mut job: Job) -> Result<serde_json::Value> {
+    let mut count: Count = job.data()?;
+    count.runs += 1;
+    job.update_data(&count)?;
+    if count.runs < count.until {
+        return Err(Error::failed(format!(
+            "run {} of {}",
+            count.runs, count.until
+        )));
+    }
+    Ok(json!({ "runs": count.runs }))
 }
 
 fn sum(mut job: Job) -> Result<serde_json::Value> {

@@ -63,6 +63,12 @@ const guests = {
       if (fail) throw new UnrecoverableError(`square of ${n} refused`);
       return n * n;
     }
+    if (job.name === 'count') {
+      const count = { runs: (job.data.runs ?? 0) + 1, until: job.data.until };
+      await job.updateData(count);
+      if (count.runs < count.until) throw new Error(`run ${count.runs} of ${count.until}`);
+      return { runs: count.runs };
+    }
     if (job.name !== 'sum') {
       const followUps = new Queue(job.data.follow_up, { connection });
       const added = await followUps.add('echo', { from: job.id });
@@ -133,6 +139,7 @@ const scenarios = {
   'child-failure-ignored': ['fan-out', { numbers: [1, 2, 3], fail: [2], on_failure: 'ignore' }, {}, [], 'sum'],
   'child-failure-removed': ['fan-out', { numbers: [1, 2, 3], fail: [2], on_failure: 'remove' }, {}, [], 'sum'],
   'follow-up-job': ['fan-out', { follow_up: 'follow-ups' }, {}, [], 'notify'],
+  'update-data-across-attempts': ['fan-out', { until: 3 }, { attempts: 3 }, [], 'count'],
 };
 
 const [guest, data, opts, retries = [], name = scenario] = scenarios[scenario] ?? [];
