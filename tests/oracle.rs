@@ -163,3 +163,61 @@ scenarios! {
         granting "add_to_queues = [\"follow-ups\"]";
     update_data_across_attempts: "update-data-across-attempts" with "fan-out";
 }
+
+/// Job schedulers and deduplication from a Node producer
+/// (`schedulers.mjs`): what the producer observes when BullMQ's Node worker
+/// processes the jobs, and when bullpen does.
+fn producer_sees(scenario: &str, guest: &str) -> (Value, Value) {
+    let oracle_redis = RedisServer::start();
+    let oracle = node_with("schedulers.mjs", &[scenario, "node"], &oracle_redis);
+    let redis = RedisServer::start();
+    let _host = RunningHost::start(
+        &redis,
+        &format!("[queues.{scenario}]\nmodule = \"{guest}.wasm\"\nconcurrency = 2\n"),
+    );
+    let ours = node_with("schedulers.mjs", &[scenario, "bullpen"], &redis);
+    (oracle, ours)
+}
+
+#[test]
+fn a_job_scheduler_every_with_a_limit() {
+    let (node, bullpen) = producer_sees("scheduler-every-limit", "echo");
+    assert_eq!(node["completed"], 3, "{node}");
+    assert_eq!(bullpen, node);
+}
+
+#[test]
+fn a_cron_job_scheduler_until_removed() {
+    let (node, bullpen) = producer_sees("scheduler-cron-removal", "echo");
+    assert_eq!(
+        node,
+        serde_json::json!({"secondApart": true, "removed": true, "stoppedAfterRemoval": true, "schedulers": 0})
+    );
+    assert_eq!(bullpen, node);
+}
+
+#[test]
+fn deduplication_ids_held_and_released() {
+    let (node, bullpen) = producer_sees("deduplication", "misbehave");
+    for fact in [
+        "heldWhileItLives",
+        "releasedOnCompletion",
+        "heldForItsTtl",
+        "releasedAfterItsTtl",
+    ] {
+        assert_eq!(node[fact], true, "{fact}: {node}");
+    }
+    assert_eq!(bullpen, node);
+}
+
+/// The one difference docs/COMPATIBILITY.md states: Node's worker adds a
+/// scheduler's next iteration when the current one starts,
+/// `bullmq-official` when it finishes (its scheduling call is private, and
+/// bullpen writes no Lua).
+#[test]
+fn a_schedulers_next_iteration_is_added_when_this_one_finishes_not_starts() {
+    let (node, bullpen) = producer_sees("scheduler-long-iteration", "misbehave");
+    assert_eq!(node["iterationsWhileTheFirstRuns"], 2, "{node}");
+    assert_eq!(bullpen["iterationsWhileTheFirstRuns"], 1, "{bullpen}");
+    assert_eq!(bullpen["completed"], node["completed"]);
+}
