@@ -64,6 +64,12 @@ fn differences(oracle: &Value, ours: &Value) -> Vec<String> {
             diffs.push(format!("hash.{key}: node {x:?} bullpen {y:?}"));
         }
     }
+    if oracle["logs"] != ours["logs"] {
+        diffs.push(format!(
+            "logs: node {} bullpen {}",
+            oracle["logs"], ours["logs"]
+        ));
+    }
     let names = |v: &Value| -> Vec<String> {
         v["events"]
             .as_array()
@@ -162,6 +168,7 @@ scenarios! {
     a_follow_up_job_on_another_queue: "follow-up-job" with "fan-out"
         granting "add_to_queues = [\"follow-ups\"]";
     update_data_across_attempts: "update-data-across-attempts" with "fan-out";
+    keep_logs_trims_the_jobs_log: "keep-logs" with "misbehave";
 }
 
 /// Job schedulers and deduplication from a Node producer

@@ -57,6 +57,11 @@ const guests = {
     if (name) throw named(name, `attempt ${attempt} failed with ${name}`);
     return { attempt };
   },
+  misbehave: async (job) => {
+    const { mode, times = 0, bytes = 0 } = job.data;
+    if (mode === 'job-log') for (let i = 0; i < times; i++) await job.log('x'.repeat(bytes));
+    return 'fine';
+  },
   'fan-out': async (job, token, queue) => {
     if (job.name === 'square') {
       const { n, fail = false } = job.data;
@@ -140,6 +145,7 @@ const scenarios = {
   'child-failure-removed': ['fan-out', { numbers: [1, 2, 3], fail: [2], on_failure: 'remove' }, {}, [], 'sum'],
   'follow-up-job': ['fan-out', { follow_up: 'follow-ups' }, {}, [], 'notify'],
   'update-data-across-attempts': ['fan-out', { until: 3 }, { attempts: 3 }, [], 'count'],
+  'keep-logs': ['misbehave', { mode: 'job-log', times: 5, bytes: 3 }, { keepLogs: 2 }],
 };
 
 const [guest, data, opts, retries = [], name = scenario] = scenarios[scenario] ?? [];
@@ -186,7 +192,8 @@ const events = stream
   .map(([, fields]) => Object.fromEntries(fields.flatMap((v, i) => (i % 2 ? [] : [[v, fields[i + 1]]]))))
   .filter((e) => e.jobId === job.id)
   .map((e) => (e.returnvalue !== undefined ? { ...e, returnvalue: JSON.parse(e.returnvalue) } : e));
-console.log(JSON.stringify({ scenario, mode, state, hash, events }));
+const { logs } = await queue.getJobLogs(job.id);
+console.log(JSON.stringify({ scenario, mode, state, hash, events, logs }));
 await redis.quit();
 await worker?.close();
 await queue.close();

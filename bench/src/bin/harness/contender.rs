@@ -17,6 +17,48 @@ pub const QUEUE: &str = "bench";
 /// started by `main` when a case needs it.
 pub static HOOK_SERVER: OnceLock<String> = OnceLock::new();
 
+/// Whether contenders are kept off Redis's core (`--pin`).
+pub static PINNED: OnceLock<bool> = OnceLock::new();
+
+/// Pins the Redis server at `url` to the first core (`taskset`), and has
+/// every contender started from now on kept off it.
+pub async fn pin_redis(url: &str) {
+    assert!(
+        std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2,
+        "--pin needs at least 2 cores"
+    );
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let pid = info
+        .lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .expect("INFO server gives the process id")
+        .trim()
+        .to_owned();
+    taskset(&["-apc", "0", &pid]);
+    PINNED.set(true).unwrap();
+}
+
+/// Keeps process `pid` (all its threads, and what they start) off core 0.
+fn pin_contender(pid: u32) {
+    let last = std::thread::available_parallelism().map_or(2, |n| n.get()) - 1;
+    taskset(&["-apc", &format!("1-{last}"), &pid.to_string()]);
+}
+
+fn taskset(args: &[&str]) {
+    let status = std::process::Command::new("taskset")
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .expect("taskset (util-linux) is needed for --pin");
+    assert!(status.success(), "taskset {args:?} failed");
+}
+
 /// The `bullpen` binary of `--baseline`, when given.
 pub static BASELINE: OnceLock<PathBuf> = OnceLock::new();
 
@@ -131,6 +173,9 @@ pub async fn spawn_until(mut command: Command, ready: &str, on_stderr: bool) -> 
         command.stdout(Stdio::piped()).stderr(Stdio::inherit());
     }
     let mut child = command.spawn().expect("spawning a contender");
+    if PINNED.get() == Some(&true) {
+        pin_contender(child.id().expect("just spawned"));
+    }
     let stream: Box<dyn tokio::io::AsyncRead + Unpin + Send> = if on_stderr {
         Box::new(child.stderr.take().unwrap())
     } else {
@@ -250,6 +295,18 @@ pub async fn native_worker() {
         };
         let mut options = WorkerOptions::new();
         options.connection = target.connection();
+        // `NATIVE_CONFIG="<toml lines>"`: the options bullpen gives its
+        // workers for a queue with those lines (and its worker name), to
+        // tell what bullpen costs Redis from what its options do.
+        if let Ok(lines) = std::env::var("NATIVE_CONFIG") {
+            let config = bullpen::config::Config::parse(
+                "bench.toml".as_ref(),
+                &format!("[queues.{QUEUE}]\nmodule = \"echo.wasm\"\n{lines}\n"),
+            )
+            .expect("NATIVE_CONFIG");
+            options = bullpen::worker::worker_options(config.queue(QUEUE).unwrap(), &target);
+            options.name = Some("echo.wasm@000000000000".into());
+        }
         options.concurrency = concurrency;
         // `NATIVE_LIMITER=1`: the never-limiting limiter a bullpen worker
         // gets once its queue is rate limited, to measure what it costs Redis.

@@ -10,7 +10,12 @@
 //! target/release/harness --only 'bullpen|bullmq-official' --at 8 --sections throughput # a subset
 //! target/release/harness --baseline old/bullpen ...  # adds an older bullpen's no-op cases
 //! target/release/harness --sections deploy          # a module deployed while jobs flow
+//! target/release/harness --pin ...                   # Redis on core 0, the contender on the rest
 //! ```
+//!
+//! `--pin` keeps a contender's own CPU from slowing Redis down: on a
+//! 2-core machine, a contender that uses more CPU leaves Redis less cache
+//! and more preemption, and Redis then spends more CPU on the same commands.
 //!
 //! `BULLPEN_WORKERS=N` in the environment sets the bullpen queue's `workers`
 //! (docs/CONFIG.md) instead of its default.
@@ -48,6 +53,8 @@ pub struct Options {
     pub at: Option<usize>,
     pub sections: Vec<String>,
     pub write: bool,
+    /// `--pin`: Redis on the first core, every contender on the others.
+    pub pin: bool,
 }
 
 fn parse_options() -> Options {
@@ -82,6 +89,7 @@ fn parse_options() -> Options {
             .map(str::to_owned)
             .collect(),
         write: args.iter().any(|a| a == "--write"),
+        pin: args.iter().any(|a| a == "--pin"),
     }
 }
 
@@ -150,6 +158,9 @@ async fn main() {
     }
     let redis = RedisServer::start();
     let url = redis.url();
+    if options.pin {
+        contender::pin_redis(&url).await;
+    }
     // The receiver of the `webhook` cases: a real loopback HTTP/1.1 server
     // in this process (the same for every contender).
     let hooks = bullpen_tests::hook_server::HookServer::start().await;

@@ -19,6 +19,8 @@ pub struct Sample {
     pub worker_cpu: Duration,
     /// The Redis server's CPU per job, during the run.
     pub redis_cpu: Duration,
+    /// Redis's time running BullMQ's scripts per job, during the run.
+    pub redis_scripts: Duration,
     /// The contender's peak resident memory (its main process).
     pub peak_rss: u64,
 }
@@ -78,9 +80,10 @@ pub async fn run_once(case: Case, jobs: usize, redis_url: &str, bullpen: &Path) 
     add_paused(&queue, case.work, jobs).await;
     let running = contender::start(case, redis_url, bullpen).await;
     let pid = running.pid();
-    let (cpu_before, redis_before) = (
+    let (cpu_before, redis_before, commands_before) = (
         probe::tree_cpu(pid),
         probe::redis_cpu(&mut connection).await,
+        probe::redis_script_time(&mut connection).await,
     );
     let started = Instant::now();
     queue.resume().await.unwrap();
@@ -101,6 +104,7 @@ pub async fn run_once(case: Case, jobs: usize, redis_url: &str, bullpen: &Path) 
     let elapsed = started.elapsed();
     let worker_cpu = probe::tree_cpu(pid) - cpu_before;
     let redis_cpu = probe::redis_cpu(&mut connection).await - redis_before;
+    let redis_scripts = probe::redis_script_time(&mut connection).await - commands_before;
     let (_, peak_rss) = probe::memory(pid);
     if case.work == Work::Transform {
         same_work(&queue, case).await;
@@ -117,6 +121,7 @@ pub async fn run_once(case: Case, jobs: usize, redis_url: &str, bullpen: &Path) 
         jobs_per_second: jobs as f64 / elapsed.as_secs_f64(),
         worker_cpu: worker_cpu / jobs as u32,
         redis_cpu: redis_cpu / jobs as u32,
+        redis_scripts: redis_scripts / jobs as u32,
         peak_rss,
     }
 }
