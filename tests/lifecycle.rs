@@ -294,3 +294,85 @@ fn is_running(pid: u32) -> bool {
         })
         .unwrap_or(false)
 }
+
+/// `GET path` on `addr` with a bare HTTP/1.1 client: the status and body.
+fn probe(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn readyz_follows_redis_and_shutdown_while_healthz_stays_up() {
+    let mut redis = RedisServer::start();
+    let addr = format!("127.0.0.1:{}", free_port());
+    // The line lands in the helper's `[host]` table.
+    let mut host = RunningHost::start(
+        &redis,
+        &format!("metrics = \"{addr}\"\n\n[queues.echo]\nmodule = \"echo.wasm\"\n"),
+    );
+    assert_eq!(probe(&addr, "/healthz"), (200, "ok\n".to_owned()));
+    assert_eq!(probe(&addr, "/readyz"), (200, "ready\n".to_owned()));
+    assert_eq!(probe(&addr, "/metricz").0, 404);
+
+    redis.stop();
+    let (status, body) = probe(&addr, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.starts_with("not ready: Redis does not answer"),
+        "{body}"
+    );
+    assert_eq!(probe(&addr, "/healthz").0, 200);
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while probe(&addr, "/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "{}", host.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    host.signal("TERM");
+    assert!(host.wait_exit(Duration::from_secs(10)).is_some());
+}
+
+#[test]
+fn a_metrics_address_in_use_stops_the_start_naming_the_key() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let (code, stderr) = run_with(&format!(
+        "[host]\nmetrics = \"{addr}\"\n\n[queues.q]\nmodule = \"{}\"\n",
+        guest("echo").display()
+    ));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "[host] metrics = \"{addr}\": cannot listen there: "
+        )),
+        "{stderr}"
+    );
+}

@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod config;
 pub mod embedded_redis;
+pub mod health;
 pub mod json;
 pub mod outcome;
 pub mod queue;

@@ -331,6 +331,11 @@ impl Host {
         })
     }
 
+    /// The Redis the host takes jobs from.
+    pub fn target(&self) -> &RedisTarget {
+        &self.target
+    }
+
     /// Stops taking jobs, lets the jobs in flight finish within the grace
     /// period, and stops the embedded Redis if there is one.
     pub async fn shutdown(self) {

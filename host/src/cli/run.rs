@@ -2,8 +2,10 @@
 
 use super::connect::ConfigArg;
 use crate::config::Config;
+use crate::health::{self, Health};
 use crate::run::Host;
 use std::process::ExitCode;
+use std::sync::Arc;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 pub(super) const AFTER_HELP: &str = "\
@@ -33,6 +35,11 @@ pub struct RunArgs {
 pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config.config)?;
     let mut signals = Signals::new()?;
+    let health = Arc::new(Health::default());
+    let _probes = match config.host.metrics {
+        Some(addr) => Some(health::serve(addr, health.clone()).await?),
+        None => None,
+    };
     // Start-up can wait on Redis for as long as it is down: a signal stops
     // it at once (dropping the start stops what it started).
     let mut host = tokio::select! {
@@ -42,6 +49,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(INTERRUPTED));
         }
     };
+    health.serving(host.target().clone());
     eprintln!(
         "bullpen: taking jobs from {} queue(s) of {}",
         config.queues.len(),
@@ -61,6 +69,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         }
     };
+    health.stopping();
     eprintln!(
         "bullpen: {signal}: stopping (in-flight jobs get {:?}; a second signal exits at once)",
         config.host.shutdown_grace

@@ -82,6 +82,9 @@ pub struct HostConfig {
     /// How long in-flight jobs may run after SIGINT/SIGTERM before the host
     /// exits anyway. Default 30 s.
     pub shutdown_grace: Duration,
+    /// Where `/healthz` and `/readyz` are served (`metrics = "ip:port"`).
+    /// Default: nowhere.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// What a trap, timeout or memory-cap end of a processor counts as.
@@ -203,6 +206,7 @@ struct RawHost {
     modules: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     shutdown_grace: Option<HumanDuration>,
+    metrics: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -301,6 +305,7 @@ impl Config {
                 .host
                 .shutdown_grace
                 .map_or(Duration::from_secs(30), |d| d.0),
+            metrics: None,
         };
         let redis = RedisConfig {
             url: raw.redis.url.as_ref().map(|u| u.get_ref().clone()),
@@ -314,6 +319,21 @@ impl Config {
             text: text.to_owned(),
             module_spans: BTreeMap::new(),
         };
+        if let Some(metrics) = &raw.host.metrics {
+            match metrics.get_ref().parse() {
+                Ok(addr) => config.host.metrics = Some(addr),
+                Err(_) => {
+                    return Err(config.at(
+                        metrics.span(),
+                        format!(
+                            "host.metrics: `{}` is not an address such as \"127.0.0.1:9464\" \
+                             (an IP address and a port)",
+                            metrics.get_ref()
+                        ),
+                    ));
+                }
+            }
+        }
         if let Some(url) = &raw.redis.url {
             use redis::IntoConnectionInfo;
             if let Err(e) = url.get_ref().as_str().into_connection_info() {
@@ -590,6 +610,20 @@ on_crash = "fail"
         assert_eq!(q.limiter.unwrap().max, 10);
         assert_eq!(q.on_crash, OnCrash::Fail);
         assert_eq!(q.stalled_interval.0, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_metrics_address_is_checked_with_its_line() {
+        let config = Config::parse(
+            "/etc/bullpen/bullpen.toml".as_ref(),
+            "[host]\nmetrics = \"127.0.0.1:9464\"\n[queues.q]\nmodule = \"a.wasm\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.host.metrics, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(
+            error("[host]\nmetrics = \"localhost\"\n[queues.q]\nmodule = \"a.wasm\"\n"),
+            "/etc/bullpen/bullpen.toml:2:11: host.metrics: `localhost` is not an address such as \"127.0.0.1:9464\" (an IP address and a port)"
+        );
     }
 
     #[test]
