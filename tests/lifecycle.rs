@@ -361,6 +361,38 @@ fn readyz_follows_redis_and_shutdown_while_healthz_stays_up() {
 }
 
 #[test]
+fn readyz_is_not_ready_while_modules_compile() {
+    let redis = RedisServer::start();
+    let addr = format!("127.0.0.1:{}", free_port());
+    // Compiling misbehave (the largest example) with an empty cache in a
+    // debug build takes seconds; the probe listener is up before it starts.
+    let host = RunningHost::launch(
+        &redis,
+        &format!("metrics = \"{addr}\"\n\n[queues.m]\nmodule = \"misbehave.wasm\"\n"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        if std::net::TcpStream::connect(&addr).is_ok() {
+            break probe(&addr, "/readyz");
+        }
+        assert!(Instant::now() < deadline, "{}", host.log());
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(
+        first,
+        (
+            503,
+            "not ready: starting: loading modules or waiting for Redis\n".to_owned()
+        )
+    );
+    assert_eq!(probe(&addr, "/healthz").0, 200);
+    while probe(&addr, "/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "{}", host.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
 fn a_metrics_address_in_use_stops_the_start_naming_the_key() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
