@@ -584,7 +584,6 @@ async fn a_job_added_to_a_queue_not_granted_or_past_the_cap_is_refused_with_the_
         job.failed_reason(),
         "this attempt already added 2 jobs, the most its queue allows (max_added_jobs)"
     );
-    let mut children = 0;
     for id in ["3", "4"] {
         let child = queue.get_job(id).await.unwrap().expect("a child");
         assert_eq!(child.name(), "square");
@@ -592,9 +591,7 @@ async fn a_job_added_to_a_queue_not_granted_or_past_the_cap_is_refused_with_the_
             child.parent_key().map(String::as_str),
             Some(format!("bull:fan:{parent}").as_str())
         );
-        children += 1;
     }
-    assert_eq!(children, 2);
     assert!(
         queue.get_job("5").await.unwrap().is_none(),
         "a third child was written"

@@ -78,6 +78,16 @@ impl Recorder {
             .clone()
     }
 
+    /// How many reports so far match, without copying them.
+    fn count(&self, matching: impl Fn(&Report) -> bool) -> usize {
+        self.reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|r| matching(r))
+            .count()
+    }
+
     fn push(&self, report: Report) {
         self.reports
             .lock()
@@ -91,11 +101,7 @@ impl Recorder {
 /// children if it added one.
 impl JobApi for Recorder {
     fn add(&self, job: AddJob) -> BoxFuture<'_, Result<String, String>> {
-        let added = self
-            .reports()
-            .iter()
-            .filter(|r| matches!(r, Report::JobAdded { .. }))
-            .count();
+        let added = self.count(|r| matches!(r, Report::JobAdded { .. }));
         self.push(Report::JobAdded {
             queue: job.queue,
             name: job.name,
@@ -116,10 +122,7 @@ impl JobApi for Recorder {
     }
 
     fn move_to_waiting_children(&self) -> BoxFuture<'_, Result<bool, String>> {
-        let waits = self
-            .reports()
-            .iter()
-            .any(|r| matches!(r, Report::JobAdded { child: true, .. }));
+        let waits = self.count(|r| matches!(r, Report::JobAdded { child: true, .. })) > 0;
         Box::pin(async move { Ok(waits) })
     }
 }
