@@ -68,3 +68,28 @@ ensure_interop_peers() {
     fi
     export BULLPEN_INTEROP_PYTHON="$venv/bin/python"
 }
+
+# Finds Prometheus's promtool, which checks bullpen's /metrics text, and
+# exports BULLPEN_PROMTOOL. Without one on PATH, takes it out of Debian's
+# `prometheus` package into a cache (downloaded, not installed: no server
+# is set up or started).
+ensure_promtool() {
+    if command -v promtool >/dev/null 2>&1; then
+        BULLPEN_PROMTOOL=$(command -v promtool)
+    else
+        local cache="${BULLPEN_CACHE:-$HOME/.cache/bullpen}/prometheus"
+        BULLPEN_PROMTOOL="$cache/usr/bin/promtool"
+        if [ ! -x "$BULLPEN_PROMTOOL" ]; then
+            need apt-get "The metrics tests run promtool: install Prometheus (it comes with promtool)."
+            local download
+            download=$(mktemp -d)
+            (cd "$download" && apt-get download prometheus >&2 2>/dev/null) ||
+                die "apt-get download prometheus failed: install Prometheus's promtool (Debian: apt-get install prometheus)"
+            mkdir -p "$cache"
+            dpkg-deb -x "$download"/prometheus_*.deb "$cache" ||
+                die "cannot unpack $download/prometheus_*.deb"
+            rm -rf "$download"
+        fi
+    fi
+    export BULLPEN_PROMTOOL
+}

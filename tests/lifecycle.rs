@@ -2,7 +2,10 @@
 //! and without jobs in flight, and `kill -9` mid-job.
 
 use bullpen::queue::bullmq::Queue;
-use bullpen_tests::{RedisServer, RunningHost, bullpen, guest, queue as open, wait_for_state};
+use bullpen_tests::{
+    RedisServer, RunningHost, bullpen, free_port, guest, http_get as probe, queue as open,
+    wait_for_state,
+};
 use redis::AsyncCommands;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -211,7 +214,7 @@ async fn kill_9_mid_job_the_next_host_completes_it_once() {
     let log = host.log();
     assert!(
         log.lines().any(|l| l.contains("runs again after stalling")
-            && l.contains(&format!("job=\"{}\"", job.id()))),
+            && l.contains(&format!("job_id=\"{}\"", job.id()))),
         "{log}"
     );
 }
@@ -293,40 +296,6 @@ fn is_running(pid: u32) -> bool {
             Some(state != 'Z' && state != 'X')
         })
         .unwrap_or(false)
-}
-
-/// `GET path` on `addr` with a bare HTTP/1.1 client: the status and body.
-fn probe(addr: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

@@ -9,8 +9,8 @@
 pub mod cli;
 pub mod config;
 pub mod embedded_redis;
-pub mod health;
 pub mod json;
+pub mod observe;
 pub mod outcome;
 pub mod queue;
 pub mod registry;

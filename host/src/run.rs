@@ -4,6 +4,7 @@
 
 use crate::config::{Config, ConfigError, QueueConfig};
 use crate::embedded_redis::{EmbeddedRedis, EmbeddedRedisError};
+use crate::observe::metrics::Metrics;
 use crate::queue::RedisTarget;
 use crate::registry::watch::{self, WatchError, Watcher};
 use crate::registry::{Registry, Serving, state};
@@ -49,6 +50,8 @@ pub struct Host {
     /// Keeps `<data_dir>/serving.json` up to date.
     state: tokio::task::JoinHandle<()>,
     last_reload: Option<state::ReloadState>,
+    /// Where the queues record what they do, when the host exports metrics.
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// Where Redis is for `config`: its URL; or, with none, the embedded
@@ -135,8 +138,9 @@ fn pool_instances(config: &Config) -> u32 {
 }
 
 impl Host {
-    /// Starts everything `config` describes and begins taking jobs.
-    pub async fn start(config: &Config) -> Result<Host, StartError> {
+    /// Starts everything `config` describes and begins taking jobs,
+    /// recording what the queues do in `metrics` if given.
+    pub async fn start(config: &Config, metrics: Option<Arc<Metrics>>) -> Result<Host, StartError> {
         let pool = SandboxOptions {
             max_instances: pool_instances(config),
             // Any cap a reload may set: the pool reserves the same address
@@ -169,6 +173,9 @@ impl Host {
             }
         };
         wait_for_redis(&target).await;
+        if let Some(metrics) = &metrics {
+            metrics.redis_answered();
+        }
         let mut host = Host {
             config: config.clone(),
             target,
@@ -181,6 +188,7 @@ impl Host {
             redis,
             watcher,
             last_reload: None,
+            metrics,
         };
         for (name, queue) in &config.queues {
             if let Err(e) = host.start_queue(name, queue).await {
@@ -197,7 +205,11 @@ impl Host {
             .serving(name)
             .expect("the registry has every queue")
             .clone();
-        let worker = QueueWorker::start(name, queue, serving, &self.target).await?;
+        let metrics = self
+            .metrics
+            .as_ref()
+            .map(|metrics| metrics.queue(name, queue.concurrency));
+        let worker = QueueWorker::start(name, queue, serving, &self.target, metrics).await?;
         self.workers.insert(name.to_owned(), worker);
         tracing::info!(queue = name, concurrency = queue.concurrency, "taking jobs");
         Ok(())

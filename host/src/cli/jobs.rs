@@ -1,7 +1,11 @@
 //! `bullpen jobs`: what is in a queue.
 
 use super::connect::{ConfigArg, Connected};
+use crate::config::Config;
+use crate::observe::costs::{self, AttemptCost};
 use crate::queue;
+use crate::units::ByteSize;
+use std::collections::HashMap;
 use std::process::ExitCode;
 
 pub(super) const AFTER_HELP: &str = "\
@@ -33,12 +37,14 @@ pub(super) async fn run(args: JobsArgs) -> anyhow::Result<ExitCode> {
         None => queue::LISTED_STATES.to_vec(),
     };
     let jobs = queue::list(&queue, &states, args.limit).await;
+    let costs = last_costs(&connected.config, &args.queue).await;
     queue.close().await;
     connected.close().await;
     let jobs = jobs?;
-    let rows: Vec<[String; 7]> = jobs
+    let rows: Vec<[String; 9]> = jobs
         .iter()
         .map(|(job, state)| {
+            let cost = costs.get(job.id());
             [
                 job.id().to_owned(),
                 job.name().to_owned(),
@@ -48,6 +54,10 @@ pub(super) async fn run(args: JobsArgs) -> anyhow::Result<ExitCode> {
                 // The worker that last took it, named after its module
                 // version (`echo.wasm@5a4b3adb383d`).
                 job.processed_by().unwrap_or("").to_owned(),
+                cost.and_then(|c| c.duration_ms)
+                    .map_or_else(|| "-".into(), |ms| format!("{ms:.3}")),
+                cost.and_then(|c| c.peak_memory)
+                    .map_or_else(|| "-".into(), |bytes| ByteSize(bytes).to_string()),
                 job.failed_reason().replace('\n', " "),
             ]
         })
@@ -60,11 +70,39 @@ pub(super) async fn run(args: JobsArgs) -> anyhow::Result<ExitCode> {
             "ATTEMPTS_MADE",
             "ATTEMPTS_STARTED",
             "MODULE",
+            "LAST_MS",
+            "PEAK_MEMORY",
             "FAILED_REASON",
         ],
         &rows,
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The last attempt's cost of each job the running host remembers (its
+/// last attempts per queue, in memory), asked of its `[host] metrics`
+/// listener; none, said on stderr, when there is no such host.
+async fn last_costs(config: &Config, queue: &str) -> HashMap<String, AttemptCost> {
+    let Some(addr) = config.host.metrics else {
+        eprintln!(
+            "bullpen: LAST_MS and PEAK_MEMORY come from the running host's [host] metrics \
+             listener, which {} does not set",
+            config.path.display()
+        );
+        return HashMap::new();
+    };
+    match costs::fetch(addr, queue).await {
+        // Newest first: the first seen of a job is its last attempt.
+        Ok(costs) => costs
+            .into_iter()
+            .rev()
+            .map(|c| (c.job_id.clone(), c))
+            .collect(),
+        Err(why) => {
+            eprintln!("bullpen: no attempt costs: {why}");
+            HashMap::new()
+        }
+    }
 }
 
 /// Prints left-aligned columns separated by two spaces.

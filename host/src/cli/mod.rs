@@ -11,6 +11,7 @@ mod retry;
 mod run;
 mod status;
 
+use crate::config::LogFormat;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -21,6 +22,11 @@ pub struct Cli {
     /// Log more (repeat for more detail). BULLPEN_LOG=<filter> overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+
+    /// How log lines are written: `json` gives one object per line. For
+    /// `run`, [host] log_format sets it too. Default: text.
+    #[arg(long, value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
 
     /// What to do.
     #[command(subcommand)]
@@ -75,7 +81,11 @@ pub fn main() -> ExitCode {
 /// there).
 pub fn main_with(on_idle: fn()) -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    let format = cli.log_format.or_else(|| match &cli.command {
+        Command::Run(args) => args.configured_log_format(),
+        _ => None,
+    });
+    init_logging(cli.verbose, format.unwrap_or(LogFormat::Text));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_park(on_idle)
@@ -131,7 +141,7 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
     })
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, format: LogFormat) {
     let default = match verbose {
         0 => "warn",
         1 => "info,bullpen=info",
@@ -140,9 +150,20 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("BULLPEN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let lines = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => lines
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // The event's fields beside `message`; the innermost span (an
+        // attempt's `job`) under `span`.
+        LogFormat::Json => lines
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }

@@ -2,7 +2,9 @@
 
 use super::connect::ConfigArg;
 use crate::config::Config;
-use crate::health::{self, Health};
+use crate::observe::health::Health;
+use crate::observe::metrics::Metrics;
+use crate::observe::{self, Observed};
 use crate::run::Host;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -32,18 +34,34 @@ pub struct RunArgs {
     config: ConfigArg,
 }
 
+impl RunArgs {
+    /// The config's `[host] log_format`, if the file says one (a file that
+    /// cannot be read is reported by `run` itself, once logging is set up).
+    pub(super) fn configured_log_format(&self) -> Option<crate::config::LogFormat> {
+        Config::load(&self.config.config).ok()?.host.log_format
+    }
+}
+
 pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config.config)?;
     let mut signals = Signals::new()?;
     let health = Arc::new(Health::default());
-    let _probes = match config.host.metrics {
-        Some(addr) => Some(health::serve(addr, health.clone()).await?),
-        None => None,
+    // Metrics are recorded only when they can be read.
+    let metrics = config.host.metrics.map(|_| Arc::new(Metrics::new()));
+    let _listener = match (config.host.metrics, &metrics) {
+        (Some(addr), Some(metrics)) => {
+            let observed = Observed {
+                health: health.clone(),
+                metrics: metrics.clone(),
+            };
+            Some(observe::serve(addr, observed).await?)
+        }
+        _ => None,
     };
     // Start-up can wait on Redis for as long as it is down: a signal stops
     // it at once (dropping the start stops what it started).
     let mut host = tokio::select! {
-        host = Host::start(&config) => host?,
+        host = Host::start(&config, metrics) => host?,
         signal = signals.stop() => {
             eprintln!("bullpen: {signal} during start-up; stopping");
             return Ok(ExitCode::from(INTERRUPTED));

@@ -82,9 +82,23 @@ pub struct HostConfig {
     /// How long in-flight jobs may run after SIGINT/SIGTERM before the host
     /// exits anyway. Default 30 s.
     pub shutdown_grace: Duration,
-    /// Where `/healthz` and `/readyz` are served (`metrics = "ip:port"`).
-    /// Default: nowhere.
+    /// Where `/metrics`, `/healthz`, `/readyz` and `/attempts` are served
+    /// (`metrics = "ip:port"`). Default: nowhere, and no metrics recorded.
     pub metrics: Option<std::net::SocketAddr>,
+    /// How `bullpen run` writes its log lines, unless `--log-format` says.
+    /// Default: text.
+    pub log_format: Option<LogFormat>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    Text,
+    /// One JSON object per line, the attempt's `job` span (queue, job id,
+    /// attempt, module) in its `span` field.
+    Json,
 }
 
 /// What a trap, timeout or memory-cap end of a processor counts as.
@@ -207,6 +221,7 @@ struct RawHost {
     data_dir: Option<PathBuf>,
     shutdown_grace: Option<HumanDuration>,
     metrics: Option<Spanned<String>>,
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Deserialize)]
@@ -306,6 +321,7 @@ impl Config {
                 .shutdown_grace
                 .map_or(Duration::from_secs(30), |d| d.0),
             metrics: None,
+            log_format: raw.host.log_format,
         };
         let redis = RedisConfig {
             url: raw.redis.url.as_ref().map(|u| u.get_ref().clone()),

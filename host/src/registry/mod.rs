@@ -12,11 +12,12 @@ pub mod state;
 pub mod watch;
 
 use crate::config::{Config, ConfigError};
+use crate::observe::metrics::QueueMetrics;
 use crate::sandbox::{Module, Sandbox};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::SystemTime;
 
 /// One loaded version of a queue's module.
@@ -109,6 +110,8 @@ pub struct Serving {
     /// The sha256 of the version the queue's workers fetch jobs for: the
     /// serving one once they have been replaced after a swap.
     fetching_for: Mutex<String>,
+    /// Told of swaps and rejections, when the host exports metrics.
+    metrics: OnceLock<QueueMetrics>,
 }
 
 #[derive(Debug, Default)]
@@ -128,6 +131,16 @@ impl Serving {
             current: RwLock::new(Version::new(module)),
             history: Mutex::default(),
             swapped: tokio::sync::watch::Sender::new(()),
+            metrics: OnceLock::new(),
+        }
+    }
+
+    /// From now on, the version serving, swaps and rejections are recorded
+    /// in `metrics` (the first ones given, for the life of this binding).
+    pub fn observe(&self, metrics: &QueueMetrics) {
+        if self.metrics.set(metrics.clone()).is_ok() {
+            let module = &self.current().module;
+            metrics.serving(&module.file_name(), module.sha256(), None);
         }
     }
 
@@ -200,12 +213,23 @@ impl Serving {
         history.previous.insert(0, old.clone());
         history.previous.truncate(KEPT_VERSIONS);
         drop(history);
+        if let Some(metrics) = self.metrics.get() {
+            let (now, before) = (&self.current().module, &old.module);
+            metrics.serving(
+                &now.file_name(),
+                now.sha256(),
+                Some((&before.file_name(), before.sha256())),
+            );
+        }
         self.swapped.send_replace(());
         old
     }
 
     /// Records that a file was not swapped in.
     pub fn reject(&self, sha256: &str, reason: String) {
+        if let Some(metrics) = self.metrics.get() {
+            metrics.deploy_rejected();
+        }
         self.history
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -51,6 +51,9 @@ impl Default for Limits {
 pub struct Cost {
     /// Wall time from store creation to the answer.
     pub wall: Duration,
+    /// Of which setting up the store and instantiating the module (all of
+    /// it when the instance never started).
+    pub instantiate: Duration,
     /// The most linear memory the instance held at once, in bytes.
     pub peak_memory: u64,
 }
@@ -195,6 +198,7 @@ impl Module {
                 outcome: Err(Crash::Instantiate(e.to_string())),
                 cost: Cost {
                     wall: started.elapsed(),
+                    instantiate: started.elapsed(),
                     peak_memory: 0,
                 },
                 stdout: stdout.captured(),
@@ -237,13 +241,13 @@ impl Module {
             });
         }
 
-        let mut instantiating = true;
+        let mut instantiated: Option<Duration> = None;
         let deadline = tokio::time::Instant::from_std(started) + limits.timeout;
         let result = crate::timer::within(deadline, async {
             match &self.pre {
                 Pre::Now(pre) => {
                     let instance = pre.instantiate_async(&mut store).await?;
-                    instantiating = false;
+                    instantiated = Some(started.elapsed());
                     match call {
                         Call::Process(job) => instance
                             .call_process(&mut store, job)
@@ -262,7 +266,7 @@ impl Module {
                 }
                 Pre::V0_1(pre) => {
                     let instance = pre.instantiate_async(&mut store).await?;
-                    instantiating = false;
+                    instantiated = Some(started.elapsed());
                     match call {
                         Call::Process(job) => instance
                             .call_process(&mut store, &job.into())
@@ -308,7 +312,7 @@ impl Module {
                     memory_cap_hit: state.limiter.cap_hit(),
                     memory_cap: limits.memory,
                     stderr: &stderr.text,
-                    instantiating,
+                    instantiating: instantiated.is_none(),
                 },
             )),
         };
@@ -316,6 +320,7 @@ impl Module {
             outcome,
             cost: Cost {
                 wall: started.elapsed(),
+                instantiate: instantiated.unwrap_or_else(|| started.elapsed()),
                 peak_memory: state.limiter.peak(),
             },
             stdout: stdout.captured(),

@@ -14,6 +14,7 @@ use super::jobs::{AddTargets, JobRequests};
 use super::lock::{self, Runs, Trouble};
 use crate::config::OnCrash;
 use crate::json;
+use crate::observe::metrics::{Outcome, QueueMetrics, Spent};
 use crate::outcome::options::{self as job_options, JobOptions};
 use crate::outcome::{self, RetryPlan, Verdict};
 use crate::queue::fields;
@@ -29,14 +30,30 @@ use bullmq::types::BackoffStrategy;
 use bullmq::{Error, Job, JobProgress, Queue};
 use futures::future::BoxFuture;
 use serde_json::Value;
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 tokio::task_local! {
     /// The module version of the attempt this task runs.
     static RUNNING_ON: Arc<Version>;
+    /// How the attempt this task runs ends, for the metrics: noted where
+    /// it is decided, read when it is over.
+    static ENDING: Ending;
+}
+
+#[derive(Default)]
+struct Ending {
+    outcome: Cell<Option<Outcome>>,
+    spent: Cell<Option<Spent>>,
+}
+
+/// Notes how the attempt this task runs ends.
+fn ends(outcome: Outcome) {
+    let _ = ENDING.try_with(|ending| ending.outcome.set(Some(outcome)));
 }
 
 /// What every attempt on one queue shares.
@@ -63,6 +80,8 @@ pub(crate) struct Attempts {
     pub max_data_size: u64,
     /// The queues its processors add jobs to.
     pub targets: Arc<AddTargets>,
+    /// Where attempts are counted, when the host exports metrics.
+    pub metrics: Option<QueueMetrics>,
 }
 
 /// What a guest reported, on its way to Redis.
@@ -85,8 +104,6 @@ struct Forward {
     pending: Arc<Pending>,
     /// Whose secrets are masked in what goes to logs.
     grants: Grants,
-    queue: String,
-    job_id: String,
     requests: JobRequests,
 }
 
@@ -115,7 +132,6 @@ impl Forward {
     fn new(
         limits: &Limits,
         requests: JobRequests,
-        job_id: &str,
     ) -> (Arc<Self>, Arc<Pending>, mpsc::Receiver<Report>) {
         let capacity = (limits.reports / REPORT_OVERHEAD).clamp(1, 1 << 16) as usize + 1;
         let (tx, rx) = mpsc::channel(capacity);
@@ -124,8 +140,6 @@ impl Forward {
             tx,
             pending: pending.clone(),
             grants: limits.grants.clone(),
-            queue: requests.queue.name().to_owned(),
-            job_id: job_id.to_owned(),
             requests,
         };
         (Arc::new(forward), pending, rx)
@@ -158,14 +172,14 @@ impl JobApi for Forward {
 
 impl JobObserver for Forward {
     fn log(&self, level: Level, message: &str) {
-        let (queue, job) = (&self.queue, &self.job_id);
+        // The attempt's `job` span names the queue and the job.
         let message = self.grants.redact(message);
         match level {
-            Level::Error => tracing::error!(queue, job, "{message}"),
-            Level::Warn => tracing::warn!(queue, job, "{message}"),
-            Level::Info => tracing::info!(queue, job, "{message}"),
-            Level::Debug => tracing::debug!(queue, job, "{message}"),
-            Level::Trace => tracing::trace!(queue, job, "{message}"),
+            Level::Error => tracing::error!("{message}"),
+            Level::Warn => tracing::warn!("{message}"),
+            Level::Info => tracing::info!("{message}"),
+            Level::Debug => tracing::debug!("{message}"),
+            Level::Trace => tracing::trace!("{message}"),
         }
     }
 
@@ -235,11 +249,41 @@ impl Attempts {
     /// Runs one attempt, on the module version its worker fetched it for
     /// (the one serving then), and returns what the crate's worker should
     /// do next.
+    ///
+    /// Everything logged about the attempt is in a `job` span naming the
+    /// queue, the job, which start of it this is and the module version.
     pub async fn run(&self, job: Job) -> Result<Value, Error> {
         let attempt = self.serving.version_for(job.processed_by()).attempt();
-        RUNNING_ON
-            .scope(attempt.version().clone(), self.run_on_version(job))
-            .await
+        let version = attempt.version().clone();
+        // BullMQ's attempt number: a rate-limited or stalled start does not
+        // count.
+        let (job_id, attempt_number) = (job.id().to_owned(), job.attempts_made() + 1);
+        // At error level: present on every line logged, whatever the filter.
+        let span = tracing::error_span!(
+            "job",
+            queue = self.queue_name(),
+            job_id,
+            attempt = attempt_number,
+            module = version.worker_name(),
+        );
+        let run = RUNNING_ON.scope(version, self.run_on_version(job));
+        let Some(metrics) = &self.metrics else {
+            return run.instrument(span).await;
+        };
+        let _in_flight = metrics.started();
+        let (result, outcome, spent) = ENDING
+            .scope(Ending::default(), async {
+                let result = run.await;
+                let (outcome, spent) =
+                    ENDING.with(|ending| (ending.outcome.get(), ending.spent.get()));
+                (result, outcome, spent)
+            })
+            .instrument(span)
+            .await;
+        if let Some(outcome) = outcome {
+            metrics.ended(&job_id, attempt_number, outcome, spent);
+        }
+        result
     }
 
     /// The version the current attempt started on: everything it does (its
@@ -253,8 +297,6 @@ impl Attempts {
         let this_run = self.runs.start(job.id());
         if this_run.took_over {
             tracing::warn!(
-                queue = self.queue_name(),
-                job = job.id(),
                 "taken again (its lock expired) while an earlier run on this host still ran: \
                  the earlier run is cancelled and its outcome discarded"
             );
@@ -269,27 +311,18 @@ impl Attempts {
                     Verdict::Failed(failure) => &failure.message,
                     _ => "",
                 };
-                tracing::warn!(queue = self.queue_name(), job = job.id(), "not run: {why}");
+                tracing::warn!("not run: {why}");
                 let guest_job = self.guest_job(&job, String::new());
                 return self.apply(job, &guest_job, verdict).await;
             }
         };
         let guest_job = self.guest_job(&job, data);
-        let attempt = job.attempts_made() + 1;
-        tracing::debug!(
-            queue = self.queue_name(),
-            job = job.id(),
-            attempt,
-            module = %self.module().file_name(),
-            hash = self.module().short_hash(),
-            "attempt started"
-        );
+        tracing::debug!("attempt started");
 
         // The guest's job requests and the report writer share the job;
         // both are done with it when the run ends.
         let moved = Arc::new(AtomicBool::new(false));
         let renewal = this_run.took_over.then(|| job.clone());
-        let job_id = job.id().to_owned();
         let shared = Arc::new(tokio::sync::Mutex::new(job));
         let requests = JobRequests {
             job: shared.clone(),
@@ -297,7 +330,7 @@ impl Attempts {
             targets: self.targets.clone(),
             waiting_children: moved.clone(),
         };
-        let (observer, reports, rx) = Forward::new(&self.limits, requests, &job_id);
+        let (observer, reports, rx) = Forward::new(&self.limits, requests);
         let module = self.module();
         let run = module.process(&guest_job, &self.limits, observer);
         let ran = async {
@@ -316,14 +349,24 @@ impl Attempts {
             biased;
             () = this_run.superseded() => {
                 tracing::warn!(
-                    queue = self.queue_name(),
                     "a newer run of the job holds its lock: this run is cancelled, its outcome discarded"
                 );
+                ends(Outcome::Discarded);
                 return Err(Error::Delayed);
             }
             ran = ran => ran,
             never = renewing => match never {},
         };
+        let _ = ENDING.try_with(|ending| {
+            ending.spent.set(Some(Spent {
+                wall: run.cost.wall,
+                instantiate: run.cost.instantiate,
+                peak_memory: run.cost.peak_memory,
+            }))
+        });
+        if let (Err(crash), Some(metrics)) = (&run.outcome, &self.metrics) {
+            metrics.crashed(crash.kind());
+        }
         let job = match Arc::try_unwrap(shared) {
             Ok(job) => job.into_inner(),
             Err(shared) => shared.lock().await.clone(),
@@ -341,11 +384,10 @@ impl Attempts {
                 == lock::Lock::Lost
         {
             tracing::warn!(
-                queue = self.queue_name(),
-                job = job.id(),
                 "the job's lock was lost while this run went on (an outage or a stall longer \
                  than lock_duration): its outcome is discarded, the run that holds the lock decides"
             );
+            ends(Outcome::Discarded);
             return Err(Error::Delayed);
         }
         let refused = reports.refused.load(Ordering::Relaxed);
@@ -358,16 +400,14 @@ impl Attempts {
                 run.reports_dropped.bytes,
                 ByteSize(self.limits.reports)
             );
-            tracing::warn!(queue = self.queue_name(), job = job.id(), "{line}");
+            tracing::warn!("{line}");
             self.write_line(&job, line).await;
         }
         if !run.stderr.text.is_empty() {
-            tracing::debug!(queue = self.queue_name(), job = job.id(), stderr = %self.limits.grants.redact(&run.stderr.text), "guest stderr");
+            tracing::debug!(stderr = %self.limits.grants.redact(&run.stderr.text), "guest stderr");
         }
         let verdict = self.redact(outcome::verdict(run.outcome, self.on_crash));
         tracing::debug!(
-            queue = self.queue_name(),
-            job = job.id(),
             ms = run.cost.wall.as_secs_f64() * 1e3,
             peak_memory = run.cost.peak_memory,
             verdict = %self.limits.grants.redact(&format!("{verdict:?}")),
@@ -384,7 +424,10 @@ impl Attempts {
             other => Err(other),
         };
         match verdict {
-            Ok(value) => Ok(value),
+            Ok(value) => {
+                ends(Outcome::Completed);
+                Ok(value)
+            }
             Err(Verdict::WaitingChildren) => self.wait_for_children(&job, moved).await,
             Err(verdict) => self.apply(job, &guest_job, verdict).await,
         }
@@ -412,7 +455,7 @@ impl Attempts {
                     match json::storable(&json, "the progress") {
                         Ok(progress) => job.update_progress(JobProgress::Object(progress)).await,
                         Err(reason) => {
-                            tracing::warn!(queue = self.queue_name(), job = job.id(), "{reason}");
+                            tracing::warn!("{reason}");
                             continue;
                         }
                     }
@@ -421,11 +464,7 @@ impl Attempts {
             };
             if let Err(e) = result {
                 self.trouble.saw();
-                tracing::warn!(
-                    queue = self.queue_name(),
-                    job = job.id(),
-                    "cannot record a report: {e}"
-                );
+                tracing::warn!("cannot record a report: {e}");
             }
         }
     }
@@ -434,11 +473,7 @@ impl Attempts {
     async fn write_line(&self, job: &Job, line: String) {
         if let Err(e) = self.append_log(job, &line, &mut None).await {
             self.trouble.saw();
-            tracing::warn!(
-                queue = self.queue_name(),
-                job = job.id(),
-                "cannot write to the job's log: {e}"
-            );
+            tracing::warn!("cannot write to the job's log: {e}");
         }
     }
 
@@ -480,8 +515,6 @@ impl Attempts {
         match fields::stalled_count(&self.queue, job.id()).await {
             Ok(0) => {}
             Ok(stalls) => tracing::warn!(
-                queue = self.queue_name(),
-                job = job.id(),
                 stalls,
                 start = job.attempts_started(),
                 "runs again after stalling: a run lost its lock (its host died or Redis was \
@@ -489,11 +522,7 @@ impl Attempts {
             ),
             Err(e) => {
                 self.trouble.saw();
-                tracing::debug!(
-                    queue = self.queue_name(),
-                    job = job.id(),
-                    "cannot read stc: {e}"
-                );
+                tracing::debug!("cannot read stc: {e}");
             }
         }
     }
@@ -567,9 +596,11 @@ impl Attempts {
     ) -> Result<Value, Error> {
         match verdict {
             Verdict::Completed(json) => {
+                ends(Outcome::Completed);
                 json::storable_return_value(&json).map_err(Error::ProcessingError)
             }
             Verdict::Unrecoverable(reason) => {
+                ends(Outcome::Unrecoverable);
                 let failure = Failure {
                     message: reason.clone(),
                     name: Some("UnrecoverableError".into()),
@@ -579,11 +610,10 @@ impl Attempts {
                 Err(Error::Unrecoverable(reason))
             }
             Verdict::RateLimited(asked) => {
+                ends(Outcome::RateLimited);
                 let ms = outcome::rate_limit(asked);
                 if ms != asked {
                     tracing::warn!(
-                        queue = self.queue_name(),
-                        job = job.id(),
                         "the module asked to pause the queue {asked} ms; paused {ms} ms, the most bullpen allows"
                     );
                 }
@@ -592,11 +622,10 @@ impl Attempts {
                 Err(Error::RateLimited { delay_ms: ms })
             }
             Verdict::Delayed(asked) => {
+                ends(Outcome::Delayed);
                 let until = outcome::delayed_until(asked, now_ms());
                 if until != asked && !self.delay_bounded.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
-                        queue = self.queue_name(),
-                        job = job.id(),
                         "the module asked to delay the job until {asked}; delayed until {until} \
                          (between {:?} and {} from now; said once per queue)",
                         outcome::MIN_DELAY,
@@ -616,14 +645,11 @@ impl Attempts {
     /// goes back to wait and runs again, no attempt counted (the crate's
     /// `RateLimited` path is exactly that move when no rate limit is set).
     async fn wait_for_children(&self, job: &Job, moved: bool) -> Result<Value, Error> {
+        ends(Outcome::WaitingChildren);
         if moved || job.move_to_waiting_children(None).await? {
             return Err(Error::WaitingChildren);
         }
-        tracing::debug!(
-            queue = self.queue_name(),
-            job = job.id(),
-            "waiting-children with no child pending: back to wait"
-        );
+        tracing::debug!("waiting-children with no child pending: back to wait");
         Err(Error::RateLimited { delay_ms: 0 })
     }
 
@@ -631,11 +657,7 @@ impl Attempts {
         match fields::raw_options(&self.queue, job.id()).await {
             Ok(raw) => job_options::parse(&raw),
             Err(e) => {
-                tracing::warn!(
-                    queue = self.queue_name(),
-                    job = job.id(),
-                    "cannot read the job's options: {e}"
-                );
+                tracing::warn!("cannot read the job's options: {e}");
                 JobOptions {
                     attempts: job.opts().attempts.unwrap_or(1).max(1),
                     ..JobOptions::default()
@@ -683,11 +705,7 @@ impl Attempts {
         .await
         {
             self.trouble.saw();
-            tracing::warn!(
-                queue = self.queue_name(),
-                job = job.id(),
-                "cannot record the failure: {e}"
-            );
+            tracing::warn!("cannot record the failure: {e}");
         }
     }
 
@@ -708,6 +726,10 @@ impl Attempts {
                     .await
             }
         };
+        ends(match delay {
+            Some(Ok(_)) => Outcome::Retried,
+            _ => Outcome::Failed,
+        });
         match delay {
             None => {
                 self.record(&job, &failure, &opts, false).await;
@@ -761,7 +783,6 @@ impl Attempts {
             Ok(BackoffDecision::Builtin) => Some(Err(outcome::unknown_strategy(strategy))),
             Err(crash) => {
                 tracing::error!(
-                    queue = self.queue_name(),
                     job = guest_job.id,
                     "the module's backoff crashed ({crash}); the job fails"
                 );

@@ -11,6 +11,7 @@
 //! the job's every entry by id). A move sent while Redis is down is dropped
 //! by the crate, and the job runs again once its lock expires.
 
+use crate::observe::metrics::QueueMetrics;
 use bullmq::{Error, Job};
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -92,19 +93,33 @@ impl Drop for Run<'_> {
 
 /// When a queue's attempts or workers last saw Redis fail (ms since the
 /// epoch; 0: never).
-#[derive(Default)]
-pub(crate) struct Trouble(AtomicU64);
+pub(crate) struct Trouble {
+    last: AtomicU64,
+    /// Counts each error, when the host exports metrics.
+    metrics: Option<QueueMetrics>,
+}
 
 impl Trouble {
+    /// No trouble yet; each error from now on counted in `metrics`.
+    pub(crate) fn new(metrics: Option<QueueMetrics>) -> Self {
+        Trouble {
+            last: AtomicU64::new(0),
+            metrics,
+        }
+    }
+
     /// Records a Redis error now.
     pub(crate) fn saw(&self) {
-        self.0
+        self.last
             .store(super::attempt::now_ms().max(1), Ordering::Relaxed);
+        if let Some(metrics) = &self.metrics {
+            metrics.redis_error();
+        }
     }
 
     /// Whether Redis failed at or after `since_ms`.
     pub(crate) fn since(&self, since_ms: u64) -> bool {
-        self.0.load(Ordering::Relaxed) >= since_ms.max(1)
+        self.last.load(Ordering::Relaxed) >= since_ms.max(1)
     }
 }
 
@@ -189,7 +204,7 @@ mod tests {
 
     #[test]
     fn trouble_is_seen_from_when_it_happened() {
-        let trouble = Trouble::default();
+        let trouble = Trouble::new(None);
         assert!(!trouble.since(0));
         let before = super::super::attempt::now_ms();
         trouble.saw();

@@ -12,6 +12,8 @@ mod limiter;
 mod lock;
 
 use crate::config::QueueConfig;
+use crate::observe::depth;
+use crate::observe::metrics::QueueMetrics;
 use crate::queue::RedisTarget;
 use crate::registry::Serving;
 use crate::sandbox::Limits;
@@ -34,6 +36,8 @@ pub struct QueueWorker {
     rotation: tokio::task::JoinHandle<()>,
     wake: bullmq::Queue,
     attempts: Arc<Attempts>,
+    /// Reads the queue's job counts for the metrics.
+    depth: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The crate's workers taking a queue's jobs, all named after the module
@@ -132,12 +136,13 @@ pub const RUN_RETRY_DELAY: Duration = Duration::from_millis(250);
 
 impl QueueWorker {
     /// Starts taking jobs from queue `name` and running them with the
-    /// module `serving` serves.
+    /// module `serving` serves; recording in `metrics`, if given.
     pub async fn start(
         name: &str,
         config: &QueueConfig,
         serving: Arc<Serving>,
         target: &RedisTarget,
+        metrics: Option<QueueMetrics>,
     ) -> Result<Self, WorkerError> {
         let error = |reason: String| WorkerError {
             queue: name.to_owned(),
@@ -145,6 +150,12 @@ impl QueueWorker {
         };
         let queue = target.queue(name).await.map_err(|e| error(e.to_string()))?;
         let crew = Arc::new(Crew::new(Limiter::new(configured_limiter(config))));
+        if let Some(metrics) = &metrics {
+            serving.observe(metrics);
+        }
+        let depth = metrics
+            .as_ref()
+            .map(|metrics| depth::poll(queue.clone(), metrics.clone()));
         let attempts = Arc::new(Attempts {
             queue: queue.clone(),
             crew: crew.clone(),
@@ -159,10 +170,11 @@ impl QueueWorker {
             on_crash: config.on_crash,
             delay_bounded: Default::default(),
             runs: Default::default(),
-            trouble: Default::default(),
+            trouble: lock::Trouble::new(metrics.clone()),
             lock: config.lock_duration.0,
             max_data_size: config.max_data_size.0,
             targets: Arc::new(jobs::AddTargets::new(target.clone())),
+            metrics,
         });
         let processing = attempts.clone();
         let processor = move |job: Job, _cancel: CancellationToken| {
@@ -283,6 +295,7 @@ impl QueueWorker {
             rotation,
             wake: queue,
             attempts,
+            depth,
         };
         if let Err(e) = first {
             running.close(Duration::ZERO).await;
@@ -302,6 +315,9 @@ impl QueueWorker {
     pub async fn close(self, grace: Duration) {
         let deadline = tokio::time::Instant::now() + grace;
         self.rotation.abort();
+        if let Some(depth) = &self.depth {
+            depth.abort();
+        }
         let workers = std::mem::take(&mut *self.crew.workers());
         let retiring =
             std::mem::take(&mut *self.crew.retiring.lock().unwrap_or_else(|e| e.into_inner()));

@@ -75,6 +75,8 @@ pub enum Contender {
     BullpenGranted,
     /// The `--baseline` binary, with the same config as `Bullpen`.
     BullpenBaseline,
+    /// bullpen with `[host] metrics` set: what recording metrics costs.
+    BullpenMetrics,
 }
 
 impl Contender {
@@ -87,6 +89,7 @@ impl Contender {
             Contender::Bullpen => "bullpen",
             Contender::BullpenGranted => "bullpen, all three grants",
             Contender::BullpenBaseline => "bullpen, --baseline binary",
+            Contender::BullpenMetrics => "bullpen, metrics on",
         }
     }
 }
@@ -236,7 +239,10 @@ pub async fn start(case: Case, redis_url: &str, bullpen: &Path) -> Running {
                 _dir: None,
             }
         }
-        Contender::Bullpen | Contender::BullpenGranted | Contender::BullpenBaseline => {
+        Contender::Bullpen
+        | Contender::BullpenGranted
+        | Contender::BullpenBaseline
+        | Contender::BullpenMetrics => {
             let module = match case.work {
                 Work::Noop => "echo",
                 Work::Transform => "json-transform",
@@ -255,11 +261,20 @@ pub async fn start(case: Case, redis_url: &str, bullpen: &Path) -> Running {
                            files = [{ source = \"granted\", destination = \"/granted\" }]\n\
                            allowed_outbound_hosts = [\"https://hooks.example.com\"]\n";
             }
+            let host = if case.contender == Contender::BullpenMetrics {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .unwrap()
+                    .port();
+                format!("[host]\nmetrics = \"127.0.0.1:{port}\"\n\n")
+            } else {
+                String::new()
+            };
             let config = dir.path().join("bullpen.toml");
             std::fs::write(
                 &config,
                 format!(
-                    "[redis]\nurl = \"{redis_url}\"\n\n[queues.{QUEUE}]\nmodule = \"guest.wasm\"\nconcurrency = {concurrency}\n{workers}{grants}",
+                    "[redis]\nurl = \"{redis_url}\"\n\n{host}[queues.{QUEUE}]\nmodule = \"guest.wasm\"\nconcurrency = {concurrency}\n{workers}{grants}",
                 ),
             )
             .unwrap();
