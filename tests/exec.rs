@@ -45,6 +45,7 @@ fn echo_completes_with_its_data() {
     assert_eq!(run.report["hash"].as_str().unwrap().len(), 12);
     assert!(run.report["duration_ms"].as_f64().unwrap() > 0.0);
     assert!(run.report["peak_memory_bytes"].as_u64().unwrap() > 0);
+    assert!(run.report["cpu_ms"].as_f64().unwrap() > 0.0);
 }
 
 #[test]

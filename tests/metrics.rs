@@ -199,6 +199,7 @@ async fn metrics_count_what_the_example_queues_did() {
         ("bullpen_attempt_duration_seconds_count", 10.0),
         ("bullpen_instantiate_duration_seconds_count", 10.0),
         ("bullpen_attempt_peak_memory_bytes_count", 10.0),
+        ("bullpen_attempt_cpu_seconds_count", 10.0),
     ] {
         assert_eq!(
             value(&samples, name, &[("queue", "echo")]),
@@ -221,6 +222,14 @@ async fn metrics_count_what_the_example_queues_did() {
     )
     .unwrap();
     assert!(timed <= 2.0, "the 1 s timeout is over 0.5 s: {text}");
+    // The spinning guest's second of CPU, the sleeping ones' almost none.
+    let cpu = value(
+        &samples,
+        "bullpen_attempt_cpu_seconds_sum",
+        &[("queue", "misbehave")],
+    )
+    .unwrap();
+    assert!((0.5..2.0).contains(&cpu), "{text}");
     assert_eq!(
         value(&samples, "bullpen_attempts_in_flight", &[("queue", "echo")]),
         Some(0.0)
@@ -258,10 +267,9 @@ async fn metrics_count_what_the_example_queues_did() {
     let (code, stdout, stderr) = host.cli(&["jobs", "echo", "--state", "completed"]);
     assert_eq!(code, 0, "{stderr}");
     let header: Vec<&str> = stdout.lines().next().unwrap().split_whitespace().collect();
-    let (ms_column, memory_column) = (
-        header.iter().position(|h| *h == "LAST_MS").unwrap(),
-        header.iter().position(|h| *h == "PEAK_MEMORY").unwrap(),
-    );
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (ms_column, cpu_column, memory_column) =
+        (column("LAST_MS"), column("CPU_MS"), column("PEAK_MEMORY"));
     let rows: Vec<Vec<&str>> = stdout
         .lines()
         .skip(1)
@@ -273,6 +281,10 @@ async fn metrics_count_what_the_example_queues_did() {
             .parse()
             .unwrap_or_else(|_| panic!("{stdout}"));
         assert!(ms > 0.0 && ms < 10_000.0, "{stdout}");
+        let cpu: f64 = row[cpu_column]
+            .parse()
+            .unwrap_or_else(|_| panic!("{stdout}"));
+        assert!(cpu > 0.0 && cpu <= ms * 1.5, "{stdout}");
         // "1.1 MiB": the number, then its unit.
         assert!(row[memory_column].parse::<f64>().is_ok(), "{stdout}");
     }

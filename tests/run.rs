@@ -532,6 +532,7 @@ async fn add_jobs_and_status_from_the_cli() {
             "ATTEMPTS_STARTED",
             "MODULE",
             "LAST_MS",
+            "CPU_MS",
             "PEAK_MEMORY",
             "FAILED_REASON"
         ],
@@ -540,8 +541,9 @@ async fn add_jobs_and_status_from_the_cli() {
     assert!(
         lines[1]
             .starts_with("first  signup  failed  1              1                 validate.wasm@")
-            && lines[1]
-                .ends_with("  -        -            Invalid job data: \"email\" is required"),
+            && lines[1].ends_with(
+                "  -        -       -            Invalid job data: \"email\" is required"
+            ),
         "{stdout}"
     );
     let (code, stdout, _) = cli(&host, &["status"]);

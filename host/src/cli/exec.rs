@@ -24,7 +24,7 @@ Examples:
 
 The outcome is printed on stdout as one JSON object: outcome (completed, failed,
 unrecoverable, rate-limited, delayed, waiting-children or crashed), the return
-value or the error, duration_ms, peak_memory_bytes, what the processor logged and
+value or the error, duration_ms, cpu_ms, peak_memory_bytes, what the processor logged and
 printed, and the jobs it added (jobs_added; nothing reaches Redis) and the data
 it set (data_updated).
 
@@ -101,6 +101,7 @@ fn limits_and_grants(args: &ExecArgs) -> anyhow::Result<Limits> {
         timeout: args.timeout.0,
         memory: args.memory.0,
         reports: args.report_budget.0,
+        cpu_time: true,
         ..Limits::default()
     };
     let mut grants = crate::config::GrantsConfig::default();
@@ -323,6 +324,7 @@ fn describe(module: &Module, run: &Run<ProcessAnswer>) -> (Value, u8) {
     };
     report["duration_ms"] = json!(run.cost.wall.as_secs_f64() * 1e3);
     report["peak_memory_bytes"] = json!(run.cost.peak_memory);
+    report["cpu_ms"] = json!(run.cost.cpu.map(|cpu| cpu.as_secs_f64() * 1e3));
     report["stdout"] = json!(run.stdout.text);
     report["stderr"] = json!(run.stderr.text);
     if run.stdout.dropped + run.stderr.dropped > 0 {

@@ -41,7 +41,7 @@ pub(super) async fn run(args: JobsArgs) -> anyhow::Result<ExitCode> {
     queue.close().await;
     connected.close().await;
     let jobs = jobs?;
-    let rows: Vec<[String; 9]> = jobs
+    let rows: Vec<[String; 10]> = jobs
         .iter()
         .map(|(job, state)| {
             let cost = costs.get(job.id());
@@ -55,6 +55,8 @@ pub(super) async fn run(args: JobsArgs) -> anyhow::Result<ExitCode> {
                 // version (`echo.wasm@5a4b3adb383d`).
                 job.processed_by().unwrap_or("").to_owned(),
                 cost.and_then(|c| c.duration_ms)
+                    .map_or_else(|| "-".into(), |ms| format!("{ms:.3}")),
+                cost.and_then(|c| c.cpu_ms)
                     .map_or_else(|| "-".into(), |ms| format!("{ms:.3}")),
                 cost.and_then(|c| c.peak_memory)
                     .map_or_else(|| "-".into(), |bytes| ByteSize(bytes).to_string()),
@@ -71,6 +73,7 @@ pub(super) async fn run(args: JobsArgs) -> anyhow::Result<ExitCode> {
             "ATTEMPTS_STARTED",
             "MODULE",
             "LAST_MS",
+            "CPU_MS",
             "PEAK_MEMORY",
             "FAILED_REASON",
         ],

@@ -21,6 +21,8 @@ pub struct AttemptCost {
     pub duration_ms: Option<f64>,
     /// The most linear memory it held, in bytes.
     pub peak_memory: Option<u64>,
+    /// The CPU time it spent in the sandbox.
+    pub cpu_ms: Option<f64>,
     /// When it ended, ms since the epoch.
     pub finished_at: u64,
 }
@@ -126,6 +128,7 @@ mod tests {
             outcome: "completed".into(),
             duration_ms: Some(1.0),
             peak_memory: Some(65536),
+            cpu_ms: Some(0.5),
             finished_at: job,
         }
     }

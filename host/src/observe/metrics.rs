@@ -162,6 +162,7 @@ pub struct Metrics {
     duration: HistogramFamily,
     instantiate: HistogramFamily,
     peak_memory: HistogramFamily,
+    cpu: HistogramFamily,
     in_flight: Family<QueueLabel, Gauge>,
     concurrency: Family<QueueLabel, Gauge>,
     jobs: Family<StateLabels, Gauge>,
@@ -212,6 +213,7 @@ impl Metrics {
             duration: histograms(DURATION_BUCKETS),
             instantiate: histograms(INSTANTIATE_BUCKETS),
             peak_memory: histograms(MEMORY_BUCKETS),
+            cpu: histograms(DURATION_BUCKETS),
             in_flight: Family::default(),
             concurrency: Family::default(),
             jobs: Family::default(),
@@ -249,6 +251,11 @@ impl Metrics {
             "bullpen_attempt_peak_memory_bytes",
             "The most linear memory an attempt's guest held at once",
             metrics.peak_memory.clone(),
+        );
+        registry.register(
+            "bullpen_attempt_cpu_seconds",
+            "CPU time an attempt spent: its guest, and the host's work for it in the sandbox",
+            metrics.cpu.clone(),
         );
         registry.register(
             "bullpen_attempts_in_flight",
@@ -334,6 +341,7 @@ impl Metrics {
             duration: self.duration.get_or_create_owned(&queue),
             instantiate: self.instantiate.get_or_create_owned(&queue),
             peak_memory: self.peak_memory.get_or_create_owned(&queue),
+            cpu: self.cpu.get_or_create_owned(&queue),
             in_flight: self.in_flight.get_or_create_owned(&queue),
             deploys: self.deploys.get_or_create_owned(&queue),
             rejected_deploys: self.rejected_deploys.get_or_create_owned(&queue),
@@ -380,6 +388,7 @@ pub struct QueueMetrics {
     duration: Histogram,
     instantiate: Histogram,
     peak_memory: Histogram,
+    cpu: Histogram,
     in_flight: Gauge,
     deploys: Counter,
     rejected_deploys: Counter,
@@ -399,6 +408,8 @@ pub struct Spent {
     pub instantiate: Duration,
     /// The most linear memory it held.
     pub peak_memory: u64,
+    /// The CPU time it spent.
+    pub cpu: Option<Duration>,
 }
 
 impl QueueMetrics {
@@ -419,6 +430,9 @@ impl QueueMetrics {
             self.duration.observe(spent.wall.as_secs_f64());
             self.instantiate.observe(spent.instantiate.as_secs_f64());
             self.peak_memory.observe(spent.peak_memory as f64);
+            if let Some(cpu) = spent.cpu {
+                self.cpu.observe(cpu.as_secs_f64());
+            }
         }
         self.costs.record(AttemptCost {
             job_id: job_id.to_owned(),
@@ -426,6 +440,7 @@ impl QueueMetrics {
             outcome: outcome.as_str().to_owned(),
             duration_ms: spent.map(|s| s.wall.as_secs_f64() * 1e3),
             peak_memory: spent.map(|s| s.peak_memory),
+            cpu_ms: spent.and_then(|s| s.cpu).map(|cpu| cpu.as_secs_f64() * 1e3),
             finished_at: now_ms(),
         });
     }

@@ -22,6 +22,7 @@
 
 mod bindings;
 mod cache;
+mod cpu;
 mod crash;
 mod engine;
 pub mod grants;

@@ -2,6 +2,7 @@
 //! budgets, captured output, and what the call cost.
 
 use super::bindings::{BackoffDecision, Failure, Job, JobError};
+use super::cpu::CpuTimed;
 use super::crash::{self, Crash, Evidence};
 use super::grants::{Granting, Grants, Outbound};
 use super::jobs::Jobs;
@@ -31,6 +32,8 @@ pub struct Limits {
     pub reports: u64,
     /// What the guest may reach besides computing (nothing by default).
     pub grants: Grants,
+    /// Whether the call's CPU time is measured ([`Cost::cpu`]).
+    pub cpu_time: bool,
 }
 
 impl Default for Limits {
@@ -42,6 +45,7 @@ impl Default for Limits {
             capture: 64 << 10,
             reports: 1 << 20,
             grants: Grants::default(),
+            cpu_time: false,
         }
     }
 }
@@ -56,6 +60,9 @@ pub struct Cost {
     pub instantiate: Duration,
     /// The most linear memory the instance held at once, in bytes.
     pub peak_memory: u64,
+    /// CPU time spent running the call (the guest and the host's work for
+    /// it), when [`Limits::cpu_time`] asked for it.
+    pub cpu: Option<Duration>,
 }
 
 /// The result of one call into a fresh instance.
@@ -200,6 +207,7 @@ impl Module {
                     wall: started.elapsed(),
                     instantiate: started.elapsed(),
                     peak_memory: 0,
+                    cpu: None,
                 },
                 stdout: stdout.captured(),
                 stderr: stderr.captured(),
@@ -243,7 +251,7 @@ impl Module {
 
         let mut instantiated: Option<Duration> = None;
         let deadline = tokio::time::Instant::from_std(started) + limits.timeout;
-        let result = crate::timer::within(deadline, async {
+        let call = crate::timer::within(deadline, async {
             match &self.pre {
                 Pre::Now(pre) => {
                     let instance = pre.instantiate_async(&mut store).await?;
@@ -290,8 +298,8 @@ impl Module {
                     }
                 }
             }
-        })
-        .await;
+        });
+        let (result, cpu) = CpuTimed::new(std::pin::pin!(call), limits.cpu_time).await;
 
         let stderr = stderr.captured();
         let state = store.data();
@@ -322,6 +330,7 @@ impl Module {
                 wall: started.elapsed(),
                 instantiate: instantiated.unwrap_or_else(|| started.elapsed()),
                 peak_memory: state.limiter.peak(),
+                cpu,
             },
             stdout: stdout.captured(),
             stderr,

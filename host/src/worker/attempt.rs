@@ -362,6 +362,7 @@ impl Attempts {
                 wall: run.cost.wall,
                 instantiate: run.cost.instantiate,
                 peak_memory: run.cost.peak_memory,
+                cpu: run.cost.cpu,
             }))
         });
         if let (Err(crash), Some(metrics)) = (&run.outcome, &self.metrics) {

@@ -165,6 +165,8 @@ impl QueueWorker {
                 memory: config.memory.0,
                 reports: config.report_budget.0,
                 grants: crate::sandbox::grants::Grants::from_config(&config.grants),
+                // Counted for the metrics only: two system calls per poll.
+                cpu_time: metrics.is_some(),
                 ..Limits::default()
             },
             on_crash: config.on_crash,
