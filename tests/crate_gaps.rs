@@ -93,10 +93,7 @@ async fn an_immediate_retry_of_a_lifo_job_comes_next() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_panic_in_the_processor_fails_the_attempt() {
     let redis = RedisServer::start();
-    let target = RedisTarget {
-        url: redis.url(),
-        prefix: "bull".into(),
-    };
+    let target = RedisTarget::server(redis.url(), "bull");
     let queue = open(&redis, "panics").await;
     let mut options = WorkerOptions::new();
     options.connection = target.connection();

@@ -4,9 +4,7 @@
 //! happened. Also JSON log lines, and the per-job cost `bullpen jobs` shows.
 
 use bullpen::queue::bullmq::{JobOptions, Queue};
-use bullpen_tests::{
-    RedisServer, RunningHost, finished, free_port, http_get, queue as open, workspace_root,
-};
+use bullpen_tests::{RedisServer, RunningHost, finished, free_port, queue as open, workspace_root};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -30,20 +28,38 @@ struct Sample {
     value: f64,
 }
 
-/// `text` parsed by `prometheus_client.parser` (Python, the interop venv).
-fn parse(text: &str) -> Vec<Sample> {
+/// What a scrape of `/metrics` gave.
+#[derive(Debug, serde::Deserialize)]
+struct Scraped {
+    status: u16,
+    content_type: String,
+    text: String,
+    samples: Vec<Sample>,
+}
+
+/// `/metrics` on `addr`, fetched with Python's urllib and parsed by
+/// `prometheus_client.parser` (the interop venv).
+fn scrape(addr: &str) -> (String, Vec<Sample>) {
     let interpreter = std::env::var("BULLPEN_INTEROP_PYTHON").unwrap_or_else(|_| {
         panic!("BULLPEN_INTEROP_PYTHON is not set: run scripts/test (it installs the Python parser in a venv)")
     });
-    let mut parser = std::process::Command::new(&interpreter);
-    parser.arg(workspace_root().join("tests/interop/python/parse_metrics.py"));
-    let output = fed(parser, text);
+    let output = std::process::Command::new(&interpreter)
+        .arg(workspace_root().join("tests/interop/python/parse_metrics.py"))
+        .arg(format!("http://{addr}/metrics"))
+        .output()
+        .unwrap();
     assert!(
         output.status.success(),
-        "the Prometheus parser refused the text:\n{}\n{text}",
+        "the scrape or the Prometheus parser failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    serde_json::from_slice(&output.stdout).unwrap()
+    let scraped: Scraped = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(scraped.status, 200, "{}", scraped.text);
+    assert_eq!(
+        scraped.content_type, "text/plain; version=0.0.4; charset=utf-8",
+        "Prometheus's text format"
+    );
+    (scraped.text, scraped.samples)
 }
 
 /// The value of the sample `name` whose labels include `labels`.
@@ -57,13 +73,6 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
                     .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
         })
         .map(|s| s.value)
-}
-
-fn scrape(addr: &str) -> (String, Vec<Sample>) {
-    let (status, text) = http_get(addr, "/metrics");
-    assert_eq!(status, 200, "{text}");
-    let samples = parse(&text);
-    (text, samples)
 }
 
 /// Scrapes until `ready` holds of the samples; panics with the host's log

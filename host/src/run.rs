@@ -60,23 +60,30 @@ pub struct Host {
 pub async fn redis_for(
     config: &Config,
 ) -> Result<(RedisTarget, Option<EmbeddedRedis>), StartError> {
-    let (url, embedded) = match &config.redis.url {
-        Some(url) => (url.clone(), None),
-        None => match EmbeddedRedis::running(&config.host.data_dir).await {
-            Some(url) => (url, None),
-            None => {
-                let redis = EmbeddedRedis::start(&config.host.data_dir, &config.path).await?;
-                (redis.url(), Some(redis))
-            }
-        },
-    };
-    Ok((
-        RedisTarget {
-            url,
-            prefix: config.redis.prefix.clone(),
-        },
-        embedded,
-    ))
+    if let Some(target) = configured_target(config) {
+        return Ok((target, None));
+    }
+    let prefix = config.redis.prefix.clone();
+    Ok(match EmbeddedRedis::running(&config.host.data_dir).await {
+        Some(url) => (RedisTarget::server(url, prefix), None),
+        None => {
+            let redis = EmbeddedRedis::start(&config.host.data_dir, &config.path).await?;
+            (RedisTarget::server(redis.url(), prefix), Some(redis))
+        }
+    })
+}
+
+/// The Redis `config` names (a server or a cluster); `None` when bullpen
+/// runs its own.
+fn configured_target(config: &Config) -> Option<RedisTarget> {
+    let prefix = config.redis.prefix.clone();
+    match &config.redis.url {
+        Some(url) => Some(RedisTarget::server(url.clone(), prefix)),
+        None if !config.redis.nodes.is_empty() => {
+            Some(RedisTarget::cluster(config.redis.nodes.clone(), prefix))
+        }
+        None => None,
+    }
 }
 
 /// Starts the embedded Redis for `bullpen run`. A client command (`add`,
@@ -155,20 +162,11 @@ impl Host {
             state::keep_version(&config.host.data_dir, &serving.current().module);
         }
         let watcher = watch::start(&registry, sandbox.clone(), &config.host.data_dir)?;
-        let (target, redis) = match &config.redis.url {
-            Some(url) => (
-                RedisTarget {
-                    url: url.clone(),
-                    prefix: config.redis.prefix.clone(),
-                },
-                None,
-            ),
+        let (target, redis) = match configured_target(config) {
+            Some(target) => (target, None),
             None => {
                 let redis = start_embedded(config).await?;
-                let target = RedisTarget {
-                    url: redis.url(),
-                    prefix: config.redis.prefix.clone(),
-                };
+                let target = RedisTarget::server(redis.url(), config.redis.prefix.clone());
                 (target, Some(redis))
             }
         };

@@ -543,13 +543,10 @@ fn parse_peer_output(what: &str, output: std::process::Output) -> serde_json::Va
 
 /// Queue `name` on `redis`, through the crate bullpen uses.
 pub async fn queue(redis: &RedisServer, name: &str) -> bullpen::queue::bullmq::Queue {
-    bullpen::queue::RedisTarget {
-        url: redis.url(),
-        prefix: "bull".into(),
-    }
-    .queue(name)
-    .await
-    .unwrap()
+    bullpen::queue::RedisTarget::server(redis.url(), "bull")
+        .queue(name)
+        .await
+        .unwrap()
 }
 
 /// Waits until job `id` is in one of `states` (BullMQ's names) and returns

@@ -57,7 +57,11 @@ pub struct RedisConfig {
     /// `unix:///path/redis.sock`). When absent, bullpen starts its own
     /// `redis-server` with its data under the data dir.
     pub url: Option<String>,
-    /// BullMQ's key prefix. Default `bull`, as BullMQ's.
+    /// The seed nodes of a Redis Cluster, instead of `url`; the rest of the
+    /// cluster is found from them.
+    pub nodes: Vec<String>,
+    /// BullMQ's key prefix. Default `bull`, as BullMQ's. In a cluster it
+    /// must hold a hash tag (`{bull}`), so that a queue's keys share a slot.
     pub prefix: String,
 }
 
@@ -65,6 +69,7 @@ impl Default for RedisConfig {
     fn default() -> Self {
         RedisConfig {
             url: None,
+            nodes: Vec::new(),
             prefix: "bull".into(),
         }
     }
@@ -211,7 +216,8 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawRedis {
     url: Option<Spanned<String>>,
-    prefix: Option<String>,
+    nodes: Option<Spanned<Vec<Spanned<String>>>>,
+    prefix: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -325,7 +331,23 @@ impl Config {
         };
         let redis = RedisConfig {
             url: raw.redis.url.as_ref().map(|u| u.get_ref().clone()),
-            prefix: raw.redis.prefix.unwrap_or_else(|| "bull".into()),
+            nodes: raw
+                .redis
+                .nodes
+                .as_ref()
+                .map(|nodes| {
+                    nodes
+                        .get_ref()
+                        .iter()
+                        .map(|n| n.get_ref().clone())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            prefix: raw
+                .redis
+                .prefix
+                .as_ref()
+                .map_or_else(|| "bull".into(), |p| p.get_ref().clone()),
         };
         let mut config = Config {
             path: path.to_path_buf(),
@@ -355,6 +377,9 @@ impl Config {
             if let Err(e) = url.get_ref().as_str().into_connection_info() {
                 return Err(config.at(url.span(), format!("redis.url: {e}")));
             }
+        }
+        if let Some(nodes) = &raw.redis.nodes {
+            config.check_cluster(nodes, &raw.redis)?;
         }
         let mut total_concurrency: u32 = 0;
         for (name, queue) in raw.queues {
@@ -524,6 +549,56 @@ impl Config {
         Ok(config)
     }
 
+    /// `[redis] nodes`: node URLs that parse, no `url` beside them, and a
+    /// prefix with a hash tag.
+    fn check_cluster(
+        &self,
+        nodes: &Spanned<Vec<Spanned<String>>>,
+        raw: &RawRedis,
+    ) -> Result<(), ConfigError> {
+        use redis::IntoConnectionInfo;
+        if let Some(url) = &raw.url {
+            return Err(self.at(
+                url.span(),
+                "redis: give either `url` (one server) or `nodes` (a Redis Cluster), not both"
+                    .into(),
+            ));
+        }
+        if nodes.get_ref().is_empty() {
+            return Err(self.at(
+                nodes.span(),
+                "redis.nodes: list at least one node of the cluster, e.g. [\"redis://10.0.0.1:7000\"]"
+                    .into(),
+            ));
+        }
+        for node in nodes.get_ref() {
+            if let Err(e) = node.get_ref().as_str().into_connection_info() {
+                return Err(self.at(
+                    node.span(),
+                    format!("redis.nodes: `{}`: {e}", node.get_ref()),
+                ));
+            }
+        }
+        if hash_tag(&self.redis.prefix).is_none() {
+            let span = raw.prefix.as_ref().map_or(nodes.span(), |p| p.span());
+            return Err(self.at(
+                span,
+                format!(
+                    "redis.prefix: `{}` has no hash tag: in a Redis Cluster all of a queue's keys \
+                     must be in one slot, so the prefix must hold one, e.g. \"{{{}}}\" (and your \
+                     producers must use the same prefix)",
+                    self.redis.prefix,
+                    if self.redis.prefix.is_empty() {
+                        "bull"
+                    } else {
+                        &self.redis.prefix
+                    }
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// An error about the text at `span` of this file.
     pub fn at(&self, span: Range<usize>, reason: String) -> ConfigError {
         ConfigError {
@@ -561,6 +636,14 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// The hash tag Redis Cluster would hash for a key starting with `prefix`:
+/// what is between the first `{` and the next `}`, if not empty.
+pub fn hash_tag(prefix: &str) -> Option<&str> {
+    let open = prefix.find('{')?;
+    let close = prefix[open + 1..].find('}')? + open + 1;
+    (close > open + 1).then(|| &prefix[open + 1..close])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -571,6 +654,55 @@ mod tests {
 
     fn error(text: &str) -> String {
         parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_cluster_is_its_nodes_and_a_hash_tagged_prefix() {
+        let q = "[queues.q]\nmodule = \"a.wasm\"\n";
+        let config = parse(&format!(
+            "[redis]\nnodes = [\"redis://10.0.0.1:7000\", \"redis://10.0.0.2:7000\"]\nprefix = \"{{bull}}\"\n{q}"
+        ))
+        .unwrap();
+        assert_eq!(
+            config.redis.nodes,
+            ["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]
+        );
+        assert_eq!(config.redis.url, None);
+        assert_eq!(
+            error(&format!(
+                "[redis]\nnodes = [\"redis://10.0.0.1:7000\"]\n{q}"
+            )),
+            "/etc/bullpen/bullpen.toml:2:9: redis.prefix: `bull` has no hash tag: in a Redis \
+             Cluster all of a queue's keys must be in one slot, so the prefix must hold one, \
+             e.g. \"{bull}\" (and your producers must use the same prefix)"
+        );
+        assert!(
+            error(&format!(
+                "[redis]\nnodes = [\"redis://10.0.0.1:7000\"]\nprefix = \"bull{{}}\"\n{q}"
+            ))
+            .starts_with("/etc/bullpen/bullpen.toml:3:10: redis.prefix: `bull{}` has no hash tag"),
+        );
+        assert_eq!(
+            error(&format!("[redis]\nnodes = []\nprefix = \"{{b}}\"\n{q}")),
+            "/etc/bullpen/bullpen.toml:2:9: redis.nodes: list at least one node of the cluster, \
+             e.g. [\"redis://10.0.0.1:7000\"]"
+        );
+        assert!(
+            error(&format!(
+                "[redis]\nurl = \"redis://a:1\"\nnodes = [\"redis://b:1\"]\nprefix = \"{{b}}\"\n{q}"
+            ))
+            .starts_with("/etc/bullpen/bullpen.toml:2:7: redis: give either `url`"),
+        );
+        assert!(
+            error(&format!(
+                "[redis]\nnodes = [\"redis://b:1\", \"nope://x\"]\nprefix = \"{{b}}\"\n{q}"
+            ))
+            .starts_with("/etc/bullpen/bullpen.toml:2:25: redis.nodes: `nope://x`: "),
+        );
+        assert_eq!(hash_tag("{bull}"), Some("bull"));
+        assert_eq!(hash_tag("a{b}c{d}"), Some("b"));
+        assert_eq!(hash_tag("{}x"), None);
+        assert_eq!(hash_tag("bull"), None);
     }
 
     #[test]

@@ -16,8 +16,11 @@ pub use bullmq;
 /// Where the queues live: a Redis URL and BullMQ's key prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisTarget {
-    /// `redis://…`, `rediss://…` or `unix://…`.
+    /// `redis://…`, `rediss://…` or `unix://…`; for a cluster, its seed
+    /// nodes' URLs joined by commas (for messages).
     pub url: String,
+    /// A Redis Cluster's seed nodes; empty for one server at `url`.
+    pub nodes: Vec<String>,
     /// BullMQ's key prefix (`bull` by default).
     pub prefix: String,
 }
@@ -25,7 +28,30 @@ pub struct RedisTarget {
 impl RedisTarget {
     /// The crate's connection options for this target.
     pub fn connection(&self) -> RedisConnectionOptions {
-        RedisConnectionOptions::default().url(self.url.clone())
+        let options = RedisConnectionOptions::default().url(self.url.clone());
+        if self.nodes.is_empty() {
+            options
+        } else {
+            options.cluster_nodes(self.nodes.clone())
+        }
+    }
+
+    /// One Redis server at `url`.
+    pub fn server(url: impl Into<String>, prefix: impl Into<String>) -> Self {
+        RedisTarget {
+            url: url.into(),
+            nodes: Vec::new(),
+            prefix: prefix.into(),
+        }
+    }
+
+    /// The Redis Cluster these seed nodes belong to.
+    pub fn cluster(nodes: Vec<String>, prefix: impl Into<String>) -> Self {
+        RedisTarget {
+            url: nodes.join(","),
+            nodes,
+            prefix: prefix.into(),
+        }
     }
 
     /// Opens the queue `name`. Fails within [`CONNECT_TIMEOUT`] when Redis
@@ -41,13 +67,30 @@ impl RedisTarget {
         }
     }
 
-    /// Whether Redis answers a `PING` within [`CONNECT_TIMEOUT`]; the error
-    /// says why not (refused, unknown host, no answer).
+    /// Whether Redis answers a `PING` within [`CONNECT_TIMEOUT`] (in a
+    /// cluster, whether a seed node does); the error says why not (refused,
+    /// unknown host, no answer).
     pub async fn ping(&self) -> Result<(), QueueError> {
+        let ping_one = |url: &str| {
+            let url = url.to_owned();
+            async move {
+                let client = redis::Client::open(url.as_str())?;
+                let mut connection = client.get_multiplexed_async_connection().await?;
+                redis::cmd("PING").query_async::<()>(&mut connection).await
+            }
+        };
         let ping = async {
-            let client = redis::Client::open(self.url.as_str())?;
-            let mut connection = client.get_multiplexed_async_connection().await?;
-            redis::cmd("PING").query_async::<()>(&mut connection).await
+            if self.nodes.is_empty() {
+                return ping_one(&self.url).await;
+            }
+            let mut last = None;
+            for node in &self.nodes {
+                match ping_one(node).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.expect("a cluster has nodes"))
         };
         match tokio::time::timeout(CONNECT_TIMEOUT, ping).await {
             Ok(Ok(())) => Ok(()),

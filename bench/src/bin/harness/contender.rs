@@ -304,10 +304,7 @@ pub async fn native_worker() {
     {
         let url = std::env::var("REDIS_URL").expect("REDIS_URL");
         let concurrency = std::env::var("CONCURRENCY").map_or(1, |c| c.parse().unwrap());
-        let target = RedisTarget {
-            url,
-            prefix: "bull".into(),
-        };
+        let target = RedisTarget::server(url, "bull");
         let mut options = WorkerOptions::new();
         options.connection = target.connection();
         // `NATIVE_CONFIG="<toml lines>"`: the options bullpen gives its

@@ -54,13 +54,10 @@ async fn start_once(
     redis_url: &str,
     bullpen: &Path,
 ) -> (Duration, tokio::process::Child) {
-    let queue = RedisTarget {
-        url: redis_url.to_owned(),
-        prefix: "bull".into(),
-    }
-    .queue("echo")
-    .await
-    .unwrap();
+    let queue = RedisTarget::server(redis_url.to_owned(), "bull")
+        .queue("echo")
+        .await
+        .unwrap();
     let mut events = EventStream::open(redis_url, "echo").await;
     let job = queue
         .add("first", serde_json::json!({"hello": "world"}))

@@ -34,13 +34,10 @@ pub async fn empty_queue(redis_url: &str) -> (redis::aio::MultiplexedConnection,
         .query_async::<()>(&mut connection)
         .await
         .unwrap();
-    let queue = RedisTarget {
-        url: redis_url.to_owned(),
-        prefix: "bull".into(),
-    }
-    .queue(QUEUE)
-    .await
-    .unwrap();
+    let queue = RedisTarget::server(redis_url.to_owned(), "bull")
+        .queue(QUEUE)
+        .await
+        .unwrap();
     (connection, queue)
 }
 
