@@ -155,6 +155,7 @@ pub struct RedisServer {
     /// Its port.
     pub port: u16,
     persistent: bool,
+    cluster: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -181,6 +182,10 @@ impl RedisServer {
     }
 
     fn try_start_with(persistent: bool) -> Option<RedisServer> {
+        Self::try_start_as(persistent, false)
+    }
+
+    fn try_start_as(persistent: bool, cluster: bool) -> Option<RedisServer> {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -188,24 +193,40 @@ impl RedisServer {
             .unwrap()
             .port();
         let mut server = RedisServer {
-            child: Self::spawn(port, dir.path(), persistent),
+            child: Self::spawn(port, dir.path(), persistent, cluster),
             port,
             persistent,
+            cluster,
             _dir: dir,
         };
         server.wait_ready().then_some(server)
     }
 
-    fn spawn(port: u16, dir: &Path, persistent: bool) -> std::process::Child {
+    fn spawn(port: u16, dir: &Path, persistent: bool, cluster: bool) -> std::process::Child {
         let aof: &[&str] = if persistent {
             &["--appendonly", "yes", "--appendfsync", "always"]
         } else {
             &["--appendonly", "no"]
         };
+        // A cluster node keeps its view of the cluster in `nodes.conf`, so a
+        // restarted node rejoins with its slots.
+        let cluster_args: &[&str] = if cluster {
+            &[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "2000",
+            ]
+        } else {
+            &[]
+        };
         Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(aof)
+            .args(cluster_args)
             .arg("--dir")
             .arg(dir)
             .stdout(std::process::Stdio::null())
@@ -253,7 +274,7 @@ impl RedisServer {
     /// Starts it again after [`RedisServer::stop`], on the same port and
     /// directory, and waits until it answers.
     pub fn restart(&mut self) {
-        self.child = Self::spawn(self.port, self._dir.path(), self.persistent);
+        self.child = Self::spawn(self.port, self._dir.path(), self.persistent, self.cluster);
         assert!(
             self.wait_ready(),
             "redis-server did not come back on port {}",
@@ -265,6 +286,110 @@ impl RedisServer {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
+}
+
+/// A Redis Cluster of three masters (no replicas), each a [`RedisServer`]
+/// with an append-only file, formed with `redis-cli --cluster create`.
+pub struct RedisCluster {
+    /// The masters.
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts three nodes, forms the cluster and waits until every node
+    /// says `cluster_state:ok`.
+    pub fn start() -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                (0..20)
+                    .find_map(|_| RedisServer::try_start_as(true, true))
+                    .expect("could not start a cluster redis-server on a free port")
+            })
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let output = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli comes with redis-server (Debian: apt-get install redis-tools)");
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed:\n{}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        let cluster = RedisCluster { nodes };
+        cluster.wait_ok();
+        cluster
+    }
+
+    /// Waits until every node says `cluster_state:ok`.
+    pub fn wait_ok(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        for node in &self.nodes {
+            while !redis_cli(node.port, &["CLUSTER", "INFO"]).contains("cluster_state:ok") {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the cluster did not become ok on port {}",
+                    node.port
+                );
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    }
+
+    /// The seed URLs a client is given.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// `host:port,host:port,…`, for the Node client.
+    pub fn addresses(&self) -> String {
+        let addresses: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        addresses.join(",")
+    }
+
+    /// Which of [`RedisCluster::nodes`] holds the slot of keys tagged `tag`.
+    pub fn owner_of(&self, tag: &str) -> usize {
+        let slot: u16 = redis_cli(
+            self.nodes[0].port,
+            &["CLUSTER", "KEYSLOT", &format!("{{{tag}}}")],
+        )
+        .trim()
+        .parse()
+        .unwrap();
+        self.nodes
+            .iter()
+            .position(|node| {
+                let nodes = redis_cli(node.port, &["CLUSTER", "NODES"]);
+                let myself = nodes.lines().find(|l| l.contains("myself")).unwrap_or("");
+                myself.split_whitespace().skip(8).any(|range| {
+                    let (from, to) = range.split_once('-').unwrap_or((range, range));
+                    match (from.parse::<u16>(), to.parse::<u16>()) {
+                        (Ok(from), Ok(to)) => (from..=to).contains(&slot),
+                        _ => false,
+                    }
+                })
+            })
+            .expect("a node holds every slot")
+    }
+}
+
+/// `redis-cli -p <port> <args>`'s output.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli comes with redis-server");
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 impl Drop for RedisServer {
@@ -330,7 +455,9 @@ impl RunningHost {
         false
     }
 
-    fn start_with(redis: &str, queues: &str) -> RunningHost {
+    /// Like [`RunningHost::start`], with `redis` as the config's `[redis]`
+    /// table (e.g. a cluster's `nodes`).
+    pub fn start_with(redis: &str, queues: &str) -> RunningHost {
         Self::start_in(Self::prepare(redis, queues))
     }
 
@@ -484,20 +611,21 @@ pub fn node(script: &str, redis: &RedisServer) -> serde_json::Value {
 
 /// [`node`] with arguments for the script.
 pub fn node_with(script: &str, args: &[&str], redis: &RedisServer) -> serde_json::Value {
-    node_run(script, args, &[], redis)
+    let url = redis.url();
+    node_run(script, args, &[("REDIS_URL", &url)])
 }
 
 /// [`node`] with environment variables for the script.
 pub fn node_env(script: &str, env: &[(&str, &str)], redis: &RedisServer) -> serde_json::Value {
-    node_run(script, &[], env, redis)
+    let url = redis.url();
+    let mut env = env.to_vec();
+    env.push(("REDIS_URL", &url));
+    node_run(script, &[], &env)
 }
 
-fn node_run(
-    script: &str,
-    args: &[&str],
-    env: &[(&str, &str)],
-    redis: &RedisServer,
-) -> serde_json::Value {
+/// Runs a Node script with only `env` to tell it where Redis is (e.g. a
+/// cluster's nodes); the JSON it prints.
+pub fn node_run(script: &str, args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
     let dir = workspace_root().join("tests/interop/node");
     assert!(
         dir.join("node_modules/bullmq").exists(),
@@ -507,7 +635,6 @@ fn node_run(
         .arg(dir.join(script))
         .args(args)
         .envs(env.iter().copied())
-        .env("REDIS_URL", redis.url())
         .output()
         .expect("node must be installed to run the interop tests (Debian: apt-get install nodejs)");
     parse_peer_output(&format!("node {script}"), output)

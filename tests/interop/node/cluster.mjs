@@ -1,0 +1,75 @@
+// BullMQ's Node client as producer on a Redis Cluster (ioredis `Cluster`),
+// with the hash-tagged prefix a cluster needs.
+//
+//   CLUSTER_NODES=127.0.0.1:7000,127.0.0.1:7001 PREFIX='{bull}' MODE=outcomes node cluster.mjs
+//
+// MODE=outcomes: adds one job per outcome, waits until each is finished (or
+// waiting for its children), and prints per job its state and fields.
+// MODE=bulk: adds COUNT jobs to queue `echo` (ids bulk-0…), prints {added}.
+import { Queue } from 'bullmq';
+import { Cluster } from 'ioredis';
+
+const nodes = process.env.CLUSTER_NODES.split(',').map((hostPort) => {
+  const [host, port] = hostPort.split(':');
+  return { host, port: Number(port) };
+});
+const prefix = process.env.PREFIX;
+const connection = new Cluster(nodes);
+const queue = (name) => new Queue(name, { connection, prefix });
+
+if (process.env.MODE === 'bulk') {
+  const echo = queue('echo');
+  const count = Number(process.env.COUNT);
+  for (let start = 0; start < count; start += 500) {
+    const batch = [];
+    for (let i = start; i < Math.min(count, start + 500); i++) {
+      batch.push({ name: 'bulk', data: { i }, opts: { jobId: `bulk-${i}` } });
+    }
+    await echo.addBulk(batch);
+  }
+  console.log(JSON.stringify({ added: count }));
+  await connection.quit();
+  process.exit(0);
+}
+
+const queues = {};
+const jobs = {};
+const add = async (key, name, jobName, data, opts = {}) => {
+  queues[name] ??= queue(name);
+  // Not the key itself: a job id such as `completed` would be the key of
+  // the queue's completed set.
+  await queues[name].add(jobName, data, { jobId: `job-${key}`, ...opts });
+  jobs[key] = queues[name];
+};
+await add('completed', 'echo', 'greet', { hello: 'cluster' });
+await add('retried', 'flaky', 'flaky', { succeed_on: 3 }, { attempts: 3, backoff: { type: 'fixed', delay: 50 } });
+await add('exhausted', 'flaky', 'flaky', { succeed_on: 5 }, { attempts: 2 });
+await add('unrecoverable', 'signups', 'bad', {}, { attempts: 5 });
+await add('rate-limited', 'limited', 'limited', { wait_ms: 200 });
+await add('delayed', 'later', 'later', { delay_ms: 200 });
+await add('custom', 'custom', 'linear', { errors: ['Transient', 'RetryNow'] }, {
+  attempts: 5,
+  backoff: { type: 'linear', delay: 50 },
+});
+await add('parent', 'fan', 'sum', { numbers: [1, 2, 3] });
+
+const deadline = Date.now() + 60_000;
+const result = {};
+for (const [key, owner] of Object.entries(jobs)) {
+  let state;
+  while (!['completed', 'failed'].includes((state = await owner.getJobState(`job-${key}`)))) {
+    if (Date.now() > deadline) break;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const fresh = await owner.getJob(`job-${key}`);
+  result[key] = {
+    state,
+    returnvalue: fresh.returnvalue,
+    failedReason: fresh.failedReason,
+    attemptsMade: fresh.attemptsMade,
+    attemptsStarted: fresh.attemptsStarted,
+  };
+}
+console.log(JSON.stringify(result));
+await connection.quit();
+process.exit(0);
