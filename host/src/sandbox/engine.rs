@@ -75,9 +75,9 @@ impl EpochClock {
         clock
     }
 
-    fn tick(&self, engine: wasmtime::EngineWeak) {
+    fn tick(&self, weak: wasmtime::EngineWeak) {
         let mut idle = 0;
-        while let Some(engine) = engine.upgrade() {
+        while let Some(engine) = weak.upgrade() {
             engine.increment_epoch();
             drop(engine);
             if self.running.load(Ordering::SeqCst) > 0 {
@@ -88,10 +88,14 @@ impl EpochClock {
             if idle >= IDLE_TICKS {
                 self.parked.store(true, Ordering::SeqCst);
                 // A guest that started before `parked` was set is seen here;
-                // one that starts after it unparks this thread.
-                if self.running.load(Ordering::SeqCst) == 0 {
+                // one that starts after it unparks this thread. Parked until
+                // then: an idle host's clock does not tick at all.
+                while self.running.load(Ordering::SeqCst) == 0 {
                     // Timed: the engine's drop is noticed within a second.
                     std::thread::park_timeout(Duration::from_secs(1));
+                    if weak.upgrade().is_none() {
+                        return;
+                    }
                 }
                 self.parked.store(false, Ordering::SeqCst);
                 idle = 0;
@@ -121,5 +125,39 @@ pub struct Ticking(Arc<EpochClock>);
 impl Drop for Ticking {
     fn drop(&mut self) {
         self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_clock_stays_parked_until_a_guest_runs() {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).unwrap();
+        let clock = EpochClock::start(&engine);
+        let parked = || clock.parked.load(Ordering::SeqCst);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !parked() {
+            assert!(std::time::Instant::now() < deadline, "never parked");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Past its 1 s park timeout, and past another second of ticks.
+        for _ in 0..250 {
+            assert!(parked(), "an idle clock woke up to tick");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let ticking = clock.hold();
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        while parked() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a guest did not wake it"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(ticking);
     }
 }

@@ -110,7 +110,11 @@ pub fn worker_options(config: &QueueConfig, target: &RedisTarget) -> WorkerOptio
     // Only reached for failures whose retry the crate may do itself (see
     // `attempt`): those are immediate by our decision.
     options.backoff_strategy = Some(Arc::new(|_, _, _, _| Box::pin(async { 0 })));
-    options.drain_delay = 1;
+    // An idle worker's blocking wait for a job marker, in seconds: each
+    // time it ends, a fetch script runs. New jobs, the markers a close writes
+    // and due delayed jobs (the crate waits for those on their own) end it
+    // sooner; BullMQ's default.
+    options.drain_delay = DRAIN_DELAY_SECS;
     // The crate's fetch loop sleeps this long after any Redis error (15 s by
     // default): after an outage, fetching resumes within this of Redis
     // coming back.
@@ -130,6 +134,9 @@ fn configured_limiter(config: &QueueConfig) -> Option<RateLimiterOptions> {
 /// How often a queue whose workers have no limiter looks for a rate limit
 /// set by another host.
 const RATE_LIMIT_POLL: Duration = Duration::from_secs(1);
+
+/// An idle worker's blocking wait for a job marker (BullMQ's `drainDelay`).
+const DRAIN_DELAY_SECS: u64 = 5;
 
 /// How long a worker waits after a failed fetch before trying again.
 pub const RUN_RETRY_DELAY: Duration = Duration::from_millis(250);

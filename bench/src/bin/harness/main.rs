@@ -10,6 +10,7 @@
 //! target/release/harness --only 'bullpen|bullmq-official' --at 8 --sections throughput # a subset
 //! target/release/harness --baseline old/bullpen ...  # adds an older bullpen's no-op cases
 //! target/release/harness --sections deploy          # a module deployed while jobs flow
+//! target/release/harness --sections many-queues     # 100 idle queues; jobs on 1 queue vs spread over 100
 //! target/release/harness --pin ...                   # Redis on core 0, the contender on the rest
 //! ```
 //!
@@ -32,6 +33,7 @@ mod contender;
 mod deploy;
 mod events;
 mod latency;
+mod many_queues;
 mod probe;
 mod report;
 mod startup;
@@ -236,6 +238,49 @@ async fn main() {
                 d.to_first_attempt.as_millis(),
                 d.before,
                 d.after
+            );
+        }
+        println!();
+    }
+    if section("many-queues") {
+        // Not part of the `--write` block: printed for docs/BENCHMARKS.md.
+        let idle = many_queues::idle(100, &url, &options.bullpen).await;
+        println!(
+            "{} idle queues (concurrency 1): host CPU {:.2}% of a core, Redis CPU {:.2}%, \
+             {} connections, {:.0} Redis commands/s\n",
+            idle.queues,
+            idle.host_cpu * 100.0,
+            idle.redis_cpu * 100.0,
+            idle.connections,
+            idle.commands_per_second
+        );
+        println!(
+            "| jobs | queues × concurrency | jobs/s (median of {}) |",
+            options.runs
+        );
+        println!("|---|---|---|");
+        let layouts = [(1, 8), (1, 64), (100, 1), (100, 8)];
+        let mut rates = vec![Vec::new(); layouts.len()];
+        for round in 1..=options.runs {
+            for ((queues, concurrency), rates) in layouts.iter().zip(&mut rates) {
+                let rate = many_queues::spread(
+                    options.jobs,
+                    *queues,
+                    *concurrency,
+                    &url,
+                    &options.bullpen,
+                )
+                .await;
+                eprintln!("round {round}: {queues} × {concurrency}: {rate:.0} jobs/s");
+                rates.push(rate);
+            }
+        }
+        for ((queues, concurrency), mut rates) in layouts.into_iter().zip(rates) {
+            rates.sort_by(f64::total_cmp);
+            println!(
+                "| {} | {queues} × {concurrency} | {:.0} |",
+                options.jobs,
+                rates[rates.len() / 2]
             );
         }
         println!();
