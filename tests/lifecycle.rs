@@ -377,3 +377,38 @@ fn a_metrics_address_in_use_stops_the_start_naming_the_key() {
         "{stderr}"
     );
 }
+
+#[test]
+fn too_few_open_files_for_the_queues_is_said_at_once_with_what_is_needed() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("modules")).unwrap();
+    std::fs::copy(guest("echo"), dir.path().join("modules/echo.wasm")).unwrap();
+    // 20 queues of 4 workers: 180 connections, over a limit of 128.
+    let mut config = format!("[redis]\nurl = \"{}\"\n\n", redis.url());
+    for i in 0..20 {
+        config += &format!("[queues.q{i}]\nmodule = \"echo.wasm\"\nconcurrency = 16\n\n");
+    }
+    let path = dir.path().join("bullpen.toml");
+    std::fs::write(&path, config).unwrap();
+    let binary = bullpen().get_program().to_owned();
+    let started = Instant::now();
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 128 && exec \"$0\" run -c \"$1\"")
+        .arg(binary)
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "the queues hold about 180 Redis connections (1 + 2 × workers per queue, one more \
+             per queue a processor adds to: docs/CONFIG.md), and this process may open only 128 \
+             files; raise the limit (`ulimit -n 256`"
+        ),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "{stderr}");
+}
