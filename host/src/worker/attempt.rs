@@ -251,7 +251,8 @@ impl Attempts {
     /// do next.
     ///
     /// Everything logged about the attempt is in a `job` span naming the
-    /// queue, the job, which start of it this is and the module version.
+    /// queue, the job, the attempt (`attemptsMade + 1`) and the module
+    /// version.
     pub async fn run(&self, job: Job) -> Result<Value, Error> {
         let attempt = self.serving.version_for(job.processed_by()).attempt();
         let version = attempt.version().clone();
