@@ -88,7 +88,7 @@ pub(super) async fn run(args: JobsArgs) -> anyhow::Result<ExitCode> {
 async fn last_costs(config: &Config, queue: &str) -> HashMap<String, AttemptCost> {
     let Some(addr) = config.host.metrics else {
         eprintln!(
-            "bullpen: LAST_MS and PEAK_MEMORY come from the running host's [host] metrics \
+            "bullpen: LAST_MS, CPU_MS and PEAK_MEMORY come from the running host's [host] metrics \
              listener, which {} does not set",
             config.path.display()
         );

@@ -41,7 +41,14 @@ fn example_setup(redis_url: &str) -> (tempfile::TempDir, std::path::PathBuf) {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), templates.join(entry.file_name())).unwrap();
     }
-    let toml = std::fs::read_to_string(workspace_root().join("examples/bullpen.toml")).unwrap();
+    // Without its metrics listener: the plain host's start, and no port to
+    // share between runs.
+    let toml: String = std::fs::read_to_string(workspace_root().join("examples/bullpen.toml"))
+        .unwrap()
+        .lines()
+        .filter(|line| !line.starts_with("metrics ="))
+        .map(|line| format!("{line}\n"))
+        .collect();
     let config = dir.path().join("bullpen.toml");
     std::fs::write(&config, format!("{toml}\n[redis]\nurl = \"{redis_url}\"\n")).unwrap();
     (dir, config)
