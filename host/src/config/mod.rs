@@ -775,6 +775,21 @@ on_crash = "fail"
     }
 
     #[test]
+    fn the_log_format_is_text_or_json() {
+        let q = "[queues.q]\nmodule = \"a.wasm\"\n";
+        let config = parse(&format!("[host]\nlog_format = \"json\"\n{q}")).unwrap();
+        assert_eq!(config.host.log_format, Some(LogFormat::Json));
+        assert_eq!(parse(q).unwrap().host.log_format, None);
+        let refused = error(&format!("[host]\nlog_format = \"xml\"\n{q}"));
+        assert!(
+            refused.starts_with(
+                "/etc/bullpen/bullpen.toml:2:14: unknown variant `xml`, expected `text` or `json`"
+            ),
+            "{refused}"
+        );
+    }
+
+    #[test]
     fn unknown_keys_name_the_line() {
         assert_eq!(
             error("[queues.q]\nmodule = \"a.wasm\"\nconcurency = 4\n"),

@@ -172,7 +172,7 @@ impl QueueWorker {
                 memory: config.memory.0,
                 reports: config.report_budget.0,
                 grants: crate::sandbox::grants::Grants::from_config(&config.grants),
-                // Counted for the metrics only: two system calls per poll.
+                // Counted for the metrics only: two clock reads per poll.
                 cpu_time: metrics.is_some(),
                 ..Limits::default()
             },
