@@ -85,10 +85,11 @@ pub async fn fetch(addr: SocketAddr, queue: &str) -> Result<Vec<AttemptCost>, St
                 .await
                 .map_err(|e| e.to_string())?;
         tokio::spawn(connection);
-        let request = http::Request::get(format!("/attempts?queue={queue}"))
-            .header("host", addr.to_string())
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .map_err(|e| e.to_string())?;
+        let request =
+            http::Request::get(format!("/attempts?queue={}", super::percent_encode(queue)))
+                .header("host", addr.to_string())
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .map_err(|e| e.to_string())?;
         let response = sender
             .send_request(request)
             .await

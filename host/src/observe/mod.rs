@@ -75,6 +75,48 @@ pub async fn serve(
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
+/// `text` with every byte but letters, digits and `-._~` written `%XX`: a
+/// queue name in a URL's query.
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The text [`percent_encode`] (or any client) wrote; a `%` not followed by
+/// two hex digits stays as it is.
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 async fn answer<B>(observed: &Observed, request: Request<B>) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match request.uri().path() {
         "/healthz" => (StatusCode::OK, TEXT, "ok\n".to_owned()),
@@ -98,8 +140,9 @@ async fn answer<B>(observed: &Observed, request: Request<B>) -> Response<Full<By
                 .unwrap_or("")
                 .split('&')
                 .find_map(|pair| pair.strip_prefix("queue="))
-                .unwrap_or("");
-            match observed.metrics.costs(queue) {
+                .map(percent_decode)
+                .unwrap_or_default();
+            match observed.metrics.costs(&queue) {
                 Some(costs) => (
                     StatusCode::OK,
                     "application/json",
@@ -123,4 +166,17 @@ async fn answer<B>(observed: &Observed, request: Request<B>) -> Response<Full<By
         .header("content-type", content_type)
         .body(Full::new(Bytes::from(body)))
         .expect("a valid response")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_names_survive_the_query() {
+        for name in ["emails", "{bull}q 1", "ünï/cödé&x=y", "100%"] {
+            assert_eq!(percent_decode(&percent_encode(name)), name);
+        }
+        assert_eq!(percent_decode("a+b%2"), "a b%2");
+    }
 }
