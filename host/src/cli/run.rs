@@ -47,16 +47,16 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut signals = Signals::new()?;
     let health = Arc::new(Health::default());
     // Metrics are recorded only when they can be read.
-    let metrics = config.host.metrics.map(|_| Arc::new(Metrics::new()));
-    let _listener = match (config.host.metrics, &metrics) {
-        (Some(addr), Some(metrics)) => {
+    let (metrics, _listener) = match config.host.metrics {
+        Some(addr) => {
+            let metrics = Arc::new(Metrics::new());
             let observed = Observed {
                 health: health.clone(),
                 metrics: metrics.clone(),
             };
-            Some(observe::serve(addr, observed).await?)
+            (Some(metrics), Some(observe::serve(addr, observed).await?))
         }
-        _ => None,
+        None => (None, None),
     };
     // Start-up can wait on Redis for as long as it is down: a signal stops
     // it at once (dropping the start stops what it started).

@@ -206,8 +206,8 @@ impl Default for Metrics {
 impl Metrics {
     /// Every family, registered, with none of their series yet.
     pub fn new() -> Self {
-        let mut registry = Registry::default();
-        let metrics = Metrics {
+        let mut metrics = Metrics {
+            registry: Registry::default(),
             attempts: Family::default(),
             crashes: Family::default(),
             duration: histograms(DURATION_BUCKETS),
@@ -223,10 +223,10 @@ impl Metrics {
             redis_errors: Family::default(),
             redis: RedisHealth::default(),
             costs: Mutex::default(),
-            registry: Registry::default(),
         };
         // The registry encodes clones: they share their series with the
-        // families kept above.
+        // families kept beside it.
+        let registry = &mut metrics.registry;
         registry.register(
             "bullpen_attempts",
             "Attempts ended, by how they ended",
@@ -303,10 +303,7 @@ impl Metrics {
             metrics.redis.reconnects.clone(),
         );
         registry.register_collector(Box::new(ProcessCollector::default()));
-        Metrics {
-            registry,
-            ..metrics
-        }
+        metrics
     }
 
     /// The handles queue `name` records into, every series created (at
