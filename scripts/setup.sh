@@ -93,3 +93,41 @@ ensure_promtool() {
     fi
     export BULLPEN_PROMTOOL
 }
+
+# Installs what builds JavaScript and Python processors, each into a cache
+# under $HOME/.cache/bullpen (never the clone), reinstalled only when its
+# manifest changes: ComponentizeJS and esbuild from npm (the versions locked
+# in guest-sdk/js/tools), componentize-py from PyPI. Exports
+# BULLPEN_JS_TOOLS and BULLPEN_PY_TOOLS.
+ensure_guest_tools() {
+    local root
+    root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    local cache="${BULLPEN_CACHE:-$HOME/.cache/bullpen}"
+    need node "JavaScript processors are built with ComponentizeJS: install Node.js 20 (Debian: apt-get install nodejs npm)."
+    need npm "JavaScript processors are built with ComponentizeJS: install npm (Debian: apt-get install npm)."
+    need python3 "Python processors are built with componentize-py: install python3 with venv (Debian: apt-get install python3 python3-venv)."
+    BULLPEN_JS_TOOLS="$cache/js-tools"
+    local want
+    want=$(cat "$root/guest-sdk/js/tools/package.json" "$root/guest-sdk/js/tools/package-lock.json" | sha256sum | cut -d' ' -f1)
+    if [ "$(cat "$BULLPEN_JS_TOOLS/manifest.sha256" 2>/dev/null)" != "$want" ]; then
+        echo "installing ComponentizeJS and esbuild into $BULLPEN_JS_TOOLS" >&2
+        rm -rf "$BULLPEN_JS_TOOLS"
+        mkdir -p "$BULLPEN_JS_TOOLS"
+        cp "$root/guest-sdk/js/tools/package.json" "$root/guest-sdk/js/tools/package-lock.json" "$BULLPEN_JS_TOOLS/"
+        (cd "$BULLPEN_JS_TOOLS" && npm ci --no-audit --no-fund --loglevel=error >&2) ||
+            die "npm ci of guest-sdk/js/tools into $BULLPEN_JS_TOOLS failed"
+        echo "$want" >"$BULLPEN_JS_TOOLS/manifest.sha256"
+    fi
+    BULLPEN_PY_TOOLS="$cache/py-tools"
+    want=$(sha256sum "$root/guest-sdk/python/tools/requirements.txt" | cut -d' ' -f1)
+    if [ ! -x "$BULLPEN_PY_TOOLS/bin/componentize-py" ] || [ "$(cat "$BULLPEN_PY_TOOLS/requirements.sha256" 2>/dev/null)" != "$want" ]; then
+        echo "installing componentize-py into $BULLPEN_PY_TOOLS" >&2
+        rm -rf "$BULLPEN_PY_TOOLS"
+        mkdir -p "$cache"
+        python3 -m venv "$BULLPEN_PY_TOOLS" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+        "$BULLPEN_PY_TOOLS/bin/pip" install --quiet --disable-pip-version-check -r "$root/guest-sdk/python/tools/requirements.txt" >&2 ||
+            die "pip install of guest-sdk/python/tools/requirements.txt failed"
+        echo "$want" >"$BULLPEN_PY_TOOLS/requirements.sha256"
+    fi
+    export BULLPEN_JS_TOOLS BULLPEN_PY_TOOLS
+}

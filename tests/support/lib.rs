@@ -2,6 +2,7 @@
 //! `bullpen` binary, each built once per test run, found by asking cargo.
 
 pub mod hook_server;
+pub mod oracle;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,12 +44,89 @@ pub fn guest(name: &str) -> PathBuf {
         .clone()
 }
 
+/// The JavaScript and Python example processors: `examples/js/<name>.js`
+/// and `examples/python/<name>.py`.
+pub const SCRIPT_EXAMPLES: [&str; 10] = [
+    "js/echo.js",
+    "js/flaky.js",
+    "js/custom-backoff.js",
+    "js/validate.js",
+    "js/rate-limited.js",
+    "python/echo.py",
+    "python/flaky.py",
+    "python/custom_backoff.py",
+    "python/validate.py",
+    "python/rate_limited.py",
+];
+
+/// A JavaScript or Python processor (`source` relative to the workspace,
+/// e.g. `examples/js/echo.js`) built into a component by
+/// `scripts/build-processor`, once per test process. The script keeps what
+/// it built by the hash of its inputs (in `~/.cache/bullpen/processors`),
+/// so only a changed processor takes the ~20 s of a real build.
+pub fn script_guest(source: &str) -> PathBuf {
+    static BUILT: OnceLock<std::sync::Mutex<std::collections::HashMap<String, PathBuf>>> =
+        OnceLock::new();
+    let built = BUILT.get_or_init(Default::default);
+    let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = built.get(source) {
+        return path.clone();
+    }
+    let out = shared_data_dir()
+        .parent()
+        .expect("script-guests/data has a parent")
+        .join(format!("{}.wasm", source.replace(['/', '.'], "-")));
+    let output = Command::new(workspace_root().join("scripts/build-processor"))
+        .arg(source)
+        .arg("-o")
+        .arg(&out)
+        .current_dir(workspace_root())
+        .output()
+        .expect("running scripts/build-processor");
+    assert!(
+        output.status.success(),
+        "scripts/build-processor {source} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Compile it once into the shared cache that start_with_modules copies
+    // into each host's data dir: a 12 MB component takes a debug host
+    // ~15 s to compile, a cached one milliseconds.
+    let compiled = Command::new(bullpen_binary())
+        .args(["exec", "--data-dir"])
+        .arg(shared_data_dir())
+        .arg(&out)
+        .output()
+        .expect("running bullpen exec");
+    assert!(
+        compiled.status.code().is_some(),
+        "bullpen exec {} was killed:\n{}",
+        out.display(),
+        String::from_utf8_lossy(&compiled.stderr)
+    );
+    built.insert(source.to_owned(), out.clone());
+    out
+}
+
+/// The data dir whose compile cache [`script_guest`] fills and
+/// [`RunningHost::start_with_modules`] copies.
+fn shared_data_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("script-guests")
+        .join("data")
+}
+
 /// The `bullpen` binary, built (debug) on first use.
 pub fn bullpen_binary() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY
         .get_or_init(|| {
-            cargo_build(&["-p", "bullpen", "--bin", "bullpen"], "bullpen")
+            // The workspace's default members, as `cargo test` selects them:
+            // `-p bullpen` alone unifies the dependencies' features
+            // differently, and each of the two builds would make the other
+            // rebuild the host (a minute each way).
+            cargo_build(&["--bin", "bullpen"], "bullpen")
                 .into_iter()
                 .next()
                 .expect("cargo built no bullpen binary")
@@ -86,7 +164,24 @@ pub fn bullpen() -> Command {
 /// returns the artifacts whose file names end with `suffix`.
 fn cargo_build(args: &[&str], suffix: &str) -> Vec<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    // What cargo sets for this test process (CARGO_MANIFEST_DIR=tests/,
+    // CARGO_PKG_NAME=bullpen-tests, ...) is not what the outer `cargo test`
+    // had: build scripts that watch those (ring's) would run again and
+    // rebuild the host here, then once more in the next `cargo test`.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || name.starts_with("CARGO_CRATE_")
+            || name.starts_with("CARGO_BIN_")
+            || name == "CARGO_PRIMARY_PACKAGE"
+            || name == "OUT_DIR"
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
+    let output = command
         .arg("build")
         .args(args)
         .arg("--message-format=json-render-diagnostics")
@@ -426,6 +521,15 @@ impl RunningHost {
         for (name, source) in modules {
             std::fs::copy(source, dir.path().join("modules").join(name)).unwrap();
         }
+        // Machine code compiled before (by script_guest), keyed by module
+        // hash and engine: what a second start of the same host would find.
+        if let Ok(entries) = std::fs::read_dir(shared_data_dir().join("cache")) {
+            let cache = dir.path().join(".bullpen").join("cache");
+            std::fs::create_dir_all(&cache).unwrap();
+            for entry in entries.flatten() {
+                let _ = std::fs::copy(entry.path(), cache.join(entry.file_name()));
+            }
+        }
         Self::start_in(dir)
     }
 
@@ -645,11 +749,17 @@ pub fn node_run(script: &str, args: &[&str], env: &[(&str, &str)]) -> serde_json
 /// the venv `scripts/test` prepares (`BULLPEN_INTEROP_PYTHON`), and returns
 /// the JSON it prints.
 pub fn python(script: &str, redis: &RedisServer) -> serde_json::Value {
+    python_with(script, &[], redis)
+}
+
+/// [`python`] with arguments for the script.
+pub fn python_with(script: &str, args: &[&str], redis: &RedisServer) -> serde_json::Value {
     let interpreter = std::env::var("BULLPEN_INTEROP_PYTHON").unwrap_or_else(|_| {
         panic!("BULLPEN_INTEROP_PYTHON is not set: run scripts/test (it installs the Python interop client in a venv)")
     });
     let output = Command::new(&interpreter)
         .arg(workspace_root().join("tests/interop/python").join(script))
+        .args(args)
         .env("REDIS_URL", redis.url())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {interpreter}: {e}"));

@@ -2,6 +2,8 @@
 //
 //   REDIS_URL=... node oracle.mjs <scenario> node     # a Node Worker processes the jobs
 //   REDIS_URL=... node oracle.mjs <scenario> bullpen  # a bullpen host does (already running)
+//   REDIS_URL=... node oracle.mjs <scenario> file <processor.js>
+//       # a Node Worker runs that processor file, the one bullpen runs componentized
 //
 // Adds the scenario's job (on queue <scenario>), waits until it is finished (and, for the retry scenarios, retries it by hand
 // and waits again), then prints the job's hash and its events as JSON. The
@@ -16,7 +18,7 @@ import {
 } from 'bullmq';
 import IORedis from 'ioredis';
 
-const [scenario, mode] = process.argv.slice(2);
+const [scenario, mode, processorFile] = process.argv.slice(2);
 const url = new URL(process.env.REDIS_URL);
 const connection = { host: url.hostname, port: Number(url.port) };
 
@@ -162,6 +164,27 @@ if (mode === 'node') {
     limiter: { max: Number.MAX_SAFE_INTEGER, duration: 1000 },
     settings: { backoffStrategy },
   });
+}
+
+if (mode === 'file') {
+  // The file imports 'bullpen': resolved from this directory's node_modules
+  // (guest-sdk/js, whose Node side is BullMQ-compatible), so it runs from here.
+  const { basename, join } = await import('node:path');
+  const { copyFile, mkdir, rm } = await import('node:fs/promises');
+  const here = new URL('.', import.meta.url).pathname;
+  await mkdir(join(here, '.processors'), { recursive: true });
+  const copy = join(here, '.processors', `${process.pid}-${basename(processorFile)}`);
+  await copyFile(processorFile, copy);
+  const processor = await import(copy);
+  await rm(copy);
+  const { useWorker } = await import('bullpen');
+  const run = processor.process ?? processor.default;
+  worker = new Worker(scenario, run, {
+    connection,
+    limiter: { max: Number.MAX_SAFE_INTEGER, duration: 1000 },
+    settings: processor.backoff ? { backoffStrategy: processor.backoff } : {},
+  });
+  useWorker(worker);
 }
 
 const finished = async (id, minStarts = 1) => {

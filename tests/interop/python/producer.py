@@ -12,17 +12,7 @@ import os
 import time
 
 from bullmq import Job, Queue
-
-
-async def finished(queue, job_id, timeout=30):
-    deadline = time.monotonic() + timeout
-    while True:
-        state = await queue.getJobState(job_id)
-        if state in ("completed", "failed"):
-            return state
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{queue.name}/{job_id} still {state}")
-        await asyncio.sleep(0.02)
+from waiting import finished
 
 
 async def read(queue, job_id):

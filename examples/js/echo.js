@@ -1,0 +1,4 @@
+// echo: completes every job with its data, unchanged.
+export async function process(job) {
+  return job.data;
+}

@@ -1,0 +1,39 @@
+// The `bullpen` package in Node, so that a processor file written for
+// bullpen runs unchanged in a BullMQ `Worker`: the same error classes
+// (BullMQ's worker recognises them by name and message, as it does its own)
+// and a `worker.rateLimit` that forwards to the Worker given to `useWorker`.
+// Jobs are BullMQ's own there, with every method bullpen's have.
+
+import { RateLimitError } from './errors.js';
+
+export { UnrecoverableError, RateLimitError, DelayedError, WaitingChildrenError } from './errors.js';
+
+let running;
+
+/** Names the BullMQ Worker that `worker.rateLimit` forwards to. */
+export function useWorker(bullmqWorker) {
+  running = bullmqWorker;
+}
+
+/** Forwards to the Worker given to `useWorker` (BullMQ's `worker.rateLimit`). */
+export const worker = {
+  async rateLimit(ms) {
+    if (!running) throw new Error('bullpen in Node: call useWorker(worker) before worker.rateLimit');
+    await running.rateLimit(ms);
+  },
+};
+
+/** BullMQ's `Worker.RateLimitError()`. */
+export const Worker = {
+  RateLimitError() {
+    return new RateLimitError();
+  },
+};
+
+/** A line in the log: the console in Node. */
+export function log(level, message) {
+  const write =
+    { trace: console.debug, debug: console.debug, info: console.info, warn: console.warn, error: console.error }[level] ??
+    console.log;
+  write(message);
+}

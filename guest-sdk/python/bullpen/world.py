@@ -1,0 +1,105 @@
+"""The exports of the processor world over a processor module: what
+``scripts/build-processor`` puts around ``process`` and ``backoff``."""
+
+import inspect
+import json
+import traceback
+
+import wit_world
+from componentize_py_types import Err
+from wit_world.imports import types
+
+from bullpen import job as _job
+from bullpen.errors import DelayedError, RateLimitError, UnrecoverableError, WaitingChildrenError
+
+
+def _settle(value):
+    """The value of a coroutine whose awaits never suspend (the SDK's own
+    methods answer at once): there is no event loop to wait on."""
+    if not inspect.isawaitable(value):
+        return value
+    steps = value.__await__()
+    try:
+        while True:
+            if steps.send(None) is not None:
+                raise RuntimeError(
+                    "the processor awaited something that needs an event loop (such as asyncio.sleep); "
+                    "a bullpen processor may await only the job's and the SDK's methods"
+                )
+    except StopIteration as done:
+        return done.value
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, Err):
+        return str(error.value)
+    return str(error)
+
+
+def _job_error(error: BaseException) -> types.JobError:
+    name = type(error).__name__
+    message = _message(error)
+    if isinstance(error, RateLimitError) or message == "bullmq:rateLimitExceeded":
+        return types.JobError_RateLimited(max(0, int(_job.asked["rate_limit_ms"] or 0)))
+    if isinstance(error, DelayedError) or name == "DelayedError":
+        until = _job.asked["delayed_until"]
+        if until is None:
+            return types.JobError_Failed(
+                types.Failure(
+                    "DelayedError raised without job.moveToDelayed(timestamp) first: the job has no time to wait until",
+                    "Error",
+                )
+            )
+        return types.JobError_Delayed(max(0, int(until)))
+    if isinstance(error, WaitingChildrenError) or name == "WaitingChildrenError":
+        return types.JobError_WaitingChildren()
+    if isinstance(error, UnrecoverableError) or name == "UnrecoverableError":
+        return types.JobError_Unrecoverable(message)
+    return types.JobError_Failed(types.Failure(message, name))
+
+
+def _takes_token(function) -> bool:
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in parameters)
+
+
+def world(processor):
+    """The ``WitWorld`` class for a processor module."""
+
+    class WitWorld(wit_world.WitWorld):
+        def process(self, job: types.Job) -> str:
+            run = getattr(processor, "process", None)
+            if not callable(run):
+                raise Err(types.JobError_Unrecoverable("the processor module has no process(job) function"))
+            try:
+                current = _job.Job(job)
+                _job._current = current
+                args = (current, f"bullpen:{job.id}") if _takes_token(run) else (current,)
+                value = _settle(run(*args))
+            except Exception as error:  # every exception ends the attempt, as in BullMQ
+                raise Err(_job_error(error)) from None
+            return json.dumps(value)
+
+        def backoff(self, attempts_made, strategy, error, job):
+            custom = getattr(processor, "backoff", None)
+            if not callable(custom):
+                return types.BackoffDecision_Builtin()
+            # BullMQ passes the error itself: here an exception of its name.
+            kind = error.name if error.name and error.name.isidentifier() else "Exception"
+            failure = type(kind, (Exception,), {})(error.message)
+            try:
+                delay = _settle(custom(attempts_made, strategy, failure, _job.Job(job)))
+            except Exception:
+                _job.log("error", "backoff raised; giving up:\n" + traceback.format_exc())
+                return types.BackoffDecision_GiveUp()
+            if delay == -1:
+                return types.BackoffDecision_GiveUp()
+            if isinstance(delay, (int, float)) and delay > 0:
+                return types.BackoffDecision_After(int(round(delay)))
+            return types.BackoffDecision_Now()
+
+    return WitWorld

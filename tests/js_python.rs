@@ -1,0 +1,164 @@
+//! Processors written in JavaScript and Python (`examples/js`,
+//! `examples/python`), built by `scripts/build-processor` and run by
+//! `bullpen run`.
+//!
+//! The oracle: the same JavaScript file runs in BullMQ's own Node `Worker`
+//! and, componentized, in bullpen; the job hashes and event streams must
+//! match as in `oracle.rs`. The Python processors do what the JavaScript
+//! ones do, so they are held to the same Node run, and read back by
+//! BullMQ's Python client too.
+
+use bullpen_tests::oracle::differences;
+use bullpen_tests::{
+    RedisServer, RunningHost, node_with, python_with, script_guest, workspace_root,
+};
+use serde_json::{Value, json};
+
+/// Runs `scenario` (of `tests/interop/node/oracle.mjs`) with the Node
+/// Worker on `oracle_file` and with bullpen on `source` built, and asserts
+/// that they agree.
+fn agree(scenario: &str, oracle_file: &str, source: &str) {
+    let oracle_redis = RedisServer::start();
+    let file = workspace_root().join(oracle_file);
+    let oracle = node_with(
+        "oracle.mjs",
+        &[scenario, "file", file.to_str().unwrap()],
+        &oracle_redis,
+    );
+    let module = script_guest(source);
+    let redis = RedisServer::start();
+    let host = RunningHost::start_with_modules(
+        &redis,
+        &format!("[queues.{scenario}]\nmodule = \"processor.wasm\"\n"),
+        &[("processor.wasm", &module)],
+    );
+    let ours = node_with("oracle.mjs", &[scenario, "bullpen"], &redis);
+    let diffs = differences(&oracle, &ours);
+    assert!(
+        diffs.is_empty(),
+        "{scenario}: {source} in bullpen differs from {oracle_file} in BullMQ's Node worker:\n  {}\nnode: {oracle}\nbullpen: {ours}\nhost log:\n{}",
+        diffs.join("\n  "),
+        host.log()
+    );
+}
+
+macro_rules! scenarios {
+    ($($test:ident: $scenario:literal with $js:literal and $py:literal;)*) => {
+        mod javascript {
+            $(
+                #[test]
+                fn $test() {
+                    let js = concat!("examples/js/", $js);
+                    super::agree($scenario, js, js);
+                }
+            )*
+        }
+        mod python {
+            $(
+                #[test]
+                fn $test() {
+                    super::agree($scenario, concat!("examples/js/", $js), concat!("examples/python/", $py));
+                }
+            )*
+        }
+    };
+}
+
+scenarios! {
+    succeed: "succeed" with "echo.js" and "echo.py";
+    fail_twice_then_succeed_with_exponential_backoff: "fail-twice-then-succeed" with "flaky.js" and "flaky.py";
+    all_attempts_exhausted: "attempts-exhausted" with "flaky.js" and "flaky.py";
+    unrecoverable_on_attempt_1_of_5: "unrecoverable-on-1-of-5" with "validate.js" and "validate.py";
+    rate_limited_then_succeed: "rate-limited-then-succeed" with "rate-limited.js" and "rate_limited.py";
+    custom_backoff_delay_then_now_then_give_up: "custom-backoff-delay-now-give-up" with "custom-backoff.js" and "custom_backoff.py";
+}
+
+/// The Python processors with BullMQ's Python client as the producer.
+#[test]
+fn python_producers_get_every_outcome_from_python_processors() {
+    let redis = RedisServer::start();
+    let modules: Vec<(String, std::path::PathBuf)> = [
+        "echo",
+        "flaky",
+        "validate",
+        "rate_limited",
+        "custom_backoff",
+    ]
+    .iter()
+    .map(|name| {
+        (
+            format!("{name}.wasm"),
+            script_guest(&format!("examples/python/{name}.py")),
+        )
+    })
+    .collect();
+    let modules: Vec<(&str, &std::path::Path)> = modules
+        .iter()
+        .map(|(name, path)| (name.as_str(), path.as_path()))
+        .collect();
+    let queues: String = modules
+        .iter()
+        .map(|(file, _)| {
+            format!(
+                "[queues.{}]\nmodule = \"{file}\"\n",
+                file.trim_end_matches(".wasm")
+            )
+        })
+        .collect();
+    let host = RunningHost::start_with_modules(&redis, &queues, &modules);
+    let jobs = json!([
+        ["echo", "py", {"hello": "python", "n": [1, 2]}, {}],
+        ["flaky", "py", {"succeed_on": 2, "error_name": "PyError"},
+            {"attempts": 3, "backoff": {"type": "exponential", "delay": 50}}],
+        ["validate", "py", {"name": "no email"}, {"attempts": 5}],
+        ["rate_limited", "py", {"wait_ms": 200}, {}],
+        ["custom_backoff", "py", {"errors": ["Transient", "RetryNow", "Fatal"]},
+            {"attempts": 5, "backoff": {"type": "linear", "delay": 100}}],
+    ]);
+    let report = python_with("scenarios.py", &[&jobs.to_string()], &redis);
+    let log = host.log();
+    let job = |name: &str| -> &Value { &report[name] };
+
+    assert_eq!(job("echo")["state"], "completed", "{report}\n{log}");
+    assert_eq!(
+        job("echo")["returnvalue"],
+        json!({"hello": "python", "n": [1, 2]})
+    );
+
+    assert_eq!(job("flaky")["state"], "completed", "{report}\n{log}");
+    assert_eq!(job("flaky")["returnvalue"], json!({"attempt": 2}));
+    assert_eq!(job("flaky")["attemptsMade"], 2);
+    assert_eq!(job("flaky")["progress"], 100);
+    assert_eq!(job("flaky")["logs"], json!(["succeeded on attempt 2"]));
+    assert_eq!(job("flaky")["stacktrace"].as_array().unwrap().len(), 1);
+    assert!(
+        job("flaky")["stacktrace"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("PyError: attempt 1 of 2 failed"),
+        "{report}"
+    );
+
+    assert_eq!(job("validate")["state"], "failed", "{report}\n{log}");
+    assert_eq!(
+        job("validate")["failedReason"],
+        "Invalid job data: \"email\" is required"
+    );
+    assert_eq!(job("validate")["attemptsMade"], 1);
+
+    assert_eq!(job("rate_limited")["state"], "completed", "{report}\n{log}");
+    assert_eq!(
+        job("rate_limited")["returnvalue"],
+        json!({"attempts_started": 2})
+    );
+    // The rate limit counted no attempt: only the completion did.
+    assert_eq!(job("rate_limited")["attemptsMade"], 1);
+
+    // Transient: linear 100 ms; RetryNow: at once; Fatal: give up.
+    assert_eq!(job("custom_backoff")["state"], "failed", "{report}\n{log}");
+    assert_eq!(
+        job("custom_backoff")["failedReason"],
+        "attempt 3 failed with Fatal"
+    );
+    assert_eq!(job("custom_backoff")["attemptsMade"], 3);
+}
