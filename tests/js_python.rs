@@ -8,11 +8,15 @@
 //! ones do, so they are held to the same Node run, and read back by
 //! BullMQ's Python client too.
 
+use bullpen::queue::bullmq::{JobOptions, Queue};
+use bullpen_tests::hook_server::HookServer;
 use bullpen_tests::oracle::differences;
 use bullpen_tests::{
-    RedisServer, RunningHost, node_with, python_with, script_guest, workspace_root,
+    RedisServer, RunningHost, field, finished, node_with, python_with, queue, script_guest,
+    workspace_root,
 };
 use serde_json::{Value, json};
+use std::time::Duration;
 
 /// Runs `scenario` (of `tests/interop/node/oracle.mjs`) with the Node
 /// Worker on `oracle_file` and with bullpen on `source` built, and asserts
@@ -161,4 +165,106 @@ fn python_producers_get_every_outcome_from_python_processors() {
         "attempt 3 failed with Fatal"
     );
     assert_eq!(job("custom_backoff")["attemptsMade"], 3);
+}
+
+async fn add(queue: &Queue, data: Value) -> String {
+    let options = JobOptions {
+        attempts: Some(1),
+        ..JobOptions::default()
+    };
+    let job = queue.add("test", data).options(options).await.unwrap();
+    job.id().to_owned()
+}
+
+/// A JavaScript processor that loops forever, allocates without end, throws
+/// what is not an Error or fetches what it was not granted: each attempt
+/// ends with its reason, and the host goes on with the next job.
+#[tokio::test(flavor = "multi_thread")]
+async fn misbehaving_javascript_ends_each_attempt_with_its_reason_and_the_host_goes_on() {
+    let server = HookServer::start().await;
+    let redis = RedisServer::start();
+    let module = script_guest("examples/js/misbehave.js");
+    let host = RunningHost::start_with_modules(
+        &redis,
+        &format!(
+            "[queues.wild]\nmodule = \"misbehave-js.wasm\"\ntimeout = \"1s\"\nconcurrency = 4\n\
+             allowed_outbound_hosts = [\"http://127.0.0.1:{}\"]\n\
+             [queues.denied]\nmodule = \"misbehave-js.wasm\"\n",
+            server.addr.port()
+        ),
+        &[("misbehave-js.wasm", &module)],
+    );
+    let wild = queue(&redis, "wild").await;
+    let denied = queue(&redis, "denied").await;
+    let ok_url = server.url("http", "/ok");
+    let cases = [
+        (json!({"mode": "spin"}), "failed", "timeout after 1s"),
+        (json!({"mode": "allocate"}), "failed", "out of memory"),
+        (
+            json!({"mode": "throw-string"}),
+            "failed",
+            "a string, not an Error",
+        ),
+        (
+            json!({"mode": "throw-object"}),
+            "failed",
+            "non-Error thrown: {\"code\":42}",
+        ),
+        (
+            json!({"mode": "reject"}),
+            "failed",
+            "rejected after a timer",
+        ),
+        (json!({"mode": "fetch", "url": ok_url}), "completed", ""),
+    ];
+    let mut ids = Vec::new();
+    for (data, _, _) in &cases {
+        ids.push(add(&wild, data.clone()).await);
+    }
+    let refused = add(&denied, json!({"mode": "fetch", "url": ok_url})).await;
+    for ((data, state, reason), id) in cases.iter().zip(&ids) {
+        let (got, job) = finished(&wild, id, Duration::from_secs(30)).await;
+        assert_eq!(
+            (got.as_str(), job.failed_reason()),
+            (*state, *reason),
+            "{data}\n{}",
+            host.log()
+        );
+    }
+    let (_, fetched) = finished(&wild, ids.last().unwrap(), Duration::from_secs(1)).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(fetched.returnvalue()).unwrap(),
+        json!({"status": 200, "body": "ok"})
+    );
+    // The rejection's stack entry names the error as a JS stack does.
+    let stack = field(&wild, &ids[4], "stacktrace").await.unwrap();
+    let stack: Vec<String> = serde_json::from_str(&stack).unwrap();
+    assert!(
+        stack[0].starts_with("TypeError: rejected after a timer"),
+        "{stack:?}"
+    );
+
+    // Not granted: fetch fails in the processor, and the host says why.
+    let (state, job) = finished(&denied, &refused, Duration::from_secs(10)).await;
+    assert_eq!(
+        (state.as_str(), job.failed_reason()),
+        ("failed", "NetworkError when attempting to fetch resource")
+    );
+    assert!(
+        host.log()
+            .contains("not in the queue's allowed_outbound_hosts")
+    );
+    assert_eq!(
+        server.received_on("/ok").len(),
+        1,
+        "only the granted fetch went out"
+    );
+
+    // After all that, the host still runs jobs.
+    let after = add(&wild, json!({"mode": "ok"})).await;
+    let (state, job) = finished(&wild, &after, Duration::from_secs(10)).await;
+    assert_eq!(
+        (state.as_str(), job.returnvalue()),
+        ("completed", "\"fine\"")
+    );
 }

@@ -46,12 +46,13 @@ pub fn guest(name: &str) -> PathBuf {
 
 /// The JavaScript and Python example processors: `examples/js/<name>.js`
 /// and `examples/python/<name>.py`.
-pub const SCRIPT_EXAMPLES: [&str; 10] = [
+pub const SCRIPT_EXAMPLES: [&str; 11] = [
     "js/echo.js",
     "js/flaky.js",
     "js/custom-backoff.js",
     "js/validate.js",
     "js/rate-limited.js",
+    "js/misbehave.js",
     "python/echo.py",
     "python/flaky.py",
     "python/custom_backoff.py",

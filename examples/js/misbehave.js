@@ -1,0 +1,36 @@
+// misbehave: a JavaScript processor that does what processors must not, so
+// tests can check that the host survives it, and that grants hold.
+//
+// Data: {"mode": M} with M one of
+// - spin: loops forever (ended by the time budget);
+// - allocate: grows an array without end (ended by the memory cap);
+// - throw-string / throw-object: throws a value that is not an Error;
+// - reject: returns a promise rejected with an Error after a timer;
+// - fetch: fetches `url` and completes with {status, body};
+// - ok: completes with "fine".
+export async function process(job) {
+  const { mode, url } = job.data ?? {};
+  switch (mode) {
+    case 'spin':
+      for (;;) {}
+    case 'allocate': {
+      const hoard = [];
+      for (;;) hoard.push(new Array(1 << 16).fill(hoard.length));
+    }
+    case 'throw-string':
+      throw 'a string, not an Error';
+    case 'throw-object':
+      throw { code: 42 };
+    case 'reject':
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      throw new TypeError('rejected after a timer');
+    case 'fetch': {
+      const response = await fetch(url);
+      return { status: response.status, body: await response.text() };
+    }
+    case 'ok':
+      return 'fine';
+    default:
+      throw new Error(`unknown mode ${mode}`);
+  }
+}
