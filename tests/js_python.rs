@@ -12,8 +12,8 @@ use bullpen::queue::bullmq::{JobOptions, Queue};
 use bullpen_tests::hook_server::HookServer;
 use bullpen_tests::oracle::differences;
 use bullpen_tests::{
-    RedisServer, RunningHost, field, finished, node_with, python_with, queue, script_guest,
-    workspace_root,
+    RedisServer, RunningHost, bullpen, field, finished, node_with, python_with, queue,
+    script_guest, workspace_root,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -266,5 +266,37 @@ async fn misbehaving_javascript_ends_each_attempt_with_its_reason_and_the_host_g
     assert_eq!(
         (state.as_str(), job.returnvalue()),
         ("completed", "\"fine\"")
+    );
+}
+
+/// A Python processor sees the environment and the directories its queue
+/// grants, and nothing without them (`bullpen exec` grants as a queue does).
+#[test]
+fn python_sees_granted_environment_and_files_only() {
+    let module = script_guest("tests/fixtures/python/grants_probe.py");
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("hello.txt"), "hi\n").unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let exec = |grants: &[String]| -> Value {
+        let output = bullpen()
+            .arg("exec")
+            .arg(&module)
+            .arg("--data-dir")
+            .arg(cache.path())
+            .args(grants)
+            .output()
+            .unwrap();
+        let report: Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)));
+        report["return_value"].clone()
+    };
+    assert_eq!(
+        exec(&[]),
+        json!({"env": null, "file_error": "No such file or directory"})
+    );
+    let dir = format!("{}:/data", data.path().display());
+    assert_eq!(
+        exec(&["--env".into(), "GREETING=hello".into(), "--dir".into(), dir]),
+        json!({"env": "hello", "file": "hi\n"})
     );
 }
