@@ -36,7 +36,7 @@ const inProcess =
       ? webhook
       : async (job) => job.data;
 const processor =
-  mode === 'inprocess' ? inProcess : fileURLToPath(new URL('./noop.cjs', import.meta.url));
+  mode === 'inprocess' ? inProcess : fileURLToPath(new URL('./noop.js', import.meta.url));
 const worker = new Worker(process.env.QUEUE, processor, {
   connection,
   concurrency,

@@ -2,7 +2,7 @@
 //! own (the native crate too, as this binary in its `--native-worker` role),
 //! so its CPU and memory can be read from `/proc`.
 
-use bullpen_tests::{guest, workspace_root};
+use bullpen_tests::{guest, script_guest, workspace_root};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
@@ -77,6 +77,11 @@ pub enum Contender {
     BullpenBaseline,
     /// bullpen with `[host] metrics` set: what recording metrics costs.
     BullpenMetrics,
+    /// bullpen running `bench/node/noop.js`, the file the sandboxed Node
+    /// contenders run, componentized (no-op work only).
+    BullpenJs,
+    /// bullpen running `bench/python/noop.py` componentized (no-op only).
+    BullpenPython,
 }
 
 impl Contender {
@@ -90,6 +95,8 @@ impl Contender {
             Contender::BullpenGranted => "bullpen, all three grants",
             Contender::BullpenBaseline => "bullpen, --baseline binary",
             Contender::BullpenMetrics => "bullpen, metrics on",
+            Contender::BullpenJs => "bullpen, JavaScript (the same noop.js)",
+            Contender::BullpenPython => "bullpen, Python",
         }
     }
 }
@@ -242,16 +249,23 @@ pub async fn start(case: Case, redis_url: &str, bullpen: &Path) -> Running {
         Contender::Bullpen
         | Contender::BullpenGranted
         | Contender::BullpenBaseline
-        | Contender::BullpenMetrics => {
+        | Contender::BullpenMetrics
+        | Contender::BullpenJs
+        | Contender::BullpenPython => {
             let module = match case.work {
                 Work::Noop => "echo",
                 Work::Transform => "json-transform",
                 Work::Webhook => "webhook",
             };
+            let module = match case.contender {
+                Contender::BullpenJs => script_guest("bench/node/noop.js"),
+                Contender::BullpenPython => script_guest("bench/python/noop.py"),
+                _ => guest(module),
+            };
             let dir = tempfile::tempdir().unwrap();
             std::fs::create_dir_all(dir.path().join("modules")).unwrap();
             std::fs::create_dir_all(dir.path().join("granted")).unwrap();
-            std::fs::copy(guest(module), dir.path().join("modules/guest.wasm")).unwrap();
+            std::fs::copy(module, dir.path().join("modules/guest.wasm")).unwrap();
             let mut grants = String::new();
             if let Some(server) = HOOK_SERVER.get().filter(|_| case.work == Work::Webhook) {
                 grants += &format!("allowed_outbound_hosts = [\"{server}\"]\n");

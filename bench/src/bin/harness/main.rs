@@ -127,6 +127,8 @@ fn cases() -> Vec<Case> {
         case(Bullpen, Webhook, 8),
         case(NodeInProcess, Webhook, 64),
         case(Bullpen, Webhook, 64),
+        case(BullpenJs, Noop, 8),
+        case(BullpenPython, Noop, 8),
     ];
     if contender::BASELINE.get().is_some() {
         cases.extend([

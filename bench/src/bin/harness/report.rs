@@ -246,6 +246,17 @@ impl Report {
             self.rate(NodeThreads, Noop, 8),
             4.0,
         );
+        for (label, theirs) in [
+            ("child processes", NodeProcesses),
+            ("worker threads", NodeThreads),
+        ] {
+            ratio(
+                format!("bullpen, noop.js ≥ 1× Node {label} running it, at 8"),
+                self.rate(BullpenJs, Noop, 8),
+                self.rate(theirs, Noop, 8),
+                1.0,
+            );
+        }
         ratio(
             "bullpen `json-transform` ≥ 2× Node in-process, same work, at 8".into(),
             self.rate(Bullpen, Transform, 8),

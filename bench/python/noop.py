@@ -1,0 +1,6 @@
+"""The no-op processor, in Python: returns the job's data, as the echo
+guest does (built by scripts/build-processor for bullpen)."""
+
+
+def process(job):
+    return job.data
