@@ -13,7 +13,7 @@ use bullpen::config::{FileGrant, GrantsConfig};
 use bullpen::sandbox::grants::Grants;
 use bullpen::sandbox::{Ignore, JobObserver, Limits, Module, Sandbox, SandboxOptions, test_job};
 use bullpen_bench::records;
-use bullpen_tests::guest;
+use bullpen_tests::{guest, script_guest};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -214,4 +214,59 @@ fn main() {
         instance_share * 100.0,
         epoch_share * 100.0
     );
+    script_processors(&runtime, &limits, small, if quick { 50 } else { 2_000 });
+}
+
+/// The JavaScript and Python `echo` (built by `scripts/build-processor`):
+/// what compiling them costs, cold and from the cache, and what an attempt
+/// costs, of which how much is making the instance, and its peak memory.
+fn script_processors(runtime: &tokio::runtime::Runtime, limits: &Limits, data: &str, jobs: usize) {
+    println!();
+    println!(
+        "| processor | component | compile (no cache) | load from cache | attempt: median | p99 | instantiate: median | peak linear memory |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let observer: Arc<dyn JobObserver> = Arc::new(Ignore);
+    for source in ["examples/js/echo.js", "examples/python/echo.py"] {
+        let file = script_guest(source);
+        let cache = tempfile::tempdir().unwrap();
+        let load = || {
+            Sandbox::new(SandboxOptions {
+                max_instances: 16,
+                cache_dir: Some(cache.path().to_owned()),
+                ..SandboxOptions::default()
+            })
+            .unwrap()
+            .load(&file)
+            .unwrap()
+        };
+        let compiled = load();
+        let module = load();
+        assert_eq!(module.loaded_from().as_str(), "cache");
+        let (mut walls, mut instantiations, mut peak) = (Vec::new(), Vec::new(), 0);
+        runtime.block_on(async {
+            for i in 0..jobs + jobs / 10 {
+                let run = module
+                    .process(&test_job(data), limits, observer.clone())
+                    .await;
+                assert!(matches!(run.outcome, Ok(Ok(_))), "{:?}", run.outcome);
+                if i >= jobs / 10 {
+                    walls.push(run.cost.wall);
+                    instantiations.push(run.cost.instantiate);
+                    peak = peak.max(run.cost.peak_memory);
+                }
+            }
+        });
+        let (walls, instantiations) = (stats(walls), stats(instantiations));
+        println!(
+            "| `{source}` | {:.1} MiB | {:.2} s | {:.0} ms | {} | {} | {} | {:.1} MiB |",
+            std::fs::metadata(&file).unwrap().len() as f64 / (1 << 20) as f64,
+            compiled.load_time().as_secs_f64(),
+            module.load_time().as_secs_f64() * 1e3,
+            micros(walls.p50),
+            micros(walls.p99),
+            micros(instantiations.p50),
+            peak as f64 / (1 << 20) as f64
+        );
+    }
 }
