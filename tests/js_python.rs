@@ -13,7 +13,7 @@ use bullpen_tests::hook_server::HookServer;
 use bullpen_tests::oracle::differences;
 use bullpen_tests::{
     RedisServer, RunningHost, bullpen, field, finished, node_with, python_with, queue,
-    script_guest, workspace_root,
+    script_guest, shared_data_dir, workspace_root,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -135,11 +135,12 @@ fn python_producers_get_every_outcome_from_python_processors() {
     assert_eq!(job("flaky")["progress"], 100);
     assert_eq!(job("flaky")["logs"], json!(["succeeded on attempt 2"]));
     assert_eq!(job("flaky")["stacktrace"].as_array().unwrap().len(), 1);
+    // The traceback, as BullMQ Python's own worker records it.
+    let stack = job("flaky")["stacktrace"][0].as_str().unwrap();
     assert!(
-        job("flaky")["stacktrace"][0]
-            .as_str()
-            .unwrap()
-            .starts_with("PyError: attempt 1 of 2 failed"),
+        stack.starts_with("Traceback (most recent call last):\n")
+            && stack.contains("flaky.py\", line ")
+            && stack.ends_with("PyError: attempt 1 of 2 failed\n"),
         "{report}"
     );
 
@@ -240,7 +241,7 @@ async fn misbehaving_javascript_ends_each_attempt_with_its_reason_and_the_host_g
     let stack = field(&wild, &ids[4], "stacktrace").await.unwrap();
     let stack: Vec<String> = serde_json::from_str(&stack).unwrap();
     assert!(
-        stack[0].starts_with("TypeError: rejected after a timer"),
+        stack[0].starts_with("TypeError: rejected after a timer\n    at process (misbehave.js:"),
         "{stack:?}"
     );
 
@@ -276,20 +277,7 @@ fn python_sees_granted_environment_and_files_only() {
     let module = script_guest("tests/fixtures/python/grants_probe.py");
     let data = tempfile::tempdir().unwrap();
     std::fs::write(data.path().join("hello.txt"), "hi\n").unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let exec = |grants: &[String]| -> Value {
-        let output = bullpen()
-            .arg("exec")
-            .arg(&module)
-            .arg("--data-dir")
-            .arg(cache.path())
-            .args(grants)
-            .output()
-            .unwrap();
-        let report: Value = serde_json::from_slice(&output.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)));
-        report["return_value"].clone()
-    };
+    let exec = |grants: &[String]| exec_report(&module, grants)["return_value"].clone();
     assert_eq!(
         exec(&[]),
         json!({"env": null, "file_error": "No such file or directory"})
@@ -298,5 +286,175 @@ fn python_sees_granted_environment_and_files_only() {
     assert_eq!(
         exec(&["--env".into(), "GREETING=hello".into(), "--dir".into(), dir]),
         json!({"env": "hello", "file": "hi\n"})
+    );
+}
+
+/// Runs `bullpen exec` on `module` with `args` (grants, data) and returns
+/// its JSON report. The module is compiled already, in the shared cache.
+fn exec_report(module: &std::path::Path, args: &[String]) -> Value {
+    let output = bullpen()
+        .arg("exec")
+        .arg(module)
+        .arg("--data-dir")
+        .arg(shared_data_dir())
+        .args(args)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)))
+}
+
+/// A JavaScript processor reads its queue's environment through
+/// `process.env` and its directories through Node's `fs`: granted ones
+/// only, writes only where the grant is writable, and Node's error codes
+/// otherwise.
+#[test]
+fn javascript_sees_granted_environment_and_files_only() {
+    let module = script_guest("tests/fixtures/js/grants_probe.js");
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("hello.txt"), "hi\n").unwrap();
+    std::fs::write(data.path().join("second.txt"), "").unwrap();
+    let out = tempfile::tempdir().unwrap();
+
+    let nothing = exec_report(&module, &[]);
+    let seen = &nothing["return_value"];
+    assert_eq!(seen["env"], Value::Null, "{nothing}");
+    assert_eq!(seen["file"]["code"], "ENOENT", "{nothing}");
+    assert_eq!(
+        seen["file"]["message"],
+        "ENOENT: no such file or directory, open '/data/hello.txt'"
+    );
+    assert_eq!(seen["promised"], "ENOENT");
+    assert_eq!(seen["write"]["code"], "ENOENT");
+
+    let granted = exec_report(
+        &module,
+        &[
+            "--id".into(),
+            "7".into(),
+            "--env".into(),
+            "GREETING=hello".into(),
+            "--dir".into(),
+            format!("{}:/data", data.path().display()),
+            "--dir".into(),
+            format!("{}:/out:rw", out.path().display()),
+        ],
+    );
+    let seen = &granted["return_value"];
+    assert_eq!(seen["env"], "hello", "{granted}");
+    assert_eq!(seen["file"], json!({"ok": "hi\n"}));
+    assert_eq!(seen["promised"], "hi\n");
+    assert_eq!(seen["listing"], json!({"ok": ["hello.txt", "second.txt"]}));
+    assert_eq!(seen["write"], json!({}), "{granted}");
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("written.txt")).unwrap(),
+        "from job 7"
+    );
+    // /data is granted read-only: the file is untouched.
+    assert_eq!(seen["readOnly"]["code"], "EPERM", "{granted}");
+    assert_eq!(
+        std::fs::read_to_string(data.path().join("hello.txt")).unwrap(),
+        "hi\n"
+    );
+}
+
+/// A Python processor fetches with `bullpen.http` from the hosts its queue
+/// grants (a GET, a JSON POST with a header, a body larger than one read),
+/// and is refused any other, with the URL and the reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_fetches_granted_hosts_only() {
+    let server = HookServer::start().await;
+    let module = script_guest("tests/fixtures/python/fetch.py");
+    let allow = format!("http://127.0.0.1:{}", server.addr.port());
+    let run = |data: Value, granted: bool| {
+        let module = module.clone();
+        let allow = allow.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec!["--data".to_owned(), data.to_string()];
+            if granted {
+                args.extend(["--allow-host".to_owned(), allow]);
+            }
+            exec_report(&module, &args)
+        })
+    };
+
+    let got = run(json!({"url": server.url("http", "/ok")}), true)
+        .await
+        .unwrap();
+    assert_eq!(
+        got["return_value"],
+        json!({"status": 200, "type": null, "body": "ok"}),
+        "{got}"
+    );
+    let big = run(json!({"url": server.url("http", "/big/200000")}), true)
+        .await
+        .unwrap();
+    assert_eq!(
+        big["return_value"]["body"].as_str().map(str::len),
+        Some(200_000),
+        "{big}"
+    );
+    let posted = run(
+        json!({"url": server.url("http", "/status/201"), "json": {"a": [1, 2]}}),
+        true,
+    )
+    .await
+    .unwrap();
+    assert_eq!(posted["return_value"]["status"], 201, "{posted}");
+    let request = &server.received_on("/status/201")[0];
+    assert_eq!(request.method, "POST");
+    assert_eq!(request.headers["x-source"], "bullpen");
+    assert_eq!(request.headers["content-type"], "application/json");
+    assert_eq!(request.body, br#"{"a": [1, 2]}"#);
+
+    let url = server.url("http", "/ok");
+    let refused = run(json!({"url": url}), false).await.unwrap();
+    assert_eq!(refused["outcome"], "failed", "{refused}");
+    assert_eq!(
+        refused["error"]["message"],
+        format!("{url}: refused: the queue does not grant this host (allowed_outbound_hosts)")
+    );
+    assert_eq!(refused["error"]["name"], "HttpError");
+    assert_eq!(
+        server.received_on("/ok").len(),
+        1,
+        "the refused GET never left"
+    );
+}
+
+/// An uncaught exception's stack becomes the job's `stacktrace` entry, as
+/// Node and BullMQ Python write it: for JavaScript `Name: message` and `at`
+/// frames in the processor's own file and lines (not the bundle's), for
+/// Python the traceback of the processor's frames.
+#[test]
+fn failures_carry_the_languages_own_stack() {
+    let js = script_guest("tests/fixtures/js/throws.js");
+    let report = exec_report(&js, &["--data".into(), r#"{"n":3}"#.into()]);
+    assert_eq!(report["error"]["message"], "boom 3", "{report}");
+    assert_eq!(
+        report["error"]["stack"],
+        "TypeError: boom 3\n    at inner (throws.js:5:9)\n    at process (throws.js:10:3)",
+        "{report}"
+    );
+    let report = exec_report(&js, &["--data".into(), r#"{"unrecoverable":true}"#.into()]);
+    assert_eq!(report["outcome"], "unrecoverable", "{report}");
+    assert!(
+        report["stack"]
+            .as_str()
+            .unwrap()
+            .starts_with("UnrecoverableError: bad input\n    at inner (throws.js:4:"),
+        "{report}"
+    );
+
+    let py = script_guest("tests/fixtures/python/throws.py");
+    let report = exec_report(&py, &["--data".into(), r#"{"n":3}"#.into()]);
+    let stack = report["error"]["stack"].as_str().unwrap();
+    assert!(
+        stack.starts_with("Traceback (most recent call last):\n  File ")
+            && stack.contains("throws.py\", line 10, in process\n")
+            && stack.contains("throws.py\", line 5, in inner\n")
+            && stack.ends_with("ValueError: boom 3\n")
+            && !stack.contains("world.py"),
+        "{stack}"
     );
 }

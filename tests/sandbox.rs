@@ -493,7 +493,7 @@ fn a_processor_of_another_contract_version_is_named() {
     let (reason, _) = load_error(&newer);
     assert_eq!(
         reason,
-        "built for bullpen:processor@0.3.0, but this host runs bullpen:processor 0.2.0 and 0.1.0 processors"
+        "built for bullpen:processor@0.3.0, but this host runs bullpen:processor 0.2.1, 0.2.0 and 0.1.0 processors"
     );
 }
 
@@ -611,19 +611,20 @@ fn a_corrupted_cache_entry_is_compiled_again_not_run() {
     assert_eq!(module.loaded_from(), LoadedFrom::Compiler);
 }
 
-/// A module kept as it was built against contract 0.1.0, before `jobs`.
-fn contract_0_1_0(name: &str) -> Module {
+/// A module kept as it was built against an earlier contract `version`:
+/// 0.1.0 (before `jobs`) or 0.2.0 (before `host.failure-stack`).
+fn built_against(version: &str, name: &str) -> Module {
     let path = bullpen_tests::workspace_root()
-        .join("tests/fixtures/contract-0.1.0")
+        .join(format!("tests/fixtures/contract-{version}"))
         .join(format!("{name}.wasm"));
     sandbox().load(&path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test]
 async fn processors_built_against_contract_0_1_0_run_unchanged() {
-    let echo = contract_0_1_0("echo");
+    let echo = built_against("0.1.0", "echo");
     assert_eq!(echo.contract_version(), "0.1.0");
-    assert_eq!(load("echo").contract_version(), "0.2.0");
+    assert_eq!(load("echo").contract_version(), "0.2.1");
     let data = r#"{"b":1,"a":[true,null]}"#;
     assert_eq!(
         process(&echo, &test_job(data)).await,
@@ -631,7 +632,7 @@ async fn processors_built_against_contract_0_1_0_run_unchanged() {
     );
 
     // Failures, names and the backoff export cross the older types too.
-    let custom = contract_0_1_0("custom_backoff");
+    let custom = built_against("0.1.0", "custom_backoff");
     let job = Job {
         backoff: Some(BackoffOptions {
             kind: "linear".into(),
@@ -663,6 +664,39 @@ async fn processors_built_against_contract_0_1_0_run_unchanged() {
         .await
         .outcome;
     assert_eq!(decision, Ok(BackoffDecision::After(600)));
+}
+
+/// 0.2.1 only adds a host function: a 0.2.0 processor links to it as it is,
+/// its `jobs` imports included.
+#[tokio::test]
+async fn processors_built_against_contract_0_2_0_run_unchanged() {
+    let echo = built_against("0.2.0", "echo");
+    assert_eq!(echo.contract_version(), "0.2.0");
+    let data = r#"{"b":1,"a":[true,null]}"#;
+    assert_eq!(
+        process(&echo, &test_job(data)).await,
+        Ok(Ok(data.to_owned()))
+    );
+
+    let fan_out = built_against("0.2.0", "fan_out");
+    let job = Job {
+        name: "sum".into(),
+        queue: "fan-out".into(),
+        ..test_job(r#"{"numbers":[2,3]}"#)
+    };
+    let recorder = Arc::new(Recorder::default());
+    let run = fan_out
+        .process(&job, &granting(&["fan-out"]), recorder.clone())
+        .await;
+    assert_eq!(run.outcome, Ok(Err(JobError::WaitingChildren)));
+    let added = recorder
+        .reports()
+        .iter()
+        .filter(|r| matches!(r, Report::JobAdded { child: true, .. }))
+        .count();
+    assert_eq!(added, 2);
+    // A 0.2.0 guest cannot give a stack: the host writes its own entry.
+    assert_eq!(run.failure_stack, None);
 }
 
 fn granting(queues: &[&str]) -> Limits {

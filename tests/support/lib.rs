@@ -44,22 +44,6 @@ pub fn guest(name: &str) -> PathBuf {
         .clone()
 }
 
-/// The JavaScript and Python example processors: `examples/js/<name>.js`
-/// and `examples/python/<name>.py`.
-pub const SCRIPT_EXAMPLES: [&str; 11] = [
-    "js/echo.js",
-    "js/flaky.js",
-    "js/custom-backoff.js",
-    "js/validate.js",
-    "js/rate-limited.js",
-    "js/misbehave.js",
-    "python/echo.py",
-    "python/flaky.py",
-    "python/custom_backoff.py",
-    "python/validate.py",
-    "python/rate_limited.py",
-];
-
 /// A JavaScript or Python processor (`source` relative to the workspace,
 /// e.g. `examples/js/echo.js`) built into a component by
 /// `scripts/build-processor`, once per test process. The script keeps what
@@ -109,8 +93,9 @@ pub fn script_guest(source: &str) -> PathBuf {
 }
 
 /// The data dir whose compile cache [`script_guest`] fills and
-/// [`RunningHost::start_with_modules`] copies.
-fn shared_data_dir() -> PathBuf {
+/// [`RunningHost::start_with_modules`] copies: `bullpen exec --data-dir`
+/// it to run a [`script_guest`] without compiling it again.
+pub fn shared_data_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"))

@@ -3,14 +3,16 @@
 // scripts/build-processor bundles it with the processor (esbuild condition
 // `bullpen`); in Node the package is src/node.js instead.
 
-import { log as hostLog, progress as hostProgress, addLog } from 'bullpen:processor/host@0.2.0';
+import { log as hostLog, progress as hostProgress, addLog, failureStack } from 'bullpen:processor/host@0.2.1';
 import {
   add as addJob,
   updateData as hostUpdateData,
   readChildren,
   moveToWaitingChildren as hostMoveToWaitingChildren,
-} from 'bullpen:processor/jobs@0.2.0';
+} from 'bullpen:processor/jobs@0.2.1';
+import { getEnvironment } from 'wasi:cli/environment@0.2.12';
 import { RateLimitError } from './errors.js';
+import { nodeStack } from './stack.js';
 
 export { UnrecoverableError, RateLimitError, DelayedError, WaitingChildrenError } from './errors.js';
 
@@ -19,6 +21,19 @@ export { UnrecoverableError, RateLimitError, DelayedError, WaitingChildrenError 
 // before the matching throw. One attempt per instance, so module state is
 // the attempt's.
 const asked = { rateLimitMs: undefined, delayedUntil: undefined };
+
+// Node's `process.env`: the queue's `environment` and `secrets` grants,
+// read when first asked in an attempt. Not before: the build runs the
+// module's top level once, and the snapshot keeps what it read then (no
+// grants), so a processor reads `process.env` inside `process`.
+let environment;
+if (globalThis.process === undefined) {
+  globalThis.process = {
+    get env() {
+      return (environment ??= Object.fromEntries(getEnvironment()));
+    },
+  };
+}
 
 /** bullpen's stand-in for the BullMQ `Worker` running the processor. */
 export const worker = {
@@ -173,11 +188,17 @@ export async function __process(processor, raw) {
     throw { payload: { tag: 'unrecoverable', val: 'the processor module exports neither `process` nor a default function' } };
   }
   let value;
+  environment = undefined;
   try {
     current = new Job(raw);
     value = await run(current, `bullpen:${raw.id}`);
   } catch (error) {
-    throw { payload: jobError(error) };
+    const payload = jobError(error);
+    if (payload.tag === 'failed' || payload.tag === 'unrecoverable') {
+      const stack = nodeStack(error);
+      if (stack !== undefined) failureStack(stack);
+    }
+    throw { payload };
   }
   const text = JSON.stringify(value);
   return text === undefined ? 'null' : text;

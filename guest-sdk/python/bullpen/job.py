@@ -2,7 +2,8 @@
 
 import json
 
-from wit_world.imports import host, jobs, types
+from wit_world.imports import bullpen_processor_types as types
+from wit_world.imports import host, jobs
 
 # What the processor asked for before raising RateLimitError or DelayedError.
 # One attempt per instance, so module state is the attempt's.

@@ -7,7 +7,8 @@ import traceback
 
 import wit_world
 from componentize_py_types import Err
-from wit_world.imports import types
+from wit_world.imports import bullpen_processor_types as types
+from wit_world.imports import host
 
 from bullpen import job as _job
 from bullpen.errors import DelayedError, RateLimitError, UnrecoverableError, WaitingChildrenError
@@ -58,6 +59,15 @@ def _job_error(error: BaseException) -> types.JobError:
     return types.JobError_Failed(types.Failure(message, name))
 
 
+def _traceback(error: BaseException) -> str:
+    """The traceback BullMQ Python records (``traceback.format_exc()``),
+    from the processor's own frames on: this module's are left out."""
+    frames = error.__traceback__
+    while frames is not None and frames.tb_frame.f_code.co_filename == __file__:
+        frames = frames.tb_next
+    return "".join(traceback.format_exception(type(error), error, frames))
+
+
 def _takes_token(function) -> bool:
     try:
         parameters = inspect.signature(function).parameters.values()
@@ -81,7 +91,10 @@ def world(processor):
                 args = (current, f"bullpen:{job.id}") if _takes_token(run) else (current,)
                 value = _settle(run(*args))
             except Exception as error:  # every exception ends the attempt, as in BullMQ
-                raise Err(_job_error(error)) from None
+                outcome = _job_error(error)
+                if isinstance(outcome, (types.JobError_Failed, types.JobError_Unrecoverable)):
+                    host.failure_stack(_traceback(error))
+                raise Err(outcome) from None
             return json.dumps(value)
 
         def backoff(self, attempts_made, strategy, error, job):

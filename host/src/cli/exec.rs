@@ -291,11 +291,17 @@ fn describe(module: &Module, run: &Run<ProcessAnswer>) -> (Value, u8) {
         Ok(Err(JobError::Failed(failure))) => {
             report["outcome"] = json!("failed");
             report["error"] = json!({ "message": failure.message, "name": failure.name });
+            if let Some(stack) = &run.failure_stack {
+                report["error"]["stack"] = json!(stack);
+            }
             3
         }
         Ok(Err(JobError::Unrecoverable(reason))) => {
             report["outcome"] = json!("unrecoverable");
             report["reason"] = json!(reason);
+            if let Some(stack) = &run.failure_stack {
+                report["stack"] = json!(stack);
+            }
             4
         }
         Ok(Err(JobError::RateLimited(ms))) => {

@@ -25,10 +25,13 @@ pub use self::bullpen::processor::host::Level;
 pub use self::bullpen::processor::types::BackoffOptions;
 
 /// The newest contract version this host speaks: `bullpen:processor@<this>`.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.2.1";
 
-/// Every contract version this host runs processors of, newest first.
-pub const CONTRACT_VERSIONS: [&str; 2] = [CONTRACT_VERSION, "0.1.0"];
+/// Every contract version this host runs processors of, newest first. A
+/// 0.2.0 processor runs on the newest bindings: wasmtime links an import of
+/// `…@0.2.0` to the host's `…@0.2.1`, whose `host` interface only adds a
+/// function.
+pub const CONTRACT_VERSIONS: [&str; 3] = [CONTRACT_VERSION, "0.2.0", "0.1.0"];
 
 /// The WIT package name, without its version.
 pub const CONTRACT_PACKAGE: &str = "bullpen:processor";

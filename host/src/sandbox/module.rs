@@ -25,6 +25,8 @@ pub struct Module {
     sha256: String,
     loaded_from: LoadedFrom,
     load_time: Duration,
+    /// The contract version it was built against.
+    contract_version: &'static str,
     /// The epoch clock, when the module has epoch checks.
     pub(crate) clock: Option<Arc<EpochClock>>,
 }
@@ -32,7 +34,9 @@ pub struct Module {
 /// A module linked for the contract version it was built against.
 #[derive(Clone)]
 pub(crate) enum Pre {
-    /// The newest, [`CONTRACT_VERSION`].
+    /// The newest, [`CONTRACT_VERSION`], and the earlier versions of its
+    /// minor series (0.2.0), which link to it unchanged: a patch version
+    /// only adds imports.
     Now(ProcessorPre<JobState>),
     /// 0.1.0.
     V0_1(v0_1::ProcessorPre<JobState>),
@@ -62,12 +66,9 @@ impl Module {
             .unwrap_or_else(|| self.path.display().to_string())
     }
 
-    /// The contract version the module was built against, e.g. `0.2.0`.
+    /// The contract version the module was built against, e.g. `0.2.1`.
     pub fn contract_version(&self) -> &'static str {
-        match self.pre {
-            Pre::Now(_) => CONTRACT_VERSION,
-            Pre::V0_1(_) => "0.1.0",
-        }
+        self.contract_version
     }
 
     /// The sha256 of the file, in hex.
@@ -129,7 +130,7 @@ pub enum LoadError {
     /// The component was built against another version of the contract.
     #[error(
         "{path}: built for {CONTRACT_PACKAGE}@{found}, but this host runs {CONTRACT_PACKAGE} {versions} processors",
-        versions = CONTRACT_VERSIONS.join(" and ")
+        versions = versions_known()
     )]
     ContractVersion {
         /// The file.
@@ -167,6 +168,16 @@ pub enum LoadError {
         /// What did not fit.
         reason: String,
     },
+}
+
+/// The versions this host runs, as a sentence lists them: `0.2.1, 0.2.0
+/// and 0.1.0`.
+fn versions_known() -> String {
+    match CONTRACT_VERSIONS.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    }
 }
 
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
@@ -218,6 +229,7 @@ pub(crate) fn load(
         sha256,
         loaded_from,
         load_time: started.elapsed(),
+        contract_version: version,
         clock,
     })
 }

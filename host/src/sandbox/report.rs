@@ -191,6 +191,8 @@ pub(crate) struct Reporter {
     logs: u32,
     budget: u64,
     dropped: Dropped,
+    /// The stack the guest gave for the failure it is about to answer.
+    failure_stack: Option<String>,
 }
 
 impl Reporter {
@@ -202,7 +204,13 @@ impl Reporter {
             logs: 0,
             budget,
             dropped: Dropped::default(),
+            failure_stack: None,
         }
+    }
+
+    /// The stack trace the guest gave last (`host.failure-stack`), if any.
+    pub(crate) fn failure_stack(&self) -> Option<&str> {
+        self.failure_stack.as_deref()
     }
 
     /// What went over the budgets.
@@ -274,6 +282,14 @@ impl processor::host::Host for Reporter {
         if self.admit_bytes(line.len()) {
             self.observer.add_log(line);
         }
+    }
+
+    fn failure_stack(&mut self, stack: String) {
+        // Kept, not forwarded: it replaces the one before, so a guest
+        // calling it in a loop holds one stack, clipped, never more.
+        let mut stack = stack;
+        stack.truncate(clip(&stack).len());
+        self.failure_stack = Some(stack);
     }
 }
 

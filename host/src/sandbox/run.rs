@@ -79,6 +79,11 @@ pub struct Run<T> {
     /// Reports (logs, job-log lines, progress) dropped because the call went
     /// over its budgets.
     pub reports_dropped: Dropped,
+    /// The stack trace the guest gave for its failure
+    /// (`host.failure-stack`), clipped to [`MAX_REPORT_LEN`] bytes.
+    ///
+    /// [`MAX_REPORT_LEN`]: super::report::MAX_REPORT_LEN
+    pub failure_stack: Option<String>,
 }
 
 /// What `process` answered: the return value's JSON text, or how the attempt
@@ -212,6 +217,7 @@ impl Module {
                 stdout: stdout.captured(),
                 stderr: stderr.captured(),
                 reports_dropped: Dropped::default(),
+                failure_stack: None,
             };
         }
         let wasi = wasi.build();
@@ -335,6 +341,7 @@ impl Module {
             stdout: stdout.captured(),
             stderr,
             reports_dropped: state.reporter.dropped(),
+            failure_stack: state.reporter.failure_stack().map(str::to_owned),
         }
     }
 }
@@ -346,5 +353,6 @@ fn map_run<T>(run: Run<Answer>, f: impl FnOnce(Answer) -> Result<T, Crash>) -> R
         stdout: run.stdout,
         stderr: run.stderr,
         reports_dropped: run.reports_dropped,
+        failure_stack: run.failure_stack,
     }
 }

@@ -23,7 +23,8 @@ use crate::sandbox::REPORT_OVERHEAD;
 use crate::sandbox::grants::Grants;
 use crate::sandbox::jobs::{AddJob, ChildrenSoFar, JobApi};
 use crate::sandbox::{
-    BackoffDecision, BackoffOptions, Failure, Job as GuestJob, JobObserver, Level, Limits, Module,
+    BackoffDecision, BackoffOptions, Failure, Job as GuestJob, JobError, JobObserver, Level,
+    Limits, Module,
 };
 use crate::units::ByteSize;
 use bullmq::types::BackoffStrategy;
@@ -314,7 +315,7 @@ impl Attempts {
                 };
                 tracing::warn!("not run: {why}");
                 let guest_job = self.guest_job(&job, String::new());
-                return self.apply(job, &guest_job, verdict).await;
+                return self.apply(job, &guest_job, verdict, None).await;
             }
         };
         let guest_job = self.guest_job(&job, data);
@@ -408,6 +409,15 @@ impl Attempts {
         if !run.stderr.text.is_empty() {
             tracing::debug!(stderr = %self.limits.grants.redact(&run.stderr.text), "guest stderr");
         }
+        // The guest's own stack, for a failure it answered (a crash has
+        // the host's entry, whatever the guest said before it).
+        let guest_stack = match &run.outcome {
+            Ok(Err(JobError::Failed(_) | JobError::Unrecoverable(_))) => run
+                .failure_stack
+                .as_deref()
+                .map(|stack| self.limits.grants.redact(stack).into_owned()),
+            _ => None,
+        };
         let verdict = self.redact(outcome::verdict(run.outcome, self.on_crash));
         tracing::debug!(
             ms = run.cost.wall.as_secs_f64() * 1e3,
@@ -431,7 +441,10 @@ impl Attempts {
                 Ok(value)
             }
             Err(Verdict::WaitingChildren) => self.wait_for_children(&job, moved).await,
-            Err(verdict) => self.apply(job, &guest_job, verdict).await,
+            Err(verdict) => {
+                self.apply(job, &guest_job, verdict, guest_stack.as_deref())
+                    .await
+            }
         }
     }
 
@@ -590,11 +603,14 @@ impl Attempts {
         }
     }
 
+    /// Carries out `verdict`; a failure's stack entry is `guest_stack` when
+    /// the guest gave one.
     async fn apply(
         &self,
         job: Job,
         guest_job: &GuestJob,
         verdict: Verdict,
+        guest_stack: Option<&str>,
     ) -> Result<Value, Error> {
         match verdict {
             Verdict::Completed(json) => {
@@ -608,7 +624,7 @@ impl Attempts {
                     name: Some("UnrecoverableError".into()),
                 };
                 let opts = self.options(&job).await;
-                self.record(&job, &failure, &opts, false).await;
+                self.record(&job, &failure, guest_stack, &opts, false).await;
                 Err(Error::Unrecoverable(reason))
             }
             Verdict::RateLimited(asked) => {
@@ -637,7 +653,7 @@ impl Attempts {
                 job.move_to_delayed(until).await?;
                 Err(Error::Delayed)
             }
-            Verdict::Failed(failure) => self.fail(job, guest_job, failure).await,
+            Verdict::Failed(failure) => self.fail(job, guest_job, failure, guest_stack).await,
             Verdict::WaitingChildren => self.wait_for_children(&job, false).await,
         }
     }
@@ -668,9 +684,13 @@ impl Attempts {
         }
     }
 
-    /// A stack trace for a guest failure, shaped like a JS one.
-    fn stack(&self, failure: &Failure) -> String {
-        stack_entry(failure, &self.module())
+    /// A failure's stack trace entry: the guest's own, or one shaped like a
+    /// JS one.
+    fn stack(&self, failure: &Failure, guest_stack: Option<&str>) -> String {
+        match guest_stack {
+            Some(stack) => stack.to_owned(),
+            None => stack_entry(failure, &self.module()),
+        }
     }
 
     /// Adds the stack trace entry Node writes for a job the crate failed on
@@ -694,8 +714,15 @@ impl Attempts {
         }
     }
 
-    async fn record(&self, job: &Job, failure: &Failure, opts: &JobOptions, count_attempt: bool) {
-        let stack = self.stack(failure);
+    async fn record(
+        &self,
+        job: &Job,
+        failure: &Failure,
+        guest_stack: Option<&str>,
+        opts: &JobOptions,
+        count_attempt: bool,
+    ) {
+        let stack = self.stack(failure, guest_stack);
         if let Err(e) = fields::record_failure(
             &self.queue,
             job.id(),
@@ -711,7 +738,13 @@ impl Attempts {
         }
     }
 
-    async fn fail(&self, job: Job, guest_job: &GuestJob, failure: Failure) -> Result<Value, Error> {
+    async fn fail(
+        &self,
+        job: Job,
+        guest_job: &GuestJob,
+        failure: Failure,
+        guest_stack: Option<&str>,
+    ) -> Result<Value, Error> {
         let opts = self.options(&job).await;
         let attempts_made = job.attempts_made() + 1;
         let plan = outcome::plan_retry(
@@ -734,23 +767,26 @@ impl Attempts {
         });
         match delay {
             None => {
-                self.record(&job, &failure, &opts, false).await;
+                self.record(&job, &failure, guest_stack, &opts, false).await;
                 Err(Error::Unrecoverable(failure.message))
             }
             Some(Err(reason)) => {
+                // The reason is the host's (the strategy crashed or is
+                // unknown): so is the entry.
                 self.record(
                     &job,
                     &Failure {
                         message: reason.clone(),
                         name: failure.name.clone(),
                     },
+                    None,
                     &opts,
                     false,
                 )
                 .await;
                 Err(Error::Unrecoverable(reason))
             }
-            Some(Ok(delay)) => self.retry(job, &failure, &opts, delay).await,
+            Some(Ok(delay)) => self.retry(job, &failure, guest_stack, &opts, delay).await,
         }
     }
 
@@ -800,16 +836,17 @@ impl Attempts {
         &self,
         job: Job,
         failure: &Failure,
+        guest_stack: Option<&str>,
         opts: &JobOptions,
         delay: Duration,
     ) -> Result<Value, Error> {
         if delay.is_zero() && !opts.lifo && self.crate_retries_at_once(&job) {
             // The crate's own immediate retry is BullMQ's (LPUSH to wait,
             // attemptsMade + 1, a `waiting` event); it only lacks the fields.
-            self.record(&job, failure, opts, false).await;
+            self.record(&job, failure, guest_stack, opts, false).await;
             return Err(Error::ProcessingError(failure.message.clone()));
         }
-        self.record(&job, failure, opts, true).await;
+        self.record(&job, failure, guest_stack, opts, true).await;
         if delay.is_zero() && opts.lifo {
             // RPUSH to wait: the next job taken, as BullMQ's lifo retry.
             job.move_to_wait(None).await?;
