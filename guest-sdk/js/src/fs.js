@@ -104,7 +104,11 @@ export function readFileSync(path, options) {
 function write(path, data, append) {
   const flags = append ? { create: true } : { create: true, truncate: true };
   const { descriptor, shown } = open(path, 'open', flags, { write: true });
-  const bytes = typeof data === 'string' ? new TextEncoder().encode(data) : new Uint8Array(data.buffer ?? data, data.byteOffset ?? 0, data.byteLength ?? data.length);
+  const bytes = ArrayBuffer.isView(data)
+    ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+    : data instanceof ArrayBuffer
+      ? new Uint8Array(data)
+      : new TextEncoder().encode(String(data));
   let offset = append ? call('stat', shown, () => descriptor.stat()).size : 0n;
   let at = 0;
   while (at < bytes.length) {
