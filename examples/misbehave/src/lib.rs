@@ -30,6 +30,11 @@
 //! - `udp`: sends a datagram to `path` and completes with `"sent"`;
 //! - `dns`: looks `path` up (`"example.com:80"`) and completes with the
 //!   addresses;
+//! - `leftover`: completes with `{"left": N}`, the bytes of a 256 KiB
+//!   static buffer that are not as the module's image has them (zero), then
+//!   fills the buffer and sleeps `ms` milliseconds: N is what an earlier
+//!   attempt in the same memory left behind (0 when every attempt starts
+//!   fresh);
 //! - `ok`: completes with `"fine"`.
 //!
 //! A job named `data-text`, whatever its data, completes with the text of
@@ -60,6 +65,9 @@ struct Plan {
 }
 
 struct Misbehave;
+
+/// Zero in the module's image; `leftover` fills it.
+static SCRATCH: std::sync::Mutex<[u8; 256 * 1024]> = std::sync::Mutex::new([0; 256 * 1024]);
 
 impl Processor for Misbehave {
     fn process(job: Job) -> Result<impl serde::Serialize> {
@@ -153,6 +161,13 @@ impl Processor for Misbehave {
                     .map(|a| a.to_string())
                     .collect();
                 return Ok(serde_json::json!(addresses));
+            }
+            "leftover" => {
+                let mut scratch = SCRATCH.lock().unwrap_or_else(|e| e.into_inner());
+                let left = scratch.iter().filter(|b| **b != 0).count();
+                scratch.fill(0xAB);
+                std::thread::sleep(std::time::Duration::from_millis(plan.ms));
+                return Ok(serde_json::json!({ "left": left }));
             }
             "ok" => {}
             other => return Err(Error::unrecoverable(format!("unknown mode `{other}`"))),

@@ -25,7 +25,22 @@ const IDLE_TICKS: u32 = 1_000;
 /// instance per job cheap (measured: ~60 µs per job with pooling defaults,
 /// ~12 µs with these); `concurrency_support(false)` keeps calls off the
 /// component-model-async path, which bullpen's contract does not use.
+///
+/// `pagemap_scan` (resetting only the pages an attempt dirtied) is off on a
+/// machine with swap: wasmtime 48's scan skips a dirty page that is swapped
+/// out, neither resetting nor discarding it, so the next attempt in the slot
+/// would read it (wasmtime pull request #14357). Without the scan a slot's
+/// reset costs more (docs/BENCHMARKS.md) and leaves nothing behind.
 pub fn build(options: &SandboxOptions) -> wasmtime::Result<Engine> {
+    let swap = std::fs::read_to_string("/proc/swaps")
+        .map(|swaps| swap_in_use(&swaps))
+        .unwrap_or(false);
+    if swap {
+        tracing::info!(
+            "swap is on: instance memory is reset without pagemap_scan (slower, but a swapped-out \
+             page cannot outlive its attempt)"
+        );
+    }
     let slots = options.max_instances.max(1);
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(slots)
@@ -37,7 +52,7 @@ pub fn build(options: &SandboxOptions) -> wasmtime::Result<Engine> {
         .linear_memory_keep_resident(1 << 20)
         .table_keep_resident(1 << 16)
         .async_stack_keep_resident(1 << 16)
-        .pagemap_scan(Enabled::Auto);
+        .pagemap_scan(if swap { Enabled::No } else { Enabled::Auto });
 
     let mut config = Config::new();
     config
@@ -45,6 +60,12 @@ pub fn build(options: &SandboxOptions) -> wasmtime::Result<Engine> {
         .concurrency_support(false)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config)
+}
+
+/// Whether `/proc/swaps` lists a swap area (a file, a partition, zram):
+/// anything past its header line.
+fn swap_in_use(swaps: &str) -> bool {
+    swaps.lines().skip(1).any(|line| !line.trim().is_empty())
 }
 
 /// The thread that advances an engine's epoch every [`EPOCH_TICK`] while
@@ -131,6 +152,16 @@ impl Drop for Ticking {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn swap_is_in_use_when_proc_swaps_lists_an_area() {
+        let header = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
+        assert!(!swap_in_use(header));
+        assert!(!swap_in_use(""));
+        assert!(swap_in_use(&format!(
+            "{header}/dev/zram0                               partition\t4194300\t\t0\t\t100\n"
+        )));
+    }
 
     #[test]
     fn an_idle_clock_stays_parked_until_a_guest_runs() {
