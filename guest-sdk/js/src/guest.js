@@ -23,9 +23,10 @@ export { UnrecoverableError, RateLimitError, DelayedError, WaitingChildrenError 
 const asked = { rateLimitMs: undefined, delayedUntil: undefined };
 
 // Node's `process.env`: the queue's `environment` and `secrets` grants,
-// read when first asked in an attempt. Not before: the build runs the
-// module's top level once, and the snapshot keeps what it read then (no
-// grants), so a processor reads `process.env` inside `process`.
+// read when first asked in a call. Not before: the build runs the module's
+// top level once, and the snapshot keeps what it read then (no grants), so
+// a processor reads `process.env` inside `process`; each call forgets what
+// was read before it.
 let environment;
 if (globalThis.process === undefined) {
   globalThis.process = {
@@ -207,6 +208,7 @@ export async function __process(processor, raw) {
 /** Asks the bundled processor's `backoff` export, if any: the `backoff` export's body. @private */
 export async function __backoff(processor, attemptsMade, strategy, failure, raw) {
   if (typeof processor.backoff !== 'function') return { tag: 'builtin' };
+  environment = undefined;
   const error = new Error(failure.message);
   if (failure.name !== undefined) error.name = failure.name;
   let delay;
