@@ -314,6 +314,7 @@ fn javascript_sees_granted_environment_and_files_only() {
     let data = tempfile::tempdir().unwrap();
     std::fs::write(data.path().join("hello.txt"), "hi\n").unwrap();
     std::fs::write(data.path().join("second.txt"), "").unwrap();
+    std::fs::write(data.path().join("big.bin"), vec![7u8; 200_000]).unwrap();
     let out = tempfile::tempdir().unwrap();
 
     let nothing = exec_report(&module, &[]);
@@ -344,7 +345,12 @@ fn javascript_sees_granted_environment_and_files_only() {
     assert_eq!(seen["env"], "hello", "{granted}");
     assert_eq!(seen["file"], json!({"ok": "hi\n"}));
     assert_eq!(seen["promised"], "hi\n");
-    assert_eq!(seen["listing"], json!({"ok": ["hello.txt", "second.txt"]}));
+    assert_eq!(
+        seen["listing"],
+        json!({"ok": ["big.bin", "hello.txt", "second.txt"]})
+    );
+    assert_eq!(seen["big"], json!({"ok": 200_000}));
+    assert_eq!(seen["stat"], json!({"ok": [3, true, false]}));
     assert_eq!(seen["write"], json!({}), "{granted}");
     assert_eq!(
         std::fs::read_to_string(out.path().join("written.txt")).unwrap(),
@@ -406,6 +412,18 @@ async fn python_fetches_granted_hosts_only() {
     assert_eq!(request.headers["x-source"], "bullpen");
     assert_eq!(request.headers["content-type"], "application/json");
     assert_eq!(request.body, br#"{"a": [1, 2]}"#);
+
+    // A server that never answers: the request's own timeout ends it.
+    let hang = server.url("http", "/hang");
+    let hung = run(json!({"url": hang, "timeout": 0.5}), true)
+        .await
+        .unwrap();
+    assert_eq!(hung["outcome"], "failed", "{hung}");
+    let message = hung["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!("{hang}: ")) && message.contains("timeout"),
+        "{hung}"
+    );
 
     let url = server.url("http", "/ok");
     let refused = run(json!({"url": url}), false).await.unwrap();
