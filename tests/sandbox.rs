@@ -678,16 +678,7 @@ async fn processors_built_against_contract_0_2_0_run_unchanged() {
         Ok(Ok(data.to_owned()))
     );
 
-    let fan_out = built_against("0.2.0", "fan_out");
-    let job = Job {
-        name: "sum".into(),
-        queue: "fan-out".into(),
-        ..test_job(r#"{"numbers":[2,3]}"#)
-    };
-    let recorder = Arc::new(Recorder::default());
-    let run = fan_out
-        .process(&job, &granting(&["fan-out"]), recorder.clone())
-        .await;
+    let (run, recorder) = first_sum_step(&built_against("0.2.0", "fan_out")).await;
     assert_eq!(run.outcome, Ok(Err(JobError::WaitingChildren)));
     let added = recorder
         .reports()
@@ -710,9 +701,14 @@ fn granting(queues: &[&str]) -> Limits {
     }
 }
 
-#[tokio::test]
-async fn a_step_job_adds_its_children_records_its_step_and_waits() {
-    let module = load("fan-out");
+/// The first run of fan-out's `sum` step job on [2, 3], granted its own
+/// queue, and what it reported.
+async fn first_sum_step(
+    module: &Module,
+) -> (
+    bullpen::sandbox::Run<bullpen::sandbox::ProcessAnswer>,
+    Arc<Recorder>,
+) {
     let job = Job {
         name: "sum".into(),
         queue: "fan-out".into(),
@@ -722,6 +718,12 @@ async fn a_step_job_adds_its_children_records_its_step_and_waits() {
     let run = module
         .process(&job, &granting(&["fan-out"]), recorder.clone())
         .await;
+    (run, recorder)
+}
+
+#[tokio::test]
+async fn a_step_job_adds_its_children_records_its_step_and_waits() {
+    let (run, recorder) = first_sum_step(&load("fan-out")).await;
     assert_eq!(run.outcome, Ok(Err(JobError::WaitingChildren)));
     let reports = recorder.reports();
     let added: Vec<_> = reports
