@@ -8,7 +8,7 @@ use crate::observe::metrics::Metrics;
 use crate::queue::RedisTarget;
 use crate::registry::watch::{self, WatchError, Watcher};
 use crate::registry::{Registry, Serving, state};
-use crate::sandbox::{Sandbox, SandboxError, SandboxOptions};
+use crate::sandbox::{Mask, Sandbox, SandboxError, SandboxOptions};
 use crate::worker::{QueueWorker, WorkerError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -218,6 +218,16 @@ fn pool_instances(config: &Config) -> u32 {
     instances_for(room)
 }
 
+/// Every queue's secrets, which the log writer masks in every line.
+fn secrets_of(config: &Config) -> Mask {
+    Mask::new(
+        config
+            .queues
+            .values()
+            .flat_map(|queue| queue.grants.secrets.values().map(|s| s.expose())),
+    )
+}
+
 impl Host {
     /// Starts everything `config` describes and begins taking jobs,
     /// recording what the queues do in `metrics` if given.
@@ -231,6 +241,7 @@ impl Host {
             ..SandboxOptions::default()
         };
         ensure_open_files(config)?;
+        crate::observe::log::mask_secrets(secrets_of(config));
         let sandbox = Arc::new(Sandbox::new(pool.clone())?);
         let registry = Registry::load(config, &sandbox)?;
         for serving in registry.queues() {
@@ -319,6 +330,9 @@ impl Host {
 
     async fn apply_reload(&mut self) -> Result<String, String> {
         let new = Config::load(&self.config.path).map_err(|e| e.to_string())?;
+        // The old queues' secrets stay masked too: their attempts may still
+        // be running.
+        crate::observe::log::mask_secrets(secrets_of(&self.config).union(&secrets_of(&new)));
         ensure_open_files(&new).map_err(|e| e.to_string())?;
         let mut restart = Vec::new();
         if new.redis != self.config.redis {

@@ -13,6 +13,7 @@ pub mod costs;
 pub mod depth;
 pub mod health;
 pub mod histogram;
+pub mod log;
 pub mod metrics;
 pub mod process;
 

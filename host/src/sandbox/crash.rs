@@ -2,6 +2,7 @@
 //! `failedReason` when a processor spins, runs out of memory, overflows its
 //! stack or panics.
 
+use super::gate::Mask;
 use crate::units::{ByteSize, HumanDuration};
 use std::fmt;
 use std::time::Duration;
@@ -67,8 +68,10 @@ pub(crate) struct Evidence<'a> {
     pub instantiating: bool,
 }
 
-/// Names the reason a call into the guest failed.
-pub(crate) fn classify(error: &wasmtime::Error, evidence: Evidence<'_>) -> Crash {
+/// Names the reason a call into the guest failed. `evidence.stderr` has
+/// passed the gate already; wasmtime's own words pass it here (a trap's
+/// text can quote the guest).
+pub(crate) fn classify(error: &wasmtime::Error, evidence: Evidence<'_>, mask: &Mask) -> Crash {
     if evidence.memory_cap_hit {
         return Crash::MemoryLimit(evidence.memory_cap);
     }
@@ -80,19 +83,19 @@ pub(crate) fn classify(error: &wasmtime::Error, evidence: Evidence<'_>) -> Crash
         return Crash::Panic(panic);
     }
     if evidence.instantiating {
-        return Crash::Instantiate(format!("{error:#}"));
+        return Crash::Instantiate(mask.mask(&format!("{error:#}")).into_owned());
     }
     match trap {
         Some(trap) => Crash::Trap(trap.to_string()),
-        None => Crash::Trap(format!("{error:#}")),
+        None => Crash::Trap(mask.mask(&format!("{error:#}")).into_owned()),
     }
 }
 
 /// Longest panic message kept, in bytes.
 const MAX_PANIC_MESSAGE: usize = 4096;
 
-/// Finds Rust's panic report in a guest's stderr and returns
-/// `file:line: message`.
+/// Finds Rust's panic report in a guest's stderr (masked by the gate, so
+/// the cut below never splits a secret) and returns `file:line: message`.
 ///
 /// Rust prints `thread '<unnamed>' panicked at src/lib.rs:12:5:` and the
 /// message on the following lines, then a `note:` line.

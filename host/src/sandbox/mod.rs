@@ -5,7 +5,8 @@
 //! default, plus the `bullpen:processor/host` imports) and the compile cache.
 //! [`Sandbox::load`] turns a `.wasm` file into a [`Module`];
 //! [`Module::process`] and [`Module::backoff`] run one call each in a fresh
-//! store under [`Limits`].
+//! store under [`Limits`]. Everything the guest says leaves through one
+//! gate (`gate.rs`), which masks its queue's secrets.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -22,31 +23,35 @@
 
 mod bindings;
 mod cache;
+mod call;
 mod cpu;
 mod crash;
 mod engine;
+mod gate;
 pub mod grants;
 pub mod jobs;
 mod limits;
 mod module;
 mod output;
 mod report;
-mod run;
+mod state;
 
 pub use bindings::{
     BackoffDecision, BackoffOptions, CONTRACT_PACKAGE, CONTRACT_VERSION, CONTRACT_VERSIONS,
-    Failure, Job, JobError, Level,
+    Failure, Job, JobError, Level, ProcessAnswer,
 };
 pub use cache::LoadedFrom;
+pub use call::{Cost, Limits, Run};
 pub use crash::Crash;
 pub use engine::EPOCH_TICK;
+pub use gate::{MASKED, Mask};
 pub use module::{LoadError, Module, sha256_hex};
 pub use output::Captured;
 pub use report::{
     Dropped, Ignore, JobObserver, MAX_REPORT_LEN, MAX_REPORTS_PER_JOB, REPORT_OVERHEAD, Recorder,
     Report, level_name,
 };
-pub use run::{Cost, JobState, Limits, ProcessAnswer, Run};
+pub use state::JobState;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

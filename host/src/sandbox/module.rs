@@ -2,10 +2,10 @@
 //! ready to instantiate once per job, with an error naming the file and the
 //! reason when the file is not a processor this host can run.
 
-use super::bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION, CONTRACT_VERSIONS, ProcessorPre, v0_1};
+use super::bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION, CONTRACT_VERSIONS, Pre};
 use super::cache::{CompileCache, LoadedFrom};
 use super::engine::EpochClock;
-use super::run::JobState;
+use super::state::JobState;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,17 +29,6 @@ pub struct Module {
     contract_version: &'static str,
     /// The epoch clock, when the module has epoch checks.
     pub(crate) clock: Option<Arc<EpochClock>>,
-}
-
-/// A module linked for the contract version it was built against.
-#[derive(Clone)]
-pub(crate) enum Pre {
-    /// The newest, [`CONTRACT_VERSION`], and the earlier versions of its
-    /// minor series (0.2.0), which link to it unchanged: a patch version
-    /// only adds imports.
-    Now(ProcessorPre<JobState>),
-    /// 0.1.0.
-    V0_1(v0_1::ProcessorPre<JobState>),
 }
 
 impl std::fmt::Debug for Module {
@@ -218,10 +207,7 @@ pub(crate) fn load(
         reason: format!("{e:#}"),
     };
     let instance_pre = linker.instantiate_pre(&component).map_err(link_error)?;
-    let pre = match version {
-        "0.1.0" => Pre::V0_1(v0_1::ProcessorPre::new(instance_pre).map_err(link_error)?),
-        _ => Pre::Now(ProcessorPre::new(instance_pre).map_err(link_error)?),
-    };
+    let pre = Pre::new(version, instance_pre).map_err(link_error)?;
     Ok(Module {
         engine: engine.clone(),
         pre,

@@ -191,8 +191,10 @@ pub(crate) struct Reporter {
     logs: u32,
     budget: u64,
     dropped: Dropped,
-    /// The stack the guest gave for the failure it is about to answer.
-    failure_stack: Option<String>,
+    /// The stack the guest gave for the failure it is about to answer,
+    /// and whether it was cut (it is masked at the end of the call, by the
+    /// gate, before it is cut again to [`MAX_REPORT_LEN`]).
+    failure_stack: Option<(String, bool)>,
 }
 
 impl Reporter {
@@ -208,9 +210,12 @@ impl Reporter {
         }
     }
 
-    /// The stack trace the guest gave last (`host.failure-stack`), if any.
-    pub(crate) fn failure_stack(&self) -> Option<&str> {
-        self.failure_stack.as_deref()
+    /// The stack trace the guest gave last (`host.failure-stack`), if any,
+    /// unmasked, and whether it was cut.
+    pub(crate) fn failure_stack(&self) -> Option<(&str, bool)> {
+        self.failure_stack
+            .as_ref()
+            .map(|(stack, cut)| (stack.as_str(), *cut))
     }
 
     /// What went over the budgets.
@@ -246,50 +251,44 @@ impl Reporter {
     }
 }
 
-fn clip(text: &str) -> &str {
-    if text.len() <= MAX_REPORT_LEN {
-        return text;
-    }
-    let mut end = MAX_REPORT_LEN;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
+/// The observer is the gate ([`Gated`](super::gate::Gated)): it masks and
+/// then cuts what is passed on, so text goes to it whole. Budgets are
+/// charged for at most [`MAX_REPORT_LEN`] bytes, what the gate keeps.
 impl processor::host::Host for Reporter {
     fn log(&mut self, level: Level, message: String) {
         if self.admit_log() {
-            self.observer.log(level, clip(&message));
+            self.observer.log(level, &message);
         }
     }
 
     fn progress(&mut self, value: String) {
-        if !self.admit_bytes(value.len()) {
+        if !self.admit_bytes(value.len().min(MAX_REPORT_LEN)) {
             return;
         }
         match serde_json::from_str::<serde::de::IgnoredAny>(&value) {
             Ok(_) => self.observer.progress(&value),
             Err(e) => self.observer.log(
                 Level::Warn,
-                &format!("progress ignored: `{}` is not JSON ({e})", clip(&value)),
+                &format!("progress ignored: `{value}` is not JSON ({e})"),
             ),
         }
     }
 
     fn add_log(&mut self, line: String) {
-        let line = clip(&line);
-        if self.admit_bytes(line.len()) {
-            self.observer.add_log(line);
+        if self.admit_bytes(line.len().min(MAX_REPORT_LEN)) {
+            self.observer.add_log(&line);
         }
     }
 
     fn failure_stack(&mut self, stack: String) {
         // Kept, not forwarded: it replaces the one before, so a guest
-        // calling it in a loop holds one stack, clipped, never more.
+        // calling it in a loop holds one stack, never more than twice what
+        // is kept of it (the room a secret straddling the cut needs).
         let mut stack = stack;
-        stack.truncate(clip(&stack).len());
-        self.failure_stack = Some(stack);
+        let end = super::gate::floor_char_boundary(&stack, 2 * MAX_REPORT_LEN);
+        let cut = end < stack.len();
+        stack.truncate(end);
+        self.failure_stack = Some((stack, cut));
     }
 }
 

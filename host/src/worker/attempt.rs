@@ -20,7 +20,6 @@ use crate::outcome::{self, RetryPlan, Verdict};
 use crate::queue::fields;
 use crate::registry::{Serving, Version};
 use crate::sandbox::REPORT_OVERHEAD;
-use crate::sandbox::grants::Grants;
 use crate::sandbox::jobs::{AddJob, ChildrenSoFar, JobApi};
 use crate::sandbox::{
     BackoffDecision, BackoffOptions, Failure, Job as GuestJob, JobError, JobObserver, Level,
@@ -103,8 +102,6 @@ enum Report {
 struct Forward {
     tx: mpsc::Sender<Report>,
     pending: Arc<Pending>,
-    /// Whose secrets are masked in what goes to logs.
-    grants: Grants,
     requests: JobRequests,
 }
 
@@ -140,7 +137,6 @@ impl Forward {
         let forward = Forward {
             tx,
             pending: pending.clone(),
-            grants: limits.grants.clone(),
             requests,
         };
         (Arc::new(forward), pending, rx)
@@ -173,8 +169,8 @@ impl JobApi for Forward {
 
 impl JobObserver for Forward {
     fn log(&self, level: Level, message: &str) {
-        // The attempt's `job` span names the queue and the job.
-        let message = self.grants.redact(message);
+        // The attempt's `job` span names the queue and the job; the
+        // sandbox's gate masked the message.
         match level {
             Level::Error => tracing::error!("{message}"),
             Level::Warn => tracing::warn!("{message}"),
@@ -197,7 +193,7 @@ impl JobObserver for Forward {
     }
 
     fn add_log(&self, line: &str) {
-        self.send(Report::JobLog(self.grants.redact(line).into_owned()));
+        self.send(Report::JobLog(line.to_owned()));
     }
 }
 
@@ -223,23 +219,6 @@ pub(crate) fn now_ms() -> u64 {
 impl Attempts {
     fn queue_name(&self) -> &str {
         self.queue.name()
-    }
-
-    /// `verdict` with the queue's secrets masked in its messages: they
-    /// become `failedReason`s and stack traces, which anyone with access to
-    /// the queue reads.
-    fn redact(&self, verdict: Verdict) -> Verdict {
-        let grants = &self.limits.grants;
-        match verdict {
-            Verdict::Failed(Failure { message, name }) => Verdict::Failed(Failure {
-                message: grants.redact(&message).into_owned(),
-                name,
-            }),
-            Verdict::Unrecoverable(reason) => {
-                Verdict::Unrecoverable(grants.redact(&reason).into_owned())
-            }
-            other => other,
-        }
     }
 
     /// The ids of the jobs whose attempt is running now.
@@ -407,22 +386,19 @@ impl Attempts {
             self.write_line(&job, line).await;
         }
         if !run.stderr.text.is_empty() {
-            tracing::debug!(stderr = %self.limits.grants.redact(&run.stderr.text), "guest stderr");
+            tracing::debug!(stderr = %run.stderr.text, "guest stderr");
         }
         // The guest's own stack, for a failure it answered (a crash has
         // the host's entry, whatever the guest said before it).
         let guest_stack = match &run.outcome {
-            Ok(Err(JobError::Failed(_) | JobError::Unrecoverable(_))) => run
-                .failure_stack
-                .as_deref()
-                .map(|stack| self.limits.grants.redact(stack).into_owned()),
+            Ok(Err(JobError::Failed(_) | JobError::Unrecoverable(_))) => run.failure_stack,
             _ => None,
         };
-        let verdict = self.redact(outcome::verdict(run.outcome, self.on_crash));
+        let verdict = outcome::verdict(run.outcome, self.on_crash);
         tracing::debug!(
             ms = run.cost.wall.as_secs_f64() * 1e3,
             peak_memory = run.cost.peak_memory,
-            verdict = %self.limits.grants.redact(&format!("{verdict:?}")),
+            ?verdict,
             "attempt ended"
         );
         let verdict = match verdict {

@@ -1,6 +1,6 @@
 //! `environment` and `secrets`: the variables a guest reads with
 //! `std::env::var`. Only these; secrets' values are also handed to
-//! [`Grants::redact`](super::Grants::redact).
+//! the gate ([`Mask`](crate::sandbox::Mask)).
 
 use super::{Grant, GrantError, Granting};
 use crate::config::GrantsConfig;

@@ -21,9 +21,9 @@ pub use env::Environment;
 pub use files::Directories;
 pub use http::{Outbound, OutboundHttp, is_non_public};
 
+use super::gate::Mask;
 use super::jobs::Jobs;
 use crate::config::GrantsConfig;
-use std::borrow::Cow;
 use std::sync::Arc;
 use wasmtime_wasi::WasiCtxBuilder;
 
@@ -43,8 +43,8 @@ pub trait Grant: Send + Sync + std::fmt::Debug {
     /// Adds the capability to one attempt.
     fn apply(&self, attempt: &mut Granting<'_>) -> Result<(), GrantError>;
 
-    /// Values that must not leave the sandbox in bullpen's own words (logs,
-    /// job logs, failed reasons): a grant's secrets.
+    /// Values the gate masks in everything the guest says: a grant's
+    /// secrets.
     fn secrets(&self) -> Vec<&str> {
         Vec::new()
     }
@@ -60,7 +60,7 @@ pub struct GrantError(pub String);
 #[derive(Debug, Clone, Default)]
 pub struct Grants {
     units: Arc<[Arc<dyn Grant>]>,
-    secrets: Arc<[String]>,
+    mask: Mask,
 }
 
 impl PartialEq for Grants {
@@ -87,15 +87,10 @@ impl Grants {
         if !config.add_to_queues.is_empty() {
             units.push(Arc::new(AddJobs::from_config(config)));
         }
-        let secrets = units
-            .iter()
-            .flat_map(|unit| unit.secrets())
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let mask = Mask::new(units.iter().flat_map(|unit| unit.secrets()));
         Grants {
             units: units.into(),
-            secrets,
+            mask,
         }
     }
 
@@ -104,19 +99,8 @@ impl Grants {
         self.units.iter().try_for_each(|unit| unit.apply(attempt))
     }
 
-    /// `text` with every granted secret replaced by `***`.
-    ///
-    /// ```
-    /// use bullpen::sandbox::grants::Grants;
-    /// assert_eq!(Grants::default().redact("nothing to hide"), "nothing to hide");
-    /// ```
-    pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let mut text = Cow::Borrowed(text);
-        for secret in self.secrets.iter() {
-            if text.contains(secret.as_str()) {
-                text = Cow::Owned(text.replace(secret.as_str(), "***"));
-            }
-        }
-        text
+    /// The gate's mask for this queue: its secrets.
+    pub fn mask(&self) -> &Mask {
+        &self.mask
     }
 }

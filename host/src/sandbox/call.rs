@@ -1,21 +1,24 @@
 //! Running one call of a module: a fresh store and instance, the job's
 //! budgets, captured output, and what the call cost.
 
-use super::bindings::{BackoffDecision, Failure, Job, JobError};
+use super::bindings::{BackoffDecision, Failure, Instance, Job, ProcessAnswer};
 use super::cpu::CpuTimed;
 use super::crash::{self, Crash, Evidence};
+use super::gate::{Gated, Mask};
 use super::grants::{Granting, Grants, Outbound};
 use super::jobs::Jobs;
 use super::limits::MemoryLimiter;
-use super::module::{Module, Pre};
+use super::module::Module;
 use super::output::{CapturePipe, Captured};
-use super::report::{Dropped, JobObserver, Reporter};
+use super::report::{Dropped, JobObserver, MAX_REPORT_LEN, Reporter};
+use super::state::JobState;
+use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, UpdateDeadline};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi_http::WasiHttpCtx;
 
 /// The budgets one call runs under, and what it is granted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,54 +89,73 @@ pub struct Run<T> {
     pub failure_stack: Option<String>,
 }
 
-/// What `process` answered: the return value's JSON text, or how the attempt
-/// ended.
-pub type ProcessAnswer = Result<String, JobError>;
+/// One export's call, made once its fresh instance is up: the only thing
+/// that differs between `process` and `backoff`. (Boxed: an `impl Future`
+/// here cannot be shown `Send` for every lifetime the worker needs.)
+trait Export {
+    /// What the call answers.
+    type Answer: Send;
 
-/// The data of a job's store: WASI (deny by default), the memory limiter, and
-/// the reporter behind the `host` imports.
-pub struct JobState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    http: WasiHttpCtx,
-    outbound: Outbound,
-    pub(crate) limiter: MemoryLimiter,
-    pub(crate) reporter: Reporter,
-    pub(crate) jobs: Jobs,
+    fn call<'a>(
+        self,
+        instance: &'a Instance,
+        store: &'a mut Store<JobState>,
+        mask: &'a Mask,
+    ) -> BoxFuture<'a, wasmtime::Result<Result<Self::Answer, Crash>>>
+    where
+        Self: 'a;
 }
 
-impl WasiView for JobState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+struct Process<'j>(&'j Job);
+
+impl Export for Process<'_> {
+    type Answer = ProcessAnswer;
+
+    fn call<'a>(
+        self,
+        instance: &'a Instance,
+        store: &'a mut Store<JobState>,
+        mask: &'a Mask,
+    ) -> BoxFuture<'a, wasmtime::Result<Result<ProcessAnswer, Crash>>>
+    where
+        Self: 'a,
+    {
+        Box::pin(instance.process(store, self.0, mask))
     }
 }
 
-impl WasiHttpView for JobState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.outbound,
-        }
+struct Backoff<'j> {
+    attempts_made: u32,
+    strategy: &'j str,
+    failure: &'j Failure,
+    job: &'j Job,
+}
+
+impl Export for Backoff<'_> {
+    type Answer = BackoffDecision;
+
+    fn call<'a>(
+        self,
+        instance: &'a Instance,
+        store: &'a mut Store<JobState>,
+        _mask: &'a Mask,
+    ) -> BoxFuture<'a, wasmtime::Result<Result<BackoffDecision, Crash>>>
+    where
+        Self: 'a,
+    {
+        Box::pin(async move {
+            instance
+                .backoff(
+                    store,
+                    self.attempts_made,
+                    self.strategy,
+                    self.failure,
+                    self.job,
+                )
+                .await
+                .map(Ok)
+        })
     }
-}
-
-enum Call<'a> {
-    Process(&'a Job),
-    Backoff {
-        attempts_made: u32,
-        strategy: &'a str,
-        failure: &'a Failure,
-        job: &'a Job,
-    },
-}
-
-enum Answer {
-    Process(ProcessAnswer),
-    Backoff(BackoffDecision),
 }
 
 impl Module {
@@ -147,16 +169,7 @@ impl Module {
         limits: &Limits,
         observer: Arc<dyn JobObserver>,
     ) -> Run<ProcessAnswer> {
-        let run = self.call(Call::Process(job), limits, observer).await;
-        map_run(run, |answer| match answer {
-            Answer::Process(Ok(json)) => match serde_json::from_str::<serde::de::IgnoredAny>(&json)
-            {
-                Ok(_) => Ok(Ok(json)),
-                Err(e) => Err(Crash::InvalidReturnValue(e.to_string())),
-            },
-            Answer::Process(Err(error)) => Ok(Err(error)),
-            Answer::Backoff(_) => unreachable!("process answered as backoff"),
-        })
+        self.call(Process(job), limits, observer).await
     }
 
     /// Asks a fresh instance's `backoff` export when the failed `job` should
@@ -170,26 +183,29 @@ impl Module {
         limits: &Limits,
         observer: Arc<dyn JobObserver>,
     ) -> Run<BackoffDecision> {
-        let call = Call::Backoff {
+        let export = Backoff {
             attempts_made,
             strategy,
             failure,
             job,
         };
-        let run = self.call(call, limits, observer).await;
-        map_run(run, |answer| match answer {
-            Answer::Backoff(decision) => Ok(decision),
-            Answer::Process(_) => unreachable!("backoff answered as process"),
-        })
+        self.call(export, limits, observer).await
     }
 
-    async fn call(
+    /// The one path of every call: a fresh store under `limits`, the
+    /// guest's reports through the gate to `observer`, the export called,
+    /// and what the guest left (its answer, output, stack) through the gate
+    /// into the [`Run`].
+    async fn call<E: Export>(
         &self,
-        call: Call<'_>,
+        export: E,
         limits: &Limits,
         observer: Arc<dyn JobObserver>,
-    ) -> Run<Answer> {
+    ) -> Run<E::Answer> {
         let started = Instant::now();
+        let mask = limits.grants.mask();
+        // From here on, the only observer there is: the gated one.
+        let observer: Arc<dyn JobObserver> = Gated::new(observer, mask.clone());
         let stdout = CapturePipe::new(limits.capture);
         let stderr = CapturePipe::new(limits.capture);
         let mut wasi = WasiCtxBuilder::new();
@@ -207,22 +223,21 @@ impl Module {
         });
         if let Err(e) = granted {
             return Run {
-                outcome: Err(Crash::Instantiate(e.to_string())),
+                outcome: Err(Crash::Instantiate(mask.mask(&e.to_string()).into_owned())),
                 cost: Cost {
                     wall: started.elapsed(),
                     instantiate: started.elapsed(),
                     peak_memory: 0,
                     cpu: None,
                 },
-                stdout: stdout.captured(),
-                stderr: stderr.captured(),
+                stdout: Captured::default(),
+                stderr: Captured::default(),
                 reports_dropped: Dropped::default(),
                 failure_stack: None,
             };
         }
-        let wasi = wasi.build();
         let state = JobState {
-            wasi,
+            wasi: wasi.build(),
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             outbound,
@@ -258,60 +273,18 @@ impl Module {
         let mut instantiated: Option<Duration> = None;
         let deadline = tokio::time::Instant::from_std(started) + limits.timeout;
         let call = crate::timer::within(deadline, async {
-            match &self.pre {
-                Pre::Now(pre) => {
-                    let instance = pre.instantiate_async(&mut store).await?;
-                    instantiated = Some(started.elapsed());
-                    match call {
-                        Call::Process(job) => instance
-                            .call_process(&mut store, job)
-                            .await
-                            .map(Answer::Process),
-                        Call::Backoff {
-                            attempts_made,
-                            strategy,
-                            failure,
-                            job,
-                        } => instance
-                            .call_backoff(&mut store, attempts_made, strategy, failure, job)
-                            .await
-                            .map(Answer::Backoff),
-                    }
-                }
-                Pre::V0_1(pre) => {
-                    let instance = pre.instantiate_async(&mut store).await?;
-                    instantiated = Some(started.elapsed());
-                    match call {
-                        Call::Process(job) => instance
-                            .call_process(&mut store, &job.into())
-                            .await
-                            .map(|answer| Answer::Process(answer.map_err(Into::into))),
-                        Call::Backoff {
-                            attempts_made,
-                            strategy,
-                            failure,
-                            job,
-                        } => instance
-                            .call_backoff(
-                                &mut store,
-                                attempts_made,
-                                strategy,
-                                &failure.into(),
-                                &job.into(),
-                            )
-                            .await
-                            .map(|decision| Answer::Backoff(decision.into())),
-                    }
-                }
-            }
+            let instance = self.pre.instantiate(&mut store).await?;
+            instantiated = Some(started.elapsed());
+            export.call(&instance, &mut store, mask).await
         });
         let (result, cpu) = CpuTimed::new(std::pin::pin!(call), limits.cpu_time).await;
 
-        let stderr = stderr.captured();
+        let stdout = through_gate(stdout.captured(), mask);
+        let stderr = through_gate(stderr.captured(), mask);
         let state = store.data();
         let outcome = match result {
             Err(_elapsed) => Err(Crash::Timeout(limits.timeout)),
-            Ok(Ok(answer)) => Ok(answer),
+            Ok(Ok(answer)) => answer,
             // The epoch callback's interrupt: the budget ran out while the
             // guest computed.
             Ok(Err(error))
@@ -328,6 +301,7 @@ impl Module {
                     stderr: &stderr.text,
                     instantiating: instantiated.is_none(),
                 },
+                mask,
             )),
         };
         Run {
@@ -338,21 +312,32 @@ impl Module {
                 peak_memory: state.limiter.peak(),
                 cpu,
             },
-            stdout: stdout.captured(),
+            stdout,
             stderr,
             reports_dropped: state.reporter.dropped(),
-            failure_stack: state.reporter.failure_stack().map(str::to_owned),
+            failure_stack: state.reporter.failure_stack().map(|(stack, cut)| {
+                let masked = if cut {
+                    mask.mask_cut(stack)
+                } else {
+                    mask.mask(stack)
+                };
+                let end = super::gate::floor_char_boundary(&masked, MAX_REPORT_LEN);
+                masked[..end].to_owned()
+            }),
         }
     }
 }
 
-fn map_run<T>(run: Run<Answer>, f: impl FnOnce(Answer) -> Result<T, Crash>) -> Run<T> {
-    Run {
-        outcome: run.outcome.and_then(f),
-        cost: run.cost,
-        stdout: run.stdout,
-        stderr: run.stderr,
-        reports_dropped: run.reports_dropped,
-        failure_stack: run.failure_stack,
+/// Captured output, masked; output that was cut loses a trailing start of
+/// a secret too.
+fn through_gate(captured: Captured, mask: &Mask) -> Captured {
+    let text = if captured.dropped > 0 {
+        mask.mask_cut(&captured.text)
+    } else {
+        mask.mask(&captured.text)
+    };
+    Captured {
+        text: text.into_owned(),
+        dropped: captured.dropped,
     }
 }
