@@ -35,12 +35,21 @@
 //!   fills the buffer and sleeps `ms` milliseconds: N is what an earlier
 //!   attempt in the same memory left behind (0 when every attempt starts
 //!   fresh);
+//! - `leak`: says the values of the environment variables in `names`
+//!   (joined by a space) on every path a guest has: a log message, a
+//!   job-log line, progress, stdout, stderr; then, by `how`:
+//!   `complete` (returns them), `fail` (a failure named after the first,
+//!   its message holding them all), `unrecoverable`, `panic` (a panic
+//!   message where they start 6 bytes before the host's 4 KiB cut),
+//!   `update-data` (sets the job's data to them, then completes) or
+//!   `backoff` (fails with a custom backoff type, `leak`, whose strategy
+//!   panics with them): what the host must mask;
 //! - `ok`: completes with `"fine"`.
 //!
 //! A job named `data-text`, whatever its data, completes with the text of
 //! its data as a JSON string: what the host handed over, byte for byte.
 
-use bullpen_guest::{Error, Job, Processor, Result};
+use bullpen_guest::{Backoff, Error, Failure, Job, Processor, Result};
 use serde::Deserialize;
 use std::hint::black_box;
 use std::io::Write;
@@ -62,6 +71,10 @@ struct Plan {
     name: String,
     #[serde(default)]
     url: String,
+    #[serde(default)]
+    names: Vec<String>,
+    #[serde(default)]
+    how: String,
 }
 
 struct Misbehave;
@@ -169,6 +182,7 @@ impl Processor for Misbehave {
                 std::thread::sleep(std::time::Duration::from_millis(plan.ms));
                 return Ok(serde_json::json!({ "left": left }));
             }
+            "leak" => return leak(job, &plan),
             "ok" => {}
             other => return Err(Error::unrecoverable(format!("unknown mode `{other}`"))),
         }
@@ -177,6 +191,44 @@ impl Processor for Misbehave {
             bullpen_guest::__private::bindings::bullpen::processor::host::progress("{not json");
         }
         Ok(serde_json::json!("fine"))
+    }
+
+    fn backoff(_: u32, strategy: &str, _: &Failure, _: &Job) -> Backoff {
+        if strategy == "leak" {
+            panic!("the strategy saw {}", secrets(&["API_TOKEN", "API_PREFIX"]));
+        }
+        Backoff::Builtin
+    }
+}
+
+/// The values of the variables `names`, joined by a space.
+fn secrets(names: &[impl AsRef<str>]) -> String {
+    let values: Vec<String> = names
+        .iter()
+        .map(|name| std::env::var(name.as_ref()).unwrap_or_default())
+        .collect();
+    values.join(" ")
+}
+
+fn leak(mut job: Job, plan: &Plan) -> Result<serde_json::Value> {
+    let said = secrets(&plan.names);
+    let first = secrets(&plan.names[..plan.names.len().min(1)]);
+    bullpen_guest::log(bullpen_guest::Level::Warn, format!("log {said}"));
+    bullpen_guest::add_log(format!("job log {said}"));
+    bullpen_guest::progress(serde_json::json!({ "said": said }));
+    println!("stdout {said}");
+    eprintln!("stderr {said}");
+    match plan.how.as_str() {
+        "complete" => Ok(serde_json::json!({ "echo": said })),
+        "fail" => Err(Error::failed_named(first, format!("bad {said}"))),
+        "unrecoverable" => Err(Error::unrecoverable(format!("bad {said}"))),
+        "panic" => panic!("{}{said}", "x".repeat(4096 - 6)),
+        "update-data" => {
+            job.update_data(&serde_json::json!({ "said": said }))?;
+            Ok(serde_json::json!("updated"))
+        }
+        "backoff" => Err(Error::failed_named("Transient", "asks the strategy")),
+        other => Err(Error::unrecoverable(format!("unknown how `{other}`"))),
     }
 }
 
