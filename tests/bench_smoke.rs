@@ -38,3 +38,32 @@ fn the_benchmark_harness_runs_in_quick_mode() {
         assert!(stdout.contains(row), "no row {row}:\n{stdout}");
     }
 }
+
+/// `--help` prints the usage and runs nothing; a flag the harness does not
+/// know is refused, naming it, rather than ignored.
+#[test]
+fn the_harness_explains_itself_and_refuses_unknown_flags() {
+    let help = std::process::Command::new(harness_binary())
+        .arg("--help")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.status.success(),
+        "{}",
+        String::from_utf8_lossy(&help.stderr)
+    );
+    assert!(stdout.contains("Usage: harness"), "{stdout}");
+    assert!(stdout.contains("--baseline"), "{stdout}");
+    let wrong = std::process::Command::new(harness_binary())
+        .arg("--job")
+        .arg("5")
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("unexpected argument '--job'"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+}

@@ -289,6 +289,20 @@ fn python_sees_granted_environment_and_files_only() {
     );
 }
 
+/// A Python processor that allocates past its memory cap fails saying so
+/// (a `MemoryError` carries no text of its own).
+#[test]
+fn python_out_of_memory_says_so() {
+    let module = script_guest("tests/fixtures/python/allocate.py");
+    let report = exec_report(&module, &["--memory".into(), "64MiB".into()]);
+    assert_eq!(report["outcome"], "failed", "{report}");
+    assert_eq!(
+        report["error"],
+        json!({"message": "out of memory", "name": "MemoryError", "stack": report["error"]["stack"]}),
+        "{report}"
+    );
+}
+
 /// Runs `bullpen exec` on `module` with `args` (grants, data) and returns
 /// its JSON report. The module is compiled already, in the shared cache.
 fn exec_report(module: &std::path::Path, args: &[String]) -> Value {

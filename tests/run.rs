@@ -189,6 +189,47 @@ async fn exhausted_attempts_fail_the_job_with_the_last_reason() {
     assert_eq!(stacktrace.len(), 2);
 }
 
+/// A retry's backoff past 365 days waits 365 days, and the host says so
+/// (docs/CONFIG.md: cut values are logged).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backoff_past_a_year_is_cut_to_one_and_logged() {
+    let redis = RedisServer::start();
+    let host = RunningHost::start(&redis, "[queues.flaky]\nmodule = \"flaky.wasm\"\n");
+    let queue = open(&redis, "flaky").await;
+    let year_ms = 365 * 24 * 3600 * 1000u64;
+    let id = add(
+        &queue,
+        json!({"succeed_on": 9}),
+        JobOptions {
+            attempts: Some(2),
+            backoff: Some(BackoffStrategy::Fixed(400 * 24 * 3600 * 1000)),
+            ..JobOptions::default()
+        },
+    )
+    .await;
+    let before = now_ms();
+    wait_for_state(&queue, &id, &["delayed"], SECONDS_10).await;
+    assert!(
+        host.wait_for_log("is cut to 8760h", SECONDS_10),
+        "{}",
+        host.log()
+    );
+    let mut connection = queue.connection().connection();
+    let score: f64 = redis::cmd("ZSCORE")
+        .arg(queue.keys().delayed())
+        .arg(&id)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    // BullMQ's delayed score: the time in ms, shifted 12 bits for order.
+    let until = (score as u64) >> 12;
+    assert!(
+        (before + year_ms..=now_ms() + year_ms).contains(&until),
+        "delayed until {until}, {} ms from now",
+        until - before
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn unrecoverable_fails_at_once_whatever_attempts_remain() {
     let redis = RedisServer::start();

@@ -112,8 +112,12 @@ pub fn stored_data(bytes: Option<Vec<u8>>) -> Result<String, String> {
 /// );
 /// assert_eq!(
 ///     storable_return_value(r#"{"s":"\ud800"}"#).unwrap_err(),
-///     "the return value cannot be stored: unexpected end of hex escape at line 1 column 13"
+///     "the return value cannot be stored: a string in it holds a lone surrogate escape \
+///      (\\ud800 to \\udfff without its pair), which is not Unicode text \
+///      (unexpected end of hex escape at line 1 column 13)"
 /// );
+/// // A pair is one character, and an escaped backslash is no escape.
+/// assert!(storable_return_value(r#"["\ud83d\ude00", "\\ud800"]"#).is_ok());
 /// ```
 pub fn storable_return_value(json: &str) -> Result<Value, String> {
     storable(json, "the return value")
@@ -134,7 +138,46 @@ pub fn storable(json: &str, what: &str) -> Result<Value, String> {
     deserializer.disable_recursion_limit();
     Value::deserialize(&mut deserializer)
         .and_then(|value| deserializer.end().map(|()| value))
-        .map_err(|e| format!("{what} cannot be stored: {e}"))
+        .map_err(|e| {
+            if e.is_syntax() && lone_surrogate(json) {
+                // serde_json's words ("unexpected end of hex escape") do not
+                // say what is wrong with the text.
+                format!(
+                    "{what} cannot be stored: a string in it holds a lone surrogate escape \
+                     (\\ud800 to \\udfff without its pair), which is not Unicode text \
+                     ({e})"
+                )
+            } else {
+                format!("{what} cannot be stored: {e}")
+            }
+        })
+}
+
+/// Whether JSON `text` has a `\uXXXX` escape of a surrogate that is not
+/// half of a pair.
+fn lone_surrogate(text: &str) -> bool {
+    let escape = |at: usize| -> Option<u16> {
+        let hex = text.get(at..at + 6)?.strip_prefix("\\u")?;
+        u16::from_str_radix(hex, 16).ok()
+    };
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at] != b'\\' {
+            at += 1;
+            continue;
+        }
+        match escape(at) {
+            Some(0xD800..=0xDBFF) => match escape(at + 6) {
+                Some(0xDC00..=0xDFFF) => at += 12,
+                _ => return true,
+            },
+            Some(0xDC00..=0xDFFF) => return true,
+            // Any other escape is two bytes at least: `\\` is skipped whole.
+            _ => at += 2,
+        }
+    }
+    false
 }
 
 /// The deepest nesting of arrays and objects in JSON `text`, read without

@@ -34,7 +34,11 @@ def _settle(value):
 def _message(error: BaseException) -> str:
     if isinstance(error, Err):
         return str(error.value)
-    return str(error)
+    # Some exceptions carry no text (``MemoryError()`` when the queue's
+    # memory cap refuses an allocation): a failedReason still says why.
+    if isinstance(error, MemoryError) and not str(error):
+        return "out of memory"
+    return str(error) or type(error).__name__
 
 
 def _job_error(error: BaseException) -> types.JobError:

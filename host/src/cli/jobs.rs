@@ -119,11 +119,16 @@ pub(super) fn print_table<const N: usize>(
             *width = (*width).max(cell.chars().count());
         }
     }
+    // Padded by hand: `format!`'s width panics past 65,535, and a job's
+    // name or failed reason can be longer.
     let line = |cells: Vec<&str>| {
         let padded: Vec<String> = cells
             .iter()
             .zip(widths)
-            .map(|(cell, width)| format!("{cell:width$}"))
+            .map(|(cell, width)| {
+                let fill = width.saturating_sub(cell.chars().count());
+                format!("{cell}{}", " ".repeat(fill))
+            })
             .collect();
         super::say!("{}", padded.join("  ").trim_end())
     };

@@ -823,6 +823,13 @@ impl Attempts {
             return Err(Error::ProcessingError(failure.message.clone()));
         }
         self.record(&job, failure, guest_stack, opts, true).await;
+        if delay > outcome::MAX_DELAY {
+            tracing::warn!(
+                "the retry's backoff of {} is cut to {}, the longest bullpen waits",
+                crate::units::HumanDuration(delay),
+                crate::units::HumanDuration(outcome::MAX_DELAY)
+            );
+        }
         if delay.is_zero() && opts.lifo {
             // RPUSH to wait: the next job taken, as BullMQ's lifo retry.
             job.move_to_wait(None).await?;

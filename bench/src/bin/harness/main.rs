@@ -43,7 +43,60 @@ use bullpen_tests::{RedisServer, bullpen_release_binary, workspace_root};
 use contender::{Case, Contender, Work};
 use std::path::PathBuf;
 
-/// The command line.
+/// The command line, as given.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "harness",
+    about = "BullMQ's Node worker, bullmq-official's native worker and bullpen, side by side \
+             on one redis-server the harness starts; results for docs/BENCHMARKS.md",
+    after_help = "Examples:\n  \
+      harness --bullpen target/release/bullpen          # the full run (~6 min)\n  \
+      harness --write                                   # ...and update docs/BENCHMARKS.md\n  \
+      harness --quick                                   # a few hundred jobs, 1 run\n  \
+      harness --only 'bullpen|bullmq-official' --at 8 --sections throughput\n  \
+      harness --baseline old/bullpen --sections throughput\n  \
+      harness --sections deploy,many-queues"
+)]
+struct Args {
+    /// Jobs per throughput run [default: 20000, 300 with --quick].
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Runs of each case, the median kept [default: 3, 1 with --quick].
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Jobs timed one by one for pickup latency [default: 1000, 50 with
+    /// --quick].
+    #[arg(long)]
+    latency_jobs: Option<usize>,
+    /// A short run: fewer jobs, one run.
+    #[arg(long)]
+    quick: bool,
+    /// The bullpen binary [default: the workspace's release build].
+    #[arg(long)]
+    bullpen: Option<PathBuf>,
+    /// An older bullpen binary whose no-op cases run beside this one's.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Only the cases whose label starts with one of these (`a|b`, any
+    /// case).
+    #[arg(long)]
+    only: Option<String>,
+    /// Only the cases at this concurrency.
+    #[arg(long)]
+    at: Option<usize>,
+    /// The sections to run, comma-separated: throughput, latency, startup,
+    /// deploy, many-queues, ...
+    #[arg(long, default_value = "throughput,latency,startup")]
+    sections: String,
+    /// Write the results into docs/BENCHMARKS.md.
+    #[arg(long)]
+    write: bool,
+    /// Redis on the first core, every contender on the others.
+    #[arg(long)]
+    pin: bool,
+}
+
+/// What the run does, from [`Args`].
 pub struct Options {
     pub jobs: usize,
     pub runs: usize,
@@ -57,41 +110,26 @@ pub struct Options {
     pub write: bool,
     /// `--pin`: Redis on the first core, every contender on the others.
     pub pin: bool,
+    pub baseline: Option<PathBuf>,
 }
 
 fn parse_options() -> Options {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let number = |flag: &str, default: usize| {
-        value(flag).map_or(default, |v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{flag} takes a number, not {v}"))
-        })
-    };
-    let quick = args.iter().any(|a| a == "--quick");
+    let args = <Args as clap::Parser>::parse();
+    let quick = args.quick;
     Options {
-        jobs: number("--jobs", if quick { 300 } else { 20_000 }),
-        runs: number("--runs", if quick { 1 } else { 3 }),
-        latency_jobs: number("--latency-jobs", if quick { 50 } else { 1_000 }),
-        bullpen: value("--bullpen")
-            .map(PathBuf::from)
-            .unwrap_or_else(bullpen_release_binary),
-        only: value("--only")
+        jobs: args.jobs.unwrap_or(if quick { 300 } else { 20_000 }),
+        runs: args.runs.unwrap_or(if quick { 1 } else { 3 }),
+        latency_jobs: args.latency_jobs.unwrap_or(if quick { 50 } else { 1_000 }),
+        bullpen: args.bullpen.unwrap_or_else(bullpen_release_binary),
+        only: args
+            .only
             .map(|o| o.to_lowercase().split('|').map(str::to_owned).collect())
             .unwrap_or_default(),
-        at: value("--at").map(|v| v.parse().expect("--at takes a concurrency")),
-        sections: value("--sections")
-            .unwrap_or_else(|| "throughput,latency,startup".into())
-            .split(',')
-            .map(str::to_owned)
-            .collect(),
-        write: args.iter().any(|a| a == "--write"),
-        pin: args.iter().any(|a| a == "--pin"),
+        at: args.at,
+        sections: args.sections.split(',').map(str::to_owned).collect(),
+        write: args.write,
+        pin: args.pin,
+        baseline: args.baseline,
     }
 }
 
@@ -160,8 +198,8 @@ async fn main() {
     }
     let options = parse_options();
     ensure_node_deps();
-    if let Some(baseline) = std::env::args().skip_while(|a| a != "--baseline").nth(1) {
-        contender::BASELINE.set(PathBuf::from(baseline)).unwrap();
+    if let Some(baseline) = &options.baseline {
+        contender::BASELINE.set(baseline.clone()).unwrap();
     }
     let redis = RedisServer::start();
     let url = redis.url();
