@@ -9,12 +9,12 @@
 pub mod cli;
 pub mod config;
 pub mod embedded_redis;
+pub mod host;
 pub mod json;
 pub mod observe;
 pub mod outcome;
 pub mod queue;
 pub mod registry;
-pub mod run;
 pub mod sandbox;
 pub mod timer;
 pub mod units;

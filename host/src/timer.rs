@@ -54,3 +54,12 @@ pub async fn within<F: Future>(deadline: Instant, future: F) -> Result<F::Output
         Poll::Pending => tokio::time::timeout_at(deadline, future).await,
     }
 }
+
+/// Milliseconds since the Unix epoch, BullMQ's unit for timestamps (0 if
+/// the clock is set before 1970).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -24,7 +24,7 @@ pub(super) struct Connected {
 impl Connected {
     pub async fn open(arg: &ConfigArg) -> anyhow::Result<Self> {
         let config = Config::load(&arg.config)?;
-        let (target, embedded) = crate::run::redis_for(&config).await?;
+        let (target, embedded) = crate::host::redis_for(&config).await?;
         // Fail in seconds, with the reason, when Redis is down.
         target.ping().await?;
         Ok(Connected {

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 pub(super) const AFTER_HELP: &str = "\
 Examples:
@@ -189,7 +189,7 @@ pub(super) async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         attempts_made: args.attempts_made,
         attempts_started: args.attempts_made.saturating_add(1),
         max_attempts: args.attempts.max(1),
-        timestamp: now_ms(),
+        timestamp: crate::timer::now_ms(),
         backoff,
     };
     let recorder = Arc::new(Recorder::default());
@@ -383,11 +383,4 @@ fn attach_reports(report: &mut Value, reports: &[Report]) {
     if let Some(data) = data {
         report["data_updated"] = data;
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

@@ -2,10 +2,10 @@
 
 use super::connect::ConfigArg;
 use crate::config::Config;
+use crate::host::Host;
 use crate::observe::health::Health;
 use crate::observe::metrics::Metrics;
 use crate::observe::{self, Observed};
-use crate::run::Host;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::signal::unix::{Signal, SignalKind, signal};

@@ -438,7 +438,7 @@ impl QueueMetrics {
             duration_ms: spent.map(|s| s.wall.as_secs_f64() * 1e3),
             peak_memory: spent.map(|s| s.peak_memory),
             cpu_ms: spent.and_then(|s| s.cpu).map(|cpu| cpu.as_secs_f64() * 1e3),
-            finished_at: now_ms(),
+            finished_at: crate::timer::now_ms(),
         });
     }
 
@@ -506,10 +506,4 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.dec();
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

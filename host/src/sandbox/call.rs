@@ -6,7 +6,7 @@ use super::cpu::CpuTimed;
 use super::crash::{self, Crash, Evidence};
 use super::gate::{Gated, Mask};
 use super::grants::{Granting, Grants, Outbound};
-use super::jobs::Jobs;
+use super::job_api::Jobs;
 use super::limits::MemoryLimiter;
 use super::module::Module;
 use super::output::{CapturePipe, Captured};

@@ -18,7 +18,7 @@
 //! begins a secret.
 
 use super::bindings::Level;
-use super::jobs::{AddJob, ChildrenSoFar, JobApi};
+use super::job_api::{AddJob, ChildrenSoFar, JobApi};
 use super::report::{JobObserver, MAX_REPORT_LEN};
 use aho_corasick::AhoCorasick;
 use futures::future::BoxFuture;

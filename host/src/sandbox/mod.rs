@@ -29,7 +29,7 @@ mod crash;
 mod engine;
 mod gate;
 pub mod grants;
-pub mod jobs;
+pub mod job_api;
 mod limits;
 mod module;
 mod output;
@@ -151,7 +151,7 @@ fn link_contract(linker: &mut Linker<JobState>) -> wasmtime::Result<()> {
     }
     now::types::add_to_linker::<_, HasSelf<report::Reporter>>(linker, reporter)?;
     now::host::add_to_linker::<_, HasSelf<report::Reporter>>(linker, reporter)?;
-    now::jobs::add_to_linker::<_, HasSelf<jobs::Jobs>>(linker, |state: &mut JobState| {
+    now::jobs::add_to_linker::<_, HasSelf<job_api::Jobs>>(linker, |state: &mut JobState| {
         &mut state.jobs
     })?;
     v0_1::types::add_to_linker::<_, HasSelf<report::Reporter>>(linker, reporter)?;

@@ -3,7 +3,7 @@
 //! [`JobObserver`] chosen by whoever runs the job.
 
 use super::bindings::{Level, bullpen::processor, v0_1};
-use super::jobs::{AddJob, ChildrenSoFar, JobApi};
+use super::job_api::{AddJob, ChildrenSoFar, JobApi};
 use futures::future::BoxFuture;
 use std::sync::Mutex;
 

@@ -2,7 +2,7 @@
 //! hooks, the memory limiter, and the host side of the contract's imports.
 
 use super::grants::Outbound;
-use super::jobs::Jobs;
+use super::job_api::Jobs;
 use super::limits::MemoryLimiter;
 use super::report::Reporter;
 use wasmtime::component::ResourceTable;

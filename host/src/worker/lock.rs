@@ -30,26 +30,26 @@ const CONFIRM_RETRY: Duration = Duration::from_millis(100);
 
 /// The runs of a queue's jobs on this host, by job id.
 #[derive(Default)]
-pub(crate) struct Runs {
+pub(crate) struct Claims {
     by_job: Mutex<BTreeMap<String, Arc<Notify>>>,
 }
 
-impl Runs {
+impl Claims {
     fn by_job(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Notify>>> {
         self.by_job.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Registers a run of job `id`. A run of the same job still registered
     /// lost its lock (only the stalled checker hands an active job out
-    /// again): it is told to stop, and this run [`Run::took_over`].
-    pub(crate) fn start(&self, id: &str) -> Run<'_> {
+    /// again): it is told to stop, and this claim [`Claim::took_over`].
+    pub(crate) fn start(&self, id: &str) -> Claim<'_> {
         let superseded = Arc::new(Notify::new());
         let earlier = self.by_job().insert(id.to_owned(), superseded.clone());
         if let Some(earlier) = &earlier {
             // A stored permit: the earlier run sees it whenever it looks.
             earlier.notify_one();
         }
-        Run {
+        Claim {
             runs: self,
             id: id.to_owned(),
             superseded,
@@ -63,23 +63,23 @@ impl Runs {
     }
 }
 
-/// One run of a job, registered in [`Runs`] until it is dropped.
-pub(crate) struct Run<'a> {
-    runs: &'a Runs,
+/// One run of a job, registered in [`Claims`] until it is dropped.
+pub(crate) struct Claim<'a> {
+    runs: &'a Claims,
     id: String,
     superseded: Arc<Notify>,
     /// Whether an earlier run of the job was still running here.
     pub took_over: bool,
 }
 
-impl Run<'_> {
+impl Claim<'_> {
     /// Resolves once a newer run of the same job has started here.
     pub(crate) async fn superseded(&self) {
         self.superseded.notified().await
     }
 }
 
-impl Drop for Run<'_> {
+impl Drop for Claim<'_> {
     fn drop(&mut self) {
         let mut runs = self.runs.by_job();
         if runs
@@ -111,7 +111,7 @@ impl Trouble {
     /// Records a Redis error now.
     pub(crate) fn saw(&self) {
         self.last
-            .store(super::attempt::now_ms().max(1), Ordering::Relaxed);
+            .store(crate::timer::now_ms().max(1), Ordering::Relaxed);
         if let Some(metrics) = &self.metrics {
             metrics.redis_error();
         }
@@ -188,7 +188,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_second_run_of_a_job_supersedes_the_first_and_keeps_its_place() {
-        let runs = Runs::default();
+        let runs = Claims::default();
         let first = runs.start("7");
         assert!(!first.took_over);
         let second = runs.start("7");
@@ -206,7 +206,7 @@ mod tests {
     fn trouble_is_seen_from_when_it_happened() {
         let trouble = Trouble::new(None);
         assert!(!trouble.since(0));
-        let before = super::super::attempt::now_ms();
+        let before = crate::timer::now_ms();
         trouble.saw();
         assert!(trouble.since(before));
         assert!(!trouble.since(before + 60_000));

@@ -7,7 +7,7 @@
 //! gets `workers` of them, each with its share of the queue's concurrency.
 
 mod attempt;
-mod jobs;
+mod job_requests;
 mod limiter;
 mod lock;
 
@@ -182,7 +182,7 @@ impl QueueWorker {
             trouble: lock::Trouble::new(metrics.clone()),
             lock: config.lock_duration.0,
             max_data_size: config.max_data_size.0,
-            targets: Arc::new(jobs::AddTargets::new(target.clone())),
+            targets: Arc::new(job_requests::AddTargets::new(target.clone())),
             metrics,
         });
         let processing = attempts.clone();

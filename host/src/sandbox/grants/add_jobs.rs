@@ -3,9 +3,9 @@
 //! Without it, the `jobs` interface's `add` is refused; the guest's own job
 //! (its data, its children) needs no grant.
 
-use super::{Grant, GrantError, Granting};
+use super::{Grant, GrantApplyError, Granting};
 use crate::config::GrantsConfig;
-use crate::sandbox::jobs::AddAllowance;
+use crate::sandbox::job_api::AddAllowance;
 
 /// The granted queues and caps.
 #[derive(Debug)]
@@ -27,7 +27,7 @@ impl AddJobs {
 }
 
 impl Grant for AddJobs {
-    fn apply(&self, attempt: &mut Granting<'_>) -> Result<(), GrantError> {
+    fn apply(&self, attempt: &mut Granting<'_>) -> Result<(), GrantApplyError> {
         attempt.jobs.allow(self.allowance.clone());
         Ok(())
     }

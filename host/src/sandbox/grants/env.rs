@@ -2,7 +2,7 @@
 //! `std::env::var`. Only these; secrets' values are also handed to
 //! the gate ([`Mask`](crate::sandbox::Mask)).
 
-use super::{Grant, GrantError, Granting};
+use super::{Grant, GrantApplyError, Granting};
 use crate::config::GrantsConfig;
 
 /// The granted variables, literal ones and secrets.
@@ -33,7 +33,7 @@ impl Environment {
 }
 
 impl Grant for Environment {
-    fn apply(&self, attempt: &mut Granting<'_>) -> Result<(), GrantError> {
+    fn apply(&self, attempt: &mut Granting<'_>) -> Result<(), GrantApplyError> {
         attempt.wasi.envs(&self.vars);
         Ok(())
     }

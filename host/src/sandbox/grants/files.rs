@@ -2,7 +2,7 @@
 //! `writable`. Paths are resolved by wasmtime-wasi on cap-std: `..`, absolute
 //! paths and symlinks that lead out of a granted directory reach nothing.
 
-use super::{Grant, GrantError, Granting};
+use super::{Grant, GrantApplyError, Granting};
 use crate::config::GrantsConfig;
 use std::path::PathBuf;
 use wasmtime_wasi::filesystem::FsPerms;
@@ -33,13 +33,13 @@ impl Directories {
 }
 
 impl Grant for Directories {
-    fn apply(&self, attempt: &mut Granting<'_>) -> Result<(), GrantError> {
+    fn apply(&self, attempt: &mut Granting<'_>) -> Result<(), GrantApplyError> {
         for (source, destination, perms) in &self.dirs {
             attempt
                 .wasi
                 .preopened_dir(source, destination, *perms)
                 .map_err(|e| {
-                    GrantError(format!(
+                    GrantApplyError(format!(
                         "cannot open the granted directory {}: {e}",
                         source.display()
                     ))

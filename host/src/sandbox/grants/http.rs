@@ -20,7 +20,7 @@
 //!    `HTTP-response-body-size`; each request runs inside the attempt's time
 //!    budget, which drops it when the budget is spent.
 
-use super::{Grant, GrantError, Granting};
+use super::{Grant, GrantApplyError, Granting};
 use crate::config::{GrantsConfig, OutboundHost};
 use crate::sandbox::JobObserver;
 use crate::sandbox::bindings::Level;
@@ -63,7 +63,7 @@ impl OutboundHttp {
 }
 
 impl Grant for OutboundHttp {
-    fn apply(&self, attempt: &mut Granting<'_>) -> Result<(), GrantError> {
+    fn apply(&self, attempt: &mut Granting<'_>) -> Result<(), GrantApplyError> {
         attempt.outbound.policy = Some(self.policy.clone());
         Ok(())
     }

@@ -22,7 +22,7 @@ pub use files::Directories;
 pub use http::{Outbound, OutboundHttp, is_non_public};
 
 use super::gate::Mask;
-use super::jobs::Jobs;
+use super::job_api::Jobs;
 use crate::config::GrantsConfig;
 use std::sync::Arc;
 use wasmtime_wasi::WasiCtxBuilder;
@@ -41,7 +41,7 @@ pub struct Granting<'a> {
 /// One capability given to a queue's guests.
 pub trait Grant: Send + Sync + std::fmt::Debug {
     /// Adds the capability to one attempt.
-    fn apply(&self, attempt: &mut Granting<'_>) -> Result<(), GrantError>;
+    fn apply(&self, attempt: &mut Granting<'_>) -> Result<(), GrantApplyError>;
 
     /// Values the gate masks in everything the guest says: a grant's
     /// secrets.
@@ -54,7 +54,7 @@ pub trait Grant: Send + Sync + std::fmt::Debug {
 /// removed since start, say): the attempt fails, saying which.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
-pub struct GrantError(pub String);
+pub struct GrantApplyError(pub String);
 
 /// Every grant of a queue. Cheap to clone.
 #[derive(Debug, Clone, Default)]
@@ -95,7 +95,7 @@ impl Grants {
     }
 
     /// Applies every unit to one attempt.
-    pub fn apply(&self, attempt: &mut Granting<'_>) -> Result<(), GrantError> {
+    pub fn apply(&self, attempt: &mut Granting<'_>) -> Result<(), GrantApplyError> {
         self.units.iter().try_for_each(|unit| unit.apply(attempt))
     }
 

@@ -5,7 +5,7 @@
 //! to waiting-children.
 
 use crate::queue::RedisTarget;
-use crate::sandbox::jobs::{AddJob, ChildrenSoFar};
+use crate::sandbox::job_api::{AddJob, ChildrenSoFar};
 use bullmq::{Job, JobOptions, ParentOptions, Queue};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
