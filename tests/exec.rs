@@ -214,6 +214,61 @@ fn bad_data_is_refused_before_running() {
     );
 }
 
+/// `bullpen exec`'s grant and budget flags go through the checks a queue's
+/// table goes through, and are refused with the same words, after the flag.
+#[test]
+fn bad_flags_are_refused_as_the_config_refuses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().display().to_string();
+    let cases: Vec<(Vec<String>, String)> = vec![
+        (
+            vec!["--env".into(), "1A=x".into()],
+            "--env: environment: `1A` is not a variable name".into(),
+        ),
+        (
+            vec!["--env".into(), "=x".into()],
+            "--env: environment: `` is not a variable name".into(),
+        ),
+        (
+            vec!["--env".into(), "A B=x".into()],
+            "--env: environment: `A B` is not a variable name".into(),
+        ),
+        (
+            vec!["--env".into(), "A=1".into(), "--env".into(), "A=2".into()],
+            "--env: environment: `A` is given twice".into(),
+        ),
+        (
+            vec!["--dir".into(), format!("{root}:/x/../y")],
+            "--dir: files: destination `/x/../y` must be an absolute guest path such as \"/templates\"".into(),
+        ),
+        (
+            vec!["--dir".into(), format!("{root}:/d"), "--dir".into(), format!("{root}:/d:rw")],
+            "--dir: files: destination `/d` is granted twice".into(),
+        ),
+        (
+            vec!["--dir".into(), format!("{root}/missing:/d")],
+            format!("--dir: files: source {root}/missing does not exist"),
+        ),
+        (
+            vec!["--allow-host".into(), "ftp://files.example.com".into()],
+            "--allow-host: allowed_outbound_hosts: `ftp://files.example.com` has a scheme other than http, https or *: only HTTP(S) is granted".into(),
+        ),
+        (
+            vec!["--timeout".into(), "0s".into()],
+            "--timeout: timeout must be at least 1ms".into(),
+        ),
+        (
+            vec!["--memory".into(), "1B".into()],
+            "--memory: memory must be between 2 MiB and 4 GiB".into(),
+        ),
+    ];
+    for (args, said) in cases {
+        let (code, stdout, stderr) = run(bullpen().arg("exec").arg(guest("echo")).args(&args));
+        assert_eq!(code, 1, "{args:?}: {stdout}");
+        assert_eq!(stderr.trim_end(), format!("bullpen: {said}"), "{args:?}");
+    }
+}
+
 #[test]
 fn check_accepts_every_example() {
     for example in bullpen_tests::EXAMPLES {
@@ -349,7 +404,7 @@ fn exec_grants_what_its_flags_or_a_queue_of_the_config_grant() {
     let (code, _, stderr) = run_cmd(&["--dir", "/nonexistent:/x"]);
     assert_eq!(code, 1);
     assert!(
-        stderr.contains("--dir `/nonexistent:/x`: /nonexistent is not a directory"),
+        stderr.contains("--dir: files: source /nonexistent does not exist"),
         "{stderr}"
     );
 }
@@ -384,7 +439,9 @@ fn exec_sends_http_only_to_hosts_given_with_allow_host() {
     let (code, _, stderr) = run_cmd(&["--allow-host", "ftp://x"]);
     assert_eq!(code, 1);
     assert!(
-        stderr.contains("--allow-host `ftp://x` has a scheme other than http, https or *"),
+        stderr.contains(
+            "--allow-host: allowed_outbound_hosts: `ftp://x` has a scheme other than http, https or *"
+        ),
         "{stderr}"
     );
 }

@@ -213,13 +213,7 @@ async fn report_floods_stop_at_the_attempts_budget_and_say_so_once() {
 
     let (state, _) = done(&queue, &progress).await;
     assert_eq!(state, "completed", "{}", host.log());
-    let events: Vec<redis::Value> = redis::cmd("XRANGE")
-        .arg(queue.keys().events())
-        .arg("-")
-        .arg("+")
-        .query_async(&mut connection)
-        .await
-        .unwrap();
+    let events = bullpen_tests::events(&queue).await;
     let progress_events = format!("{events:?}").matches("\"progress\"").count();
     // 256 KiB at 257+ bytes a report: at most 1,020 writes, fewer when
     // values the writer had not caught up with were replaced.

@@ -121,18 +121,6 @@ async fn stored(queue: &Queue, id: &str) -> String {
     format!("{hash:?}\nlogs: {log:?}")
 }
 
-async fn events(queue: &Queue) -> String {
-    let mut connection = queue.connection().connection();
-    let events: Vec<redis::Value> = redis::cmd("XRANGE")
-        .arg(queue.keys().events())
-        .arg("-")
-        .arg("+")
-        .query_async(&mut connection)
-        .await
-        .unwrap();
-    format!("{events:?}")
-}
-
 async fn nothing_leaks(leaker: Leaker, log_format: &str) {
     set_secrets();
     let redis = RedisServer::start();
@@ -203,7 +191,10 @@ async fn nothing_leaks(leaker: Leaker, log_format: &str) {
     );
     assert!(everything.contains("job log *** ***"), "{everything}");
 
-    assert_masked("the events stream", &events(&queue).await);
+    assert_masked(
+        "the events stream",
+        &format!("{:?}", bullpen_tests::events(&queue).await),
+    );
     let (status, metrics) = http_get(&addr, "/metrics");
     assert_eq!(status, 200);
     assert_masked("/metrics", &metrics);
@@ -243,29 +234,13 @@ async fn nothing_leaks(leaker: Leaker, log_format: &str) {
         if how == "backoff" {
             args.extend(["--attempts", "3", "--backoff", "leak"]);
         }
-        let (_, stdout, stderr) = exec(&host, &args);
+        let (_, stdout, stderr) = host.cli(&args);
         assert_masked(
             &format!("bullpen exec `{how}`"),
             &format!("{stdout}{stderr}"),
         );
         assert!(stdout.contains("***"), "{how}: {stdout}");
     }
-}
-
-/// `bullpen <args> -c <config>`, run in the host's directory.
-fn exec(host: &RunningHost, args: &[&str]) -> (i32, String, String) {
-    let output = bullpen_tests::bullpen()
-        .current_dir(host.dir.path())
-        .args(args)
-        .arg("-c")
-        .arg(host.dir.path().join("bullpen.toml"))
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -637,10 +637,12 @@ impl RunningHost {
         (child, log, ready_rx)
     }
 
-    /// Runs `bullpen <args> -c <this host's config>`: exit code, stdout,
+    /// Runs `bullpen <args> -c <this host's config>` in the host's
+    /// directory (`modules/echo.wasm` names its module): exit code, stdout,
     /// stderr.
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
         let output = bullpen()
+            .current_dir(self.dir.path())
             .args(args)
             .arg("-c")
             .arg(self.dir.path().join("bullpen.toml"))
@@ -803,6 +805,18 @@ pub async fn finished(
 ) -> (String, bullpen::queue::bullmq::Job) {
     let state = wait_for_state(queue, id, &["completed", "failed"], timeout).await;
     (state.to_owned(), queue.get_job(id).await.unwrap().unwrap())
+}
+
+/// The queue's events stream, every entry.
+pub async fn events(queue: &bullpen::queue::bullmq::Queue) -> Vec<redis::Value> {
+    let mut connection = queue.connection().connection();
+    redis::cmd("XRANGE")
+        .arg(queue.keys().events())
+        .arg("-")
+        .arg("+")
+        .query_async(&mut connection)
+        .await
+        .unwrap()
 }
 
 /// One field of job `id`'s hash, as stored.

@@ -95,12 +95,21 @@ pub struct ExecArgs {
 }
 
 /// The grants and limits of `--queue` in `--config`, if given, with the
-/// flags' grants added.
+/// flags' grants added: each checked as a queue's table is, and refused
+/// with the same words.
 fn limits_and_grants(args: &ExecArgs) -> anyhow::Result<Limits> {
+    use crate::config::bounds;
+    let flag = |flag: &'static str| move |reason: String| anyhow::anyhow!("--{flag}: {reason}");
     let mut limits = Limits {
-        timeout: args.timeout.0,
-        memory: args.memory.0,
-        reports: args.report_budget.0,
+        timeout: bounds::TIMEOUT
+            .check(args.timeout)
+            .map_err(flag("timeout"))?
+            .0,
+        memory: bounds::MEMORY.check(args.memory).map_err(flag("memory"))?.0,
+        reports: bounds::REPORT_BUDGET
+            .check(args.report_budget)
+            .map_err(flag("report-budget"))?
+            .0,
         cpu_time: true,
         ..Limits::default()
     };
@@ -119,46 +128,14 @@ fn limits_and_grants(args: &ExecArgs) -> anyhow::Result<Limits> {
         limits.reports = queue.report_budget.0;
         grants = queue.grants.clone();
     }
-    for pair in &args.env {
-        let Some((name, value)) = pair.split_once('=') else {
-            bail!("--env `{pair}`: write NAME=VALUE");
-        };
-        grants.environment.insert(name.to_owned(), value.to_owned());
-    }
-    for dir in &args.dirs {
-        grants.files.push(parse_dir(dir)?);
-    }
-    for entry in &args.allow_hosts {
-        let host = entry
-            .parse()
-            .map_err(|reason| anyhow::anyhow!("--allow-host {reason}"))?;
-        grants.allowed_outbound_hosts.push(host);
-    }
+    let flags = crate::config::GrantFlags {
+        env: args.env.clone(),
+        dirs: args.dirs.clone(),
+        allow_hosts: args.allow_hosts.clone(),
+    };
+    let grants = flags.add_to(&grants).map_err(anyhow::Error::msg)?;
     limits.grants = crate::sandbox::grants::Grants::from_config(&grants);
     Ok(limits)
-}
-
-/// `templates:/templates` or `out:/out:rw`.
-fn parse_dir(text: &str) -> anyhow::Result<crate::config::FileGrant> {
-    let (rest, writable) = match text.strip_suffix(":rw") {
-        Some(rest) => (rest, true),
-        None => (text.strip_suffix(":ro").unwrap_or(text), false),
-    };
-    let Some((source, destination)) = rest.rsplit_once(':') else {
-        bail!("--dir `{text}`: write SRC:DST or SRC:DST:rw");
-    };
-    let source = PathBuf::from(source);
-    if !source.is_dir() {
-        bail!("--dir `{text}`: {} is not a directory", source.display());
-    }
-    if !destination.starts_with('/') {
-        bail!("--dir `{text}`: the guest path `{destination}` must be absolute");
-    }
-    Ok(crate::config::FileGrant {
-        source,
-        destination: destination.to_owned(),
-        writable,
-    })
 }
 
 pub(super) async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {

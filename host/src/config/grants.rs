@@ -21,7 +21,7 @@
 //! # Ok::<(), bullpen::config::ConfigError>(())
 //! ```
 
-use super::OutboundHost;
+use super::{OutboundHost, bounds};
 use crate::units::ByteSize;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -51,23 +51,12 @@ pub struct GrantsConfig {
     pub max_added_size: u64,
 }
 
-/// Default `max_response_size`: 10 MiB, well inside the default 64 MiB of
-/// guest memory that has to hold it.
-pub const DEFAULT_MAX_RESPONSE_SIZE: u64 = 10 << 20;
-
-/// Largest `max_response_size` accepted.
-const MAX_RESPONSE_SIZE_LIMIT: u64 = 4 << 30;
-
-/// Default `max_added_jobs`: jobs one attempt may add.
-pub const DEFAULT_MAX_ADDED_JOBS: u32 = 1_000;
-/// Default `max_added_size`: bytes of added jobs (data and options) and
-/// updated data one attempt may write.
-pub const DEFAULT_MAX_ADDED_SIZE: u64 = 16 << 20;
-
-/// Largest `max_added_jobs` accepted.
-const MAX_ADDED_JOBS_LIMIT: u32 = 100_000;
-/// Largest `max_added_size` accepted.
-const MAX_ADDED_SIZE_LIMIT: u64 = 512 << 20;
+/// Default `max_response_size` ([`bounds::MAX_RESPONSE_SIZE`]).
+pub const DEFAULT_MAX_RESPONSE_SIZE: u64 = bounds::MAX_RESPONSE_SIZE.default.0;
+/// Default `max_added_jobs` ([`bounds::MAX_ADDED_JOBS`]).
+pub const DEFAULT_MAX_ADDED_JOBS: u32 = bounds::MAX_ADDED_JOBS.default;
+/// Default `max_added_size` ([`bounds::MAX_ADDED_SIZE`]).
+pub const DEFAULT_MAX_ADDED_SIZE: u64 = bounds::MAX_ADDED_SIZE.default.0;
 
 impl Default for GrantsConfig {
     fn default() -> Self {
@@ -283,19 +272,11 @@ impl RawGrants {
             })?;
             allowed_outbound_hosts.push(parsed);
         }
-        let max_response_size = match self.max_response_size {
-            None => DEFAULT_MAX_RESPONSE_SIZE,
-            Some(size) if size.get_ref().0 == 0 || size.get_ref().0 > MAX_RESPONSE_SIZE_LIMIT => {
-                return Err(error(
-                    size.span(),
-                    format!(
-                        "max_response_size must be between 1 B and {}",
-                        ByteSize(MAX_RESPONSE_SIZE_LIMIT)
-                    ),
-                ));
-            }
-            Some(size) => size.into_inner().0,
-        };
+        let bounded = |(span, reason)| error(span, reason);
+        let max_response_size = bounds::MAX_RESPONSE_SIZE
+            .read(self.max_response_size)
+            .map_err(bounded)?
+            .0;
         let mut add_to_queues: Vec<String> = Vec::new();
         for queue in self.add_to_queues {
             let name = queue.get_ref();
@@ -313,29 +294,13 @@ impl RawGrants {
             }
             add_to_queues.push(queue.into_inner());
         }
-        let max_added_jobs = match self.max_added_jobs {
-            None => DEFAULT_MAX_ADDED_JOBS,
-            Some(n) if *n.get_ref() == 0 || *n.get_ref() > MAX_ADDED_JOBS_LIMIT => {
-                return Err(error(
-                    n.span(),
-                    format!("max_added_jobs must be between 1 and {MAX_ADDED_JOBS_LIMIT}"),
-                ));
-            }
-            Some(n) => n.into_inner(),
-        };
-        let max_added_size = match self.max_added_size {
-            None => DEFAULT_MAX_ADDED_SIZE,
-            Some(size) if size.get_ref().0 == 0 || size.get_ref().0 > MAX_ADDED_SIZE_LIMIT => {
-                return Err(error(
-                    size.span(),
-                    format!(
-                        "max_added_size must be between 1 B and {}",
-                        ByteSize(MAX_ADDED_SIZE_LIMIT)
-                    ),
-                ));
-            }
-            Some(size) => size.into_inner().0,
-        };
+        let max_added_jobs = bounds::MAX_ADDED_JOBS
+            .read(self.max_added_jobs)
+            .map_err(bounded)?;
+        let max_added_size = bounds::MAX_ADDED_SIZE
+            .read(self.max_added_size)
+            .map_err(bounded)?
+            .0;
         Ok(GrantsConfig {
             files,
             environment,
@@ -346,6 +311,100 @@ impl RawGrants {
             max_added_jobs,
             max_added_size,
         })
+    }
+}
+
+/// A value given outside a file: nowhere to point at.
+fn at<T>(value: T) -> Spanned<T> {
+    Spanned::new(0..0, value)
+}
+
+/// Grants given on a command line (`bullpen exec`'s flags), added to a
+/// queue's and checked as a queue's table is: the same refusals, in the
+/// same words, after the flag they came from.
+#[derive(Debug, Clone, Default)]
+pub struct GrantFlags {
+    /// `--env NAME=VALUE`.
+    pub env: Vec<String>,
+    /// `--dir SRC:DST[:rw]`.
+    pub dirs: Vec<String>,
+    /// `--allow-host SCHEME://HOST[:PORT]`.
+    pub allow_hosts: Vec<String>,
+}
+
+impl GrantFlags {
+    /// `base` (a queue's checked grants, or none) with the flags' grants
+    /// added, checked whole.
+    pub fn add_to(&self, base: &GrantsConfig) -> Result<GrantsConfig, String> {
+        let mut raw = RawGrants {
+            files: base
+                .files
+                .iter()
+                .map(|f| {
+                    at(RawFileGrant {
+                        source: at(f.source.clone()),
+                        destination: at(f.destination.clone()),
+                        writable: f.writable,
+                    })
+                })
+                .collect(),
+            environment: None,
+            secrets: Some(at(base
+                .secrets
+                .iter()
+                .map(|(name, secret)| {
+                    let env = secret.from.clone();
+                    (name.clone(), RawSecret { env })
+                })
+                .collect())),
+            allowed_outbound_hosts: base
+                .allowed_outbound_hosts
+                .iter()
+                .map(|host| at(host.to_string()))
+                .collect(),
+            max_response_size: Some(at(ByteSize(base.max_response_size))),
+            add_to_queues: base.add_to_queues.iter().cloned().map(at).collect(),
+            max_added_jobs: Some(at(base.max_added_jobs)),
+            max_added_size: Some(at(ByteSize(base.max_added_size))),
+        };
+        let mut environment = base.environment.clone();
+        for pair in &self.env {
+            let Some((name, value)) = pair.split_once('=') else {
+                return Err(format!("--env `{pair}`: write NAME=VALUE"));
+            };
+            if environment
+                .insert(name.to_owned(), value.to_owned())
+                .is_some()
+            {
+                return Err(format!("--env: environment: `{name}` is given twice"));
+            }
+        }
+        raw.environment = Some(at(environment));
+        for dir in &self.dirs {
+            let (rest, writable) = match dir.strip_suffix(":rw") {
+                Some(rest) => (rest, true),
+                None => (dir.strip_suffix(":ro").unwrap_or(dir), false),
+            };
+            let Some((source, destination)) = rest.rsplit_once(':') else {
+                return Err(format!("--dir `{dir}`: write SRC:DST or SRC:DST:rw"));
+            };
+            raw.files.push(at(RawFileGrant {
+                source: at(PathBuf::from(source)),
+                destination: at(destination.to_owned()),
+                writable,
+            }));
+        }
+        raw.allowed_outbound_hosts
+            .extend(self.allow_hosts.iter().cloned().map(at));
+        raw.check(|path| path, |var| std::env::var(var).ok())
+            .map_err(|e| {
+                let flag = match e.reason.split_once(':').map(|(key, _)| key) {
+                    Some("files") => "--dir",
+                    Some("allowed_outbound_hosts") => "--allow-host",
+                    _ => "--env",
+                };
+                format!("{flag}: {}", e.reason)
+            })
     }
 }
 

@@ -20,10 +20,13 @@
 //! # Ok::<(), bullpen::config::ConfigError>(())
 //! ```
 
+pub mod bounds;
 mod grants;
 mod outbound;
 
-pub use grants::{DEFAULT_MAX_ADDED_JOBS, DEFAULT_MAX_ADDED_SIZE, FileGrant, GrantsConfig, Secret};
+pub use grants::{
+    DEFAULT_MAX_ADDED_JOBS, DEFAULT_MAX_ADDED_SIZE, FileGrant, GrantFlags, GrantsConfig, Secret,
+};
 pub use outbound::OutboundHost;
 
 use crate::units::{ByteSize, HumanDuration};
@@ -282,21 +285,11 @@ pub fn default_workers(concurrency: u32) -> u32 {
     concurrency.div_ceil(4).clamp(1, 4)
 }
 
-/// Most jobs one queue may run at once.
-pub const MAX_CONCURRENCY: u32 = 1_000;
+pub use bounds::MAX_CONCURRENCY;
 /// Most jobs all queues together may run at once: each job slot reserves
 /// address space for two instances in the engine's pool (about 8 GiB of it,
 /// most never touched), and a process has 128 TiB.
 pub const MAX_TOTAL_CONCURRENCY: u32 = 4_000;
-/// Largest report budget accepted.
-const MAX_REPORT_BUDGET: u64 = 1 << 30;
-/// Largest `max_data_size` accepted: Redis's own limit for a string.
-const MAX_DATA_SIZE: u64 = 512 << 20;
-
-/// Smallest memory cap accepted: a Rust guest needs about 1.1 MiB to start.
-const MIN_MEMORY: u64 = 2 << 20;
-/// Largest memory cap accepted: a wasm32 memory cannot exceed 4 GiB.
-const MAX_MEMORY: u64 = 4 << 30;
 
 impl Config {
     /// Reads and checks the configuration file at `path`.
@@ -394,13 +387,10 @@ impl Config {
                     "a queue name must be non-empty and without `:`".into(),
                 ));
             }
-            let concurrency = *queue.concurrency.get_ref();
-            if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
-                return Err(error(
-                    queue.concurrency.span(),
-                    format!("concurrency must be between 1 and {MAX_CONCURRENCY}"),
-                ));
-            }
+            let bounded = |reason: (Range<usize>, String)| error(reason.0, reason.1);
+            let concurrency = bounds::CONCURRENCY
+                .read(Some(queue.concurrency.clone()))
+                .map_err(bounded)?;
             total_concurrency = match total_concurrency.checked_add(concurrency) {
                 Some(total) if total <= MAX_TOTAL_CONCURRENCY => total,
                 _ => {
@@ -423,73 +413,23 @@ impl Config {
                     ));
                 }
             };
-            let memory = queue.memory.map_or(Ok(ByteSize(64 << 20)), |m| {
-                let size = *m.get_ref();
-                if (MIN_MEMORY..=MAX_MEMORY).contains(&size.0) {
-                    Ok(size)
-                } else {
-                    Err(error(
-                        m.span(),
-                        format!(
-                            "memory must be between {} and {}",
-                            ByteSize(MIN_MEMORY),
-                            ByteSize(MAX_MEMORY)
-                        ),
-                    ))
-                }
-            })?;
-            let positive = |value: Option<Spanned<HumanDuration>>, key: &str, default| match value {
-                None => Ok(HumanDuration(default)),
-                Some(v) if v.get_ref().0 >= Duration::from_millis(1) => Ok(*v.get_ref()),
-                Some(v) => Err(error(v.span(), format!("{key} must be at least 1ms"))),
-            };
-            let timeout = positive(queue.timeout, "timeout", Duration::from_secs(30))?;
-            let report_budget = match queue.report_budget {
-                None => ByteSize(1 << 20),
-                Some(b) if b.get_ref().0 <= MAX_REPORT_BUDGET => *b.get_ref(),
-                Some(b) => {
-                    return Err(error(
-                        b.span(),
-                        format!(
-                            "report_budget must be at most {}",
-                            ByteSize(MAX_REPORT_BUDGET)
-                        ),
-                    ));
-                }
-            };
-            let max_data_size = match queue.max_data_size {
-                None => ByteSize(16 << 20),
-                Some(m) if (1..=MAX_DATA_SIZE).contains(&m.get_ref().0) => *m.get_ref(),
-                Some(m) => {
-                    return Err(error(
-                        m.span(),
-                        format!(
-                            "max_data_size must be between 1 B and {}",
-                            ByteSize(MAX_DATA_SIZE)
-                        ),
-                    ));
-                }
-            };
-            let max_started_attempts = match queue.max_started_attempts {
-                None => 10_000,
-                Some(m) if *m.get_ref() >= 1 => *m.get_ref(),
-                Some(m) => {
-                    return Err(error(
-                        m.span(),
-                        "max_started_attempts must be at least 1".into(),
-                    ));
-                }
-            };
-            let lock_duration = positive(
-                queue.lock_duration,
-                "lock_duration",
-                Duration::from_secs(30),
-            )?;
-            let stalled_interval = positive(
-                queue.stalled_interval,
-                "stalled_interval",
-                Duration::from_secs(2),
-            )?;
+            let memory = bounds::MEMORY.read(queue.memory).map_err(bounded)?;
+            let timeout = bounds::TIMEOUT.read(queue.timeout).map_err(bounded)?;
+            let report_budget = bounds::REPORT_BUDGET
+                .read(queue.report_budget)
+                .map_err(bounded)?;
+            let max_data_size = bounds::MAX_DATA_SIZE
+                .read(queue.max_data_size)
+                .map_err(bounded)?;
+            let max_started_attempts = bounds::MAX_STARTED_ATTEMPTS
+                .read(queue.max_started_attempts)
+                .map_err(bounded)?;
+            let lock_duration = bounds::LOCK_DURATION
+                .read(queue.lock_duration)
+                .map_err(bounded)?;
+            let stalled_interval = bounds::STALLED_INTERVAL
+                .read(queue.stalled_interval)
+                .map_err(bounded)?;
             let limiter = match queue.limiter {
                 Some(l) if l.get_ref().max == 0 || l.get_ref().duration.0.is_zero() => {
                     return Err(error(

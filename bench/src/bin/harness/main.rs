@@ -169,10 +169,17 @@ fn cases() -> Vec<Case> {
         case(BullpenPython, Noop, 8),
     ];
     if contender::BASELINE.get().is_some() {
+        // Beside the baseline: json-transform at 1 and 64 too, for this
+        // build and the baseline alike.
         cases.extend([
             case(BullpenBaseline, Noop, 1),
             case(BullpenBaseline, Noop, 8),
             case(BullpenBaseline, Noop, 64),
+            case(Bullpen, Transform, 1),
+            case(Bullpen, Transform, 64),
+            case(BullpenBaseline, Transform, 1),
+            case(BullpenBaseline, Transform, 8),
+            case(BullpenBaseline, Transform, 64),
         ]);
     }
     cases

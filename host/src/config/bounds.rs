@@ -1,0 +1,180 @@
+//! The keys that take a number, a size or a duration: each one's default
+//! and the values accepted, in one table that the config file and
+//! `bullpen exec`'s flags both read, so that both refuse a value with the
+//! same words.
+//!
+//! ```
+//! use bullpen::config::bounds::MEMORY;
+//! use bullpen::units::ByteSize;
+//! assert_eq!(MEMORY.check(ByteSize(1)).unwrap_err(), "memory must be between 2 MiB and 4 GiB");
+//! assert_eq!(MEMORY.check(ByteSize(64 << 20)), Ok(ByteSize(64 << 20)));
+//! ```
+
+use crate::units::{ByteSize, HumanDuration};
+use std::fmt::Display;
+use std::ops::Range;
+use std::time::Duration;
+use toml::Spanned;
+
+/// A value with a least and a most a key can ever hold: a bound at one of
+/// them is left out of the refusal's words ("at least 1ms").
+pub trait Extent: Copy + PartialOrd + Display {
+    /// The least value of the type.
+    const LEAST: Self;
+    /// The most.
+    const MOST: Self;
+}
+
+impl Extent for u32 {
+    const LEAST: Self = 0;
+    const MOST: Self = u32::MAX;
+}
+
+impl Extent for ByteSize {
+    const LEAST: Self = ByteSize(0);
+    const MOST: Self = ByteSize(u64::MAX);
+}
+
+impl Extent for HumanDuration {
+    const LEAST: Self = HumanDuration(Duration::ZERO);
+    const MOST: Self = HumanDuration(Duration::MAX);
+}
+
+/// One key's default and accepted range.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound<T> {
+    /// The key, as the config file writes it.
+    pub key: &'static str,
+    /// Its value when the file leaves it out.
+    pub default: T,
+    /// The least accepted.
+    pub min: T,
+    /// The most accepted.
+    pub max: T,
+}
+
+impl<T: Extent> Bound<T> {
+    /// `value` if accepted, else why not: `<key> must be between <min> and
+    /// <max>` (or `at least`, `at most`).
+    pub fn check(&self, value: T) -> Result<T, String> {
+        if self.min <= value && value <= self.max {
+            return Ok(value);
+        }
+        let key = self.key;
+        Err(match (self.min > T::LEAST, self.max < T::MOST) {
+            (true, true) => format!("{key} must be between {} and {}", self.min, self.max),
+            (true, false) => format!("{key} must be at least {}", self.min),
+            _ => format!("{key} must be at most {}", self.max),
+        })
+    }
+
+    /// The key's value in a file: its default when absent; refused with
+    /// where it is written.
+    pub(crate) fn read(&self, value: Option<Spanned<T>>) -> Result<T, (Range<usize>, String)> {
+        match value {
+            None => Ok(self.default),
+            Some(value) => self
+                .check(*value.get_ref())
+                .map_err(|reason| (value.span(), reason)),
+        }
+    }
+}
+
+const fn size(key: &'static str, default: u64, min: u64, max: u64) -> Bound<ByteSize> {
+    Bound {
+        key,
+        default: ByteSize(default),
+        min: ByteSize(min),
+        max: ByteSize(max),
+    }
+}
+
+const fn duration(key: &'static str, default: Duration) -> Bound<HumanDuration> {
+    Bound {
+        key,
+        default: HumanDuration(default),
+        min: HumanDuration(Duration::from_millis(1)),
+        max: HumanDuration(Duration::MAX),
+    }
+}
+
+/// Most jobs one queue may run at once.
+pub const MAX_CONCURRENCY: u32 = 1_000;
+
+/// `concurrency`.
+pub const CONCURRENCY: Bound<u32> = Bound {
+    key: "concurrency",
+    default: 1,
+    min: 1,
+    max: MAX_CONCURRENCY,
+};
+
+/// `memory`: a Rust guest needs about 1.1 MiB to start, and a wasm32
+/// memory cannot exceed 4 GiB.
+pub const MEMORY: Bound<ByteSize> = size("memory", 64 << 20, 2 << 20, 4 << 30);
+
+/// `timeout`.
+pub const TIMEOUT: Bound<HumanDuration> = duration("timeout", Duration::from_secs(30));
+
+/// `lock_duration`.
+pub const LOCK_DURATION: Bound<HumanDuration> = duration("lock_duration", Duration::from_secs(30));
+
+/// `stalled_interval`.
+pub const STALLED_INTERVAL: Bound<HumanDuration> =
+    duration("stalled_interval", Duration::from_secs(2));
+
+/// `report_budget`.
+pub const REPORT_BUDGET: Bound<ByteSize> = size("report_budget", 1 << 20, 0, 1 << 30);
+
+/// `max_data_size`: at most Redis's own limit for a string.
+pub const MAX_DATA_SIZE: Bound<ByteSize> = size("max_data_size", 16 << 20, 1, 512 << 20);
+
+/// `max_started_attempts`.
+pub const MAX_STARTED_ATTEMPTS: Bound<u32> = Bound {
+    key: "max_started_attempts",
+    default: 10_000,
+    min: 1,
+    max: u32::MAX,
+};
+
+/// `max_response_size`: by default well inside the default 64 MiB of
+/// guest memory that has to hold it.
+pub const MAX_RESPONSE_SIZE: Bound<ByteSize> = size("max_response_size", 10 << 20, 1, 4 << 30);
+
+/// `max_added_jobs`: jobs one attempt may add.
+pub const MAX_ADDED_JOBS: Bound<u32> = Bound {
+    key: "max_added_jobs",
+    default: 1_000,
+    min: 1,
+    max: 100_000,
+};
+
+/// `max_added_size`: bytes of added jobs (data and options) and updated
+/// data one attempt may write.
+pub const MAX_ADDED_SIZE: Bound<ByteSize> = size("max_added_size", 16 << 20, 1, 512 << 20);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_name_the_key_and_the_range() {
+        assert_eq!(
+            TIMEOUT.check(HumanDuration(Duration::ZERO)).unwrap_err(),
+            "timeout must be at least 1ms"
+        );
+        assert_eq!(
+            REPORT_BUDGET.check(ByteSize(2 << 30)).unwrap_err(),
+            "report_budget must be at most 1 GiB"
+        );
+        assert_eq!(
+            MAX_DATA_SIZE.check(ByteSize(0)).unwrap_err(),
+            "max_data_size must be between 1 B and 512 MiB"
+        );
+        assert_eq!(
+            CONCURRENCY.check(0).unwrap_err(),
+            "concurrency must be between 1 and 1000"
+        );
+        assert_eq!(MAX_ADDED_JOBS.check(5), Ok(5));
+    }
+}
