@@ -376,109 +376,10 @@ impl Config {
         }
         let mut total_concurrency: u32 = 0;
         for (name, queue) in raw.queues {
-            let span = queue.span();
-            let queue = queue.into_inner();
-            let error = |span: Range<usize>, reason: String| {
-                config.at(span, format!("queues.{name}: {reason}"))
-            };
-            if name.is_empty() || name.contains(':') {
-                return Err(error(
-                    span,
-                    "a queue name must be non-empty and without `:`".into(),
-                ));
-            }
-            let bounded = |reason: (Range<usize>, String)| error(reason.0, reason.1);
-            let concurrency = bounds::CONCURRENCY
-                .read(Some(queue.concurrency.clone()))
-                .map_err(bounded)?;
-            total_concurrency = match total_concurrency.checked_add(concurrency) {
-                Some(total) if total <= MAX_TOTAL_CONCURRENCY => total,
-                _ => {
-                    return Err(error(
-                        queue.concurrency.span(),
-                        format!(
-                            "the queues' concurrency adds up to more than \
-                             {MAX_TOTAL_CONCURRENCY}, the most one host runs at once"
-                        ),
-                    ));
-                }
-            };
-            let workers = match queue.workers {
-                None => default_workers(concurrency),
-                Some(w) if (1..=concurrency).contains(w.get_ref()) => *w.get_ref(),
-                Some(w) => {
-                    return Err(error(
-                        w.span(),
-                        format!("workers must be between 1 and concurrency ({concurrency})"),
-                    ));
-                }
-            };
-            let memory = bounds::MEMORY.read(queue.memory).map_err(bounded)?;
-            let timeout = bounds::TIMEOUT.read(queue.timeout).map_err(bounded)?;
-            let report_budget = bounds::REPORT_BUDGET
-                .read(queue.report_budget)
-                .map_err(bounded)?;
-            let max_data_size = bounds::MAX_DATA_SIZE
-                .read(queue.max_data_size)
-                .map_err(bounded)?;
-            let max_started_attempts = bounds::MAX_STARTED_ATTEMPTS
-                .read(queue.max_started_attempts)
-                .map_err(bounded)?;
-            let lock_duration = bounds::LOCK_DURATION
-                .read(queue.lock_duration)
-                .map_err(bounded)?;
-            let stalled_interval = bounds::STALLED_INTERVAL
-                .read(queue.stalled_interval)
-                .map_err(bounded)?;
-            let limiter = match queue.limiter {
-                Some(l) if l.get_ref().max == 0 || l.get_ref().duration.0.is_zero() => {
-                    return Err(error(
-                        l.span(),
-                        "limiter needs max >= 1 and a duration of at least 1ms".into(),
-                    ));
-                }
-                other => other.map(Spanned::into_inner),
-            };
-            let grants = grants::RawGrants {
-                files: queue.files,
-                environment: queue.environment,
-                secrets: queue.secrets,
-                allowed_outbound_hosts: queue.allowed_outbound_hosts,
-                max_response_size: queue.max_response_size,
-                add_to_queues: queue.add_to_queues,
-                max_added_jobs: queue.max_added_jobs,
-                max_added_size: queue.max_added_size,
-            }
-            .check(resolve, |var| std::env::var(var).ok())
-            .map_err(|e| error(e.span, e.reason))?;
-            config
-                .module_spans
-                .insert(name.clone(), queue.module.span());
-            let module = queue.module.into_inner();
-            let module = if module.is_absolute() {
-                module
-            } else {
-                config.host.modules.join(module)
-            };
-            config.queues.insert(
-                name,
-                QueueConfig {
-                    module,
-                    concurrency,
-                    workers,
-                    timeout,
-                    memory,
-                    limiter,
-                    lock_duration,
-                    stalled_interval,
-                    max_stalled_count: queue.max_stalled_count.unwrap_or(1),
-                    on_crash: queue.on_crash.unwrap_or(OnCrash::Retry),
-                    report_budget,
-                    max_started_attempts,
-                    max_data_size,
-                    grants,
-                },
-            );
+            let (queue, module_span) =
+                config.check_queue(&name, queue, &resolve, &mut total_concurrency)?;
+            config.module_spans.insert(name.clone(), module_span);
+            config.queues.insert(name, queue);
         }
         if config.queues.is_empty() {
             return Err(config.at(
@@ -487,6 +388,117 @@ impl Config {
             ));
         }
         Ok(config)
+    }
+
+    /// Checks queue `name`'s table, adding its concurrency to
+    /// `total_concurrency`; the queue, and where its module is written.
+    fn check_queue(
+        &self,
+        name: &str,
+        queue: Spanned<RawQueue>,
+        resolve: &impl Fn(PathBuf) -> PathBuf,
+        total_concurrency: &mut u32,
+    ) -> Result<(QueueConfig, Range<usize>), ConfigError> {
+        let span = queue.span();
+        let queue = queue.into_inner();
+        let error =
+            |span: Range<usize>, reason: String| self.at(span, format!("queues.{name}: {reason}"));
+        if name.is_empty() || name.contains(':') {
+            return Err(error(
+                span,
+                "a queue name must be non-empty and without `:`".into(),
+            ));
+        }
+        let bounded = |reason: (Range<usize>, String)| error(reason.0, reason.1);
+        let concurrency = bounds::CONCURRENCY
+            .read(Some(queue.concurrency.clone()))
+            .map_err(bounded)?;
+        *total_concurrency = match total_concurrency.checked_add(concurrency) {
+            Some(total) if total <= MAX_TOTAL_CONCURRENCY => total,
+            _ => {
+                return Err(error(
+                    queue.concurrency.span(),
+                    format!(
+                        "the queues' concurrency adds up to more than \
+                         {MAX_TOTAL_CONCURRENCY}, the most one host runs at once"
+                    ),
+                ));
+            }
+        };
+        let workers = match queue.workers {
+            None => default_workers(concurrency),
+            Some(w) if (1..=concurrency).contains(w.get_ref()) => *w.get_ref(),
+            Some(w) => {
+                return Err(error(
+                    w.span(),
+                    format!("workers must be between 1 and concurrency ({concurrency})"),
+                ));
+            }
+        };
+        let memory = bounds::MEMORY.read(queue.memory).map_err(bounded)?;
+        let timeout = bounds::TIMEOUT.read(queue.timeout).map_err(bounded)?;
+        let report_budget = bounds::REPORT_BUDGET
+            .read(queue.report_budget)
+            .map_err(bounded)?;
+        let max_data_size = bounds::MAX_DATA_SIZE
+            .read(queue.max_data_size)
+            .map_err(bounded)?;
+        let max_started_attempts = bounds::MAX_STARTED_ATTEMPTS
+            .read(queue.max_started_attempts)
+            .map_err(bounded)?;
+        let lock_duration = bounds::LOCK_DURATION
+            .read(queue.lock_duration)
+            .map_err(bounded)?;
+        let stalled_interval = bounds::STALLED_INTERVAL
+            .read(queue.stalled_interval)
+            .map_err(bounded)?;
+        let limiter = match queue.limiter {
+            Some(l) if l.get_ref().max == 0 || l.get_ref().duration.0.is_zero() => {
+                return Err(error(
+                    l.span(),
+                    "limiter needs max >= 1 and a duration of at least 1ms".into(),
+                ));
+            }
+            other => other.map(Spanned::into_inner),
+        };
+        let grants = grants::RawGrants {
+            files: queue.files,
+            environment: queue.environment,
+            secrets: queue.secrets,
+            allowed_outbound_hosts: queue.allowed_outbound_hosts,
+            max_response_size: queue.max_response_size,
+            add_to_queues: queue.add_to_queues,
+            max_added_jobs: queue.max_added_jobs,
+            max_added_size: queue.max_added_size,
+        }
+        .check(resolve, |var| std::env::var(var).ok())
+        .map_err(|e| error(e.span, e.reason))?;
+        let module_span = queue.module.span();
+        let module = queue.module.into_inner();
+        let module = if module.is_absolute() {
+            module
+        } else {
+            self.host.modules.join(module)
+        };
+        Ok((
+            QueueConfig {
+                module,
+                concurrency,
+                workers,
+                timeout,
+                memory,
+                limiter,
+                lock_duration,
+                stalled_interval,
+                max_stalled_count: queue.max_stalled_count.unwrap_or(1),
+                on_crash: queue.on_crash.unwrap_or(OnCrash::Retry),
+                report_budget,
+                max_started_attempts,
+                max_data_size,
+                grants,
+            },
+            module_span,
+        ))
     }
 
     /// `[redis] nodes`: node URLs that parse, no `url` beside them, and a
