@@ -26,29 +26,55 @@ pub fn mask_secrets(mask: Mask) {
 pub struct MaskedStderr;
 
 impl<'a> MakeWriter<'a> for MaskedStderr {
-    type Writer = MaskedStderr;
+    type Writer = Masked<std::io::Stderr>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        MaskedStderr
+        Masked(std::io::stderr())
     }
 }
 
-impl Write for MaskedStderr {
+/// A writer that masks every queue's secrets in what it is given.
+#[derive(Debug)]
+pub struct Masked<W>(pub W);
+
+impl<W: Write> Write for Masked<W> {
     /// `tracing`'s formatter writes each event whole, in one call.
     fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
         let mask = SECRETS.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let mut stderr = std::io::stderr().lock();
         match mask {
-            None => stderr.write_all(line)?,
+            None => self.0.write_all(line)?,
             Some(mask) => {
                 let text = String::from_utf8_lossy(line);
-                stderr.write_all(mask.mask(&text).as_bytes())?;
+                self.0.write_all(mask.mask(&text).as_bytes())?;
             }
         }
         Ok(line.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
+        self.0.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_line_is_masked_with_the_secrets_set_last() {
+        let line = |text: &str| {
+            let mut out = Masked(Vec::new());
+            out.write_all(text.as_bytes()).unwrap();
+            String::from_utf8(out.0).unwrap()
+        };
+        mask_secrets(Mask::new(["hunter2"]));
+        assert_eq!(
+            line("WARN connect error: hunter2.example.com refused\n"),
+            "WARN connect error: ***.example.com refused\n"
+        );
+        mask_secrets(Mask::new(["other"]));
+        assert_eq!(line("hunter2 other"), "hunter2 ***");
+        mask_secrets(Mask::default());
+        assert_eq!(line("other"), "other");
     }
 }
