@@ -89,8 +89,8 @@ pub type ProcessAnswer = Result<String, JobError>;
 impl Failure {
     fn through(failure: now::Failure, mask: &Mask) -> Self {
         Failure {
-            message: mask.mask(&failure.message).into_owned(),
-            name: failure.name.map(|name| mask.mask(&name).into_owned()),
+            message: mask.mask_owned(failure.message),
+            name: failure.name.map(|name| mask.mask_owned(name)),
         }
     }
 
@@ -107,7 +107,7 @@ impl JobError {
         match error {
             now::JobError::Failed(failure) => JobError::Failed(Failure::through(failure, mask)),
             now::JobError::Unrecoverable(reason) => {
-                JobError::Unrecoverable(mask.mask(&reason).into_owned())
+                JobError::Unrecoverable(mask.mask_owned(reason))
             }
             now::JobError::RateLimited(ms) => JobError::RateLimited(ms),
             now::JobError::Delayed(until) => JobError::Delayed(until),
@@ -174,7 +174,10 @@ impl Instance {
         };
         Ok(match answer {
             Ok(json) => match serde_json::from_str::<serde::de::IgnoredAny>(&json) {
-                Ok(_) => Ok(Ok(mask.mask_json(&json).into_owned())),
+                Ok(_) => Ok(Ok(match mask.mask_json(&json) {
+                    std::borrow::Cow::Borrowed(_) => json,
+                    std::borrow::Cow::Owned(masked) => masked,
+                })),
                 Err(e) => Err(Crash::InvalidReturnValue(
                     mask.mask(&e.to_string()).into_owned(),
                 )),

@@ -332,12 +332,12 @@ impl Module {
 /// a secret too.
 fn through_gate(captured: Captured, mask: &Mask) -> Captured {
     let text = if captured.dropped > 0 {
-        mask.mask_cut(&captured.text)
+        mask.mask_cut(&captured.text).into_owned()
     } else {
-        mask.mask(&captured.text)
+        mask.mask_owned(captured.text)
     };
     Captured {
-        text: text.into_owned(),
+        text,
         dropped: captured.dropped,
     }
 }

@@ -172,11 +172,22 @@ impl Mask {
     }
 
     /// `text` masked, then cut to `max` bytes at a character boundary.
-    pub fn mask_clip(&self, text: &str, max: usize) -> String {
-        let mut masked = self.mask(text).into_owned();
-        let end = floor_char_boundary(&masked, max);
-        masked.truncate(end);
-        masked
+    pub fn mask_clip<'a>(&self, text: &'a str, max: usize) -> Cow<'a, str> {
+        match self.mask(text) {
+            Cow::Borrowed(text) => Cow::Borrowed(&text[..floor_char_boundary(text, max)]),
+            Cow::Owned(mut masked) => {
+                masked.truncate(floor_char_boundary(&masked, max));
+                Cow::Owned(masked)
+            }
+        }
+    }
+
+    /// `text` masked, without a copy when there is nothing to mask.
+    pub fn mask_owned(&self, text: String) -> String {
+        match self.mask(&text) {
+            Cow::Borrowed(_) => text,
+            Cow::Owned(masked) => masked,
+        }
     }
 
     /// A JSON text with the secrets masked in its strings, its keys and the
