@@ -308,6 +308,73 @@ fn check_names_the_file_and_the_reason() {
     }
 }
 
+/// Runs `command` to its end: its exit code and stderr. One still running
+/// after a minute is blocked (on a FIFO, say): it is killed and the test
+/// fails.
+fn run_unless_blocked(command: &mut std::process::Command) -> (i32, String) {
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{command:?} is blocked");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A module path that is not a regular file is refused at once, saying
+/// what it is (a FIFO would block `check`; `/dev/zero` would be read until
+/// memory ran out), and so is a file past the size cap; `exec` and
+/// `deploy` load through the same reader.
+#[test]
+fn check_refuses_what_is_not_a_module_file_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.wasm");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let huge = dir.path().join("huge.wasm");
+    // Sparse: no disk is used.
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(300 << 20)
+        .unwrap();
+    let zero = Path::new("/dev/zero").to_path_buf();
+    let folder = dir.path().join("folder.wasm");
+    std::fs::create_dir(&folder).unwrap();
+    for (file, reason) in [
+        (&fifo, "not a regular file (a FIFO)".to_owned()),
+        (&zero, "not a regular file (a device)".to_owned()),
+        (&folder, "not a regular file (a directory)".to_owned()),
+        (
+            &huge,
+            "300 MiB is more than the 256 MiB a module may be".to_owned(),
+        ),
+    ] {
+        let (code, stderr) = run_unless_blocked(bullpen().arg("check").arg(file));
+        assert_eq!(code, 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!("{}: {reason}", file.display())),
+            "{stderr}"
+        );
+        let (code, stderr) = run_unless_blocked(bullpen().arg("exec").arg(file));
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains(&reason), "{stderr}");
+    }
+}
+
 #[test]
 fn a_reader_that_goes_away_ends_exec_quietly() {
     use std::io::Read;

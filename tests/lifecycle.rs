@@ -378,6 +378,37 @@ fn a_metrics_address_in_use_stops_the_start_naming_the_key() {
     );
 }
 
+/// A database Redis does not have stops the start at once, naming the
+/// key's line, rather than waiting for a Redis that will never accept it;
+/// one no Redis can have is refused with the rest of the config.
+#[test]
+fn a_database_redis_refuses_stops_the_start_naming_the_key() {
+    let redis = RedisServer::start();
+    // A test server has Redis's default 16 databases.
+    let url = format!("{}/20", redis.url().trim_end_matches('/'));
+    let (code, stderr) = run_with(&format!(
+        "[redis]\nurl = \"{url}\"\n\n[queues.q]\nmodule = \"echo.wasm\"\n"
+    ));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "bullpen: DIR/bullpen.toml:2:7: redis.url: Redis refuses the database it names"
+        ) && stderr.contains("DB index is out of range"),
+        "{stderr}"
+    );
+    let (code, stderr) = run_with(&format!(
+        "[redis]\nurl = \"{}/99999999999\"\n\n[queues.q]\nmodule = \"echo.wasm\"\n",
+        redis.url().trim_end_matches('/')
+    ));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "bullpen: DIR/bullpen.toml:2:7: redis.url: database 99999999999 is out of range"
+        ),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn too_few_open_files_for_the_queues_is_said_at_once_with_what_is_needed() {
     let redis = RedisServer::start();

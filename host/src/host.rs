@@ -181,10 +181,20 @@ pub const REDIS_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Waits, however long it takes, until Redis answers: a host started before
 /// its Redis (a reboot, a deploy) takes jobs once Redis is up. Says so at
 /// once, then every minute; a signal stops the wait (see `cli::run`).
-async fn wait_for_redis(target: &RedisTarget) {
+/// Waits until Redis answers, saying so while it does not; a refusal that
+/// waiting cannot mend (the database `[redis] url` names does not exist)
+/// stops the start, naming the key.
+async fn wait_for_redis(target: &RedisTarget, config: &Config) -> Result<(), StartError> {
     let mut last_said: Option<std::time::Instant> = None;
     let started = std::time::Instant::now();
     while let Err(e) = target.ping().await {
+        if e.to_string().contains("DB index is out of range") {
+            return Err(config
+                .redis_url_error(format!(
+                    "Redis refuses the database it names ({e}): its `databases` setting is lower"
+                ))
+                .into());
+        }
         if last_said.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
             tracing::warn!("{e}; waiting for Redis, trying again every {REDIS_RETRY:?}");
             last_said = Some(std::time::Instant::now());
@@ -198,6 +208,7 @@ async fn wait_for_redis(target: &RedisTarget) {
             started.elapsed().as_secs_f64()
         );
     }
+    Ok(())
 }
 
 /// Instances alive at once for a total concurrency: a process and a
@@ -256,7 +267,7 @@ impl Host {
                 (target, Some(redis))
             }
         };
-        wait_for_redis(&target).await;
+        wait_for_redis(&target, config).await?;
         if let Some(metrics) = &metrics {
             metrics.redis_answered();
         }

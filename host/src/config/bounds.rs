@@ -123,8 +123,9 @@ pub const LOCK_DURATION: Bound<HumanDuration> = duration("lock_duration", Durati
 pub const STALLED_INTERVAL: Bound<HumanDuration> =
     duration("stalled_interval", Duration::from_secs(2));
 
-/// `report_budget`.
-pub const REPORT_BUDGET: Bound<ByteSize> = size("report_budget", 1 << 20, 0, 1 << 30);
+/// `report_budget`: at least room for a few lines (a budget of nothing
+/// would drop every report, and say so on every attempt).
+pub const REPORT_BUDGET: Bound<ByteSize> = size("report_budget", 1 << 20, 1 << 10, 1 << 30);
 
 /// `max_data_size`: at most Redis's own limit for a string.
 pub const MAX_DATA_SIZE: Bound<ByteSize> = size("max_data_size", 16 << 20, 1, 512 << 20);
@@ -164,8 +165,14 @@ mod tests {
             "timeout must be at least 1ms"
         );
         assert_eq!(
-            REPORT_BUDGET.check(ByteSize(2 << 30)).unwrap_err(),
-            "report_budget must be at most 1 GiB"
+            REPORT_BUDGET.check(ByteSize(0)).unwrap_err(),
+            "report_budget must be between 1 KiB and 1 GiB"
+        );
+        assert_eq!(
+            STALLED_INTERVAL
+                .check(HumanDuration(Duration::ZERO))
+                .unwrap_err(),
+            "stalled_interval must be at least 1ms"
         );
         assert_eq!(
             MAX_DATA_SIZE.check(ByteSize(0)).unwrap_err(),

@@ -51,6 +51,8 @@ pub struct Config {
     pub queues: BTreeMap<String, QueueConfig>,
     text: String,
     module_spans: BTreeMap<String, Range<usize>>,
+    /// Where `[redis] url` is written, if it is.
+    redis_url_span: Option<Range<usize>>,
 }
 
 /// `[redis]`.
@@ -349,6 +351,7 @@ impl Config {
             queues: BTreeMap::new(),
             text: text.to_owned(),
             module_spans: BTreeMap::new(),
+            redis_url_span: None,
         };
         if let Some(metrics) = &raw.host.metrics {
             match metrics.get_ref().parse() {
@@ -367,9 +370,20 @@ impl Config {
         }
         if let Some(url) = &raw.redis.url {
             use redis::IntoConnectionInfo;
-            if let Err(e) = url.get_ref().as_str().into_connection_info() {
-                return Err(config.at(url.span(), format!("redis.url: {e}")));
+            let db = match url.get_ref().as_str().into_connection_info() {
+                Ok(info) => info.redis_settings().db(),
+                Err(e) => return Err(config.at(url.span(), format!("redis.url: {e}"))),
+            };
+            if !(0..=i64::from(i32::MAX)).contains(&db) {
+                return Err(config.at(
+                    url.span(),
+                    format!(
+                        "redis.url: database {db} is out of range (Redis numbers its databases \
+                         from 0, up to its `databases` setting)"
+                    ),
+                ));
             }
+            config.redis_url_span = Some(url.span());
         }
         if let Some(nodes) = &raw.redis.nodes {
             config.check_cluster(nodes, &raw.redis)?;
@@ -549,6 +563,15 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// An error about `[redis] url`, at its line (Redis refused what it
+    /// names).
+    pub fn redis_url_error(&self, reason: String) -> ConfigError {
+        self.at(
+            self.redis_url_span.clone().unwrap_or(0..0),
+            format!("redis.url: {reason}"),
+        )
     }
 
     /// An error about the text at `span` of this file.
@@ -812,7 +835,7 @@ on_crash = "fail"
         );
         assert_eq!(
             error("[queues.q]\nmodule = \"a.wasm\"\nreport_budget = \"2GiB\"\n"),
-            "/etc/bullpen/bullpen.toml:3:17: queues.q: report_budget must be at most 1 GiB"
+            "/etc/bullpen/bullpen.toml:3:17: queues.q: report_budget must be between 1 KiB and 1 GiB"
         );
         assert_eq!(
             error("[queues.q]\nmodule = \"a.wasm\"\nmax_started_attempts = 0\n"),

@@ -183,7 +183,7 @@ pub fn keep_version(data_dir: &Path, module: &Module) {
     }
     let result = (|| {
         std::fs::create_dir_all(kept.parent().expect("under versions/"))?;
-        let bytes = std::fs::read(module.path())?;
+        let bytes = crate::sandbox::read_module(module.path()).map_err(std::io::Error::other)?;
         if super::watch::sha256_hex(&bytes) != module.sha256() {
             return Ok(()); // changed since it was loaded: its own event keeps it
         }

@@ -210,7 +210,7 @@ impl Swapper {
 
 /// The sha256 of a file, in hex; `None` when it cannot be read.
 pub fn file_sha256(path: &Path) -> Option<String> {
-    Some(sha256_hex(&std::fs::read(path).ok()?))
+    Some(sha256_hex(&crate::sandbox::read_module(path).ok()?))
 }
 
 pub use crate::sandbox::sha256_hex;

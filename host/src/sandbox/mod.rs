@@ -45,7 +45,7 @@ pub use call::{Cost, Limits, Run};
 pub use crash::Crash;
 pub use engine::EPOCH_TICK;
 pub use gate::{MASKED, Mask};
-pub use module::{LoadError, Module, sha256_hex};
+pub use module::{LoadError, MAX_MODULE_SIZE, Module, read_module, sha256_hex};
 pub use output::Captured;
 pub use report::{
     Dropped, Ignore, JobObserver, MAX_REPORT_LEN, MAX_REPORTS_PER_JOB, REPORT_OVERHEAD, Recorder,

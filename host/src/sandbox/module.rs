@@ -6,6 +6,7 @@ use super::bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION, CONTRACT_VERSIONS, Pre
 use super::cache::{CompileCache, LoadedFrom};
 use super::engine::EpochClock;
 use super::state::JobState;
+use crate::units::ByteSize;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -94,6 +95,26 @@ pub enum LoadError {
         /// Why.
         source: std::io::Error,
     },
+    /// The path is not a regular file (a directory, a FIFO, a device).
+    #[error("{path}: not a regular file ({kind}): a module is a .wasm file")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead.
+        kind: &'static str,
+    },
+    /// The file is larger than any module bullpen loads.
+    #[error(
+        "{path}: {size} is more than the {max} a module may be",
+        size = ByteSize(*size),
+        max = ByteSize(MAX_MODULE_SIZE)
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size in bytes (at least; it may still be growing).
+        size: u64,
+    },
     /// The file is not WebAssembly at all.
     #[error("{path}: not a WebAssembly file (it does not start with the \\0asm header)")]
     NotWasm {
@@ -169,6 +190,64 @@ fn versions_known() -> String {
     }
 }
 
+/// The largest module file bullpen reads: a JavaScript or Python
+/// processor, the largest kind, is 11–17 MiB.
+pub const MAX_MODULE_SIZE: u64 = 256 << 20;
+
+/// Reads a module file: a regular file of at most [`MAX_MODULE_SIZE`]
+/// bytes. Opened without blocking and checked before it is read, so that a
+/// FIFO or a device (`/dev/zero`) given as a module is refused at once
+/// rather than waited on or read without end.
+pub fn read_module(path: &Path) -> Result<Vec<u8>, LoadError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let owned = || path.to_path_buf();
+    let read_error = |source| LoadError::Read {
+        path: owned(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(read_error)?;
+    let meta = file.metadata().map_err(read_error)?;
+    let kind = meta.file_type();
+    let not = |kind| LoadError::NotAFile {
+        path: owned(),
+        kind,
+    };
+    if kind.is_dir() {
+        return Err(not("a directory"));
+    }
+    if kind.is_fifo() {
+        return Err(not("a FIFO"));
+    }
+    if kind.is_char_device() || kind.is_block_device() {
+        return Err(not("a device"));
+    }
+    if kind.is_socket() {
+        return Err(not("a socket"));
+    }
+    if meta.len() > MAX_MODULE_SIZE {
+        return Err(LoadError::TooLarge {
+            path: owned(),
+            size: meta.len(),
+        });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_MODULE_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_MODULE_SIZE {
+        return Err(LoadError::TooLarge {
+            path: owned(),
+            size: bytes.len() as u64,
+        });
+    }
+    Ok(bytes)
+}
+
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
 /// Version and layer of a core module: version 1, layer 0.
 const CORE_MODULE_VERSION: [u8; 4] = [1, 0, 0, 0];
@@ -183,10 +262,7 @@ pub(crate) fn load(
 ) -> Result<Module, LoadError> {
     let started = Instant::now();
     let owned = || path.to_path_buf();
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-        path: owned(),
-        source,
-    })?;
+    let bytes = read_module(path)?;
     if bytes.len() < 8 || &bytes[..4] != WASM_MAGIC {
         return Err(LoadError::NotWasm { path: owned() });
     }
