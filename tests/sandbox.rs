@@ -692,7 +692,10 @@ async fn processors_built_against_contract_0_2_0_run_unchanged() {
 
 fn granting(queues: &[&str]) -> Limits {
     let config = bullpen::config::GrantsConfig {
-        add_to_queues: queues.iter().map(|q| q.to_string()).collect(),
+        add_jobs: bullpen::sandbox::job_api::AddAllowance {
+            queues: queues.iter().map(|q| q.to_string()).collect(),
+            ..Default::default()
+        },
         ..Default::default()
     };
     Limits {

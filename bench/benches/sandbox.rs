@@ -11,7 +11,7 @@
 //! ```
 
 use bullpen::config::{FileGrant, GrantsConfig};
-use bullpen::sandbox::grants::Grants;
+use bullpen::sandbox::grants::{EnvironmentConfig, Grants, HttpConfig};
 use bullpen::sandbox::{Ignore, JobObserver, Limits, Module, Sandbox, SandboxOptions, test_job};
 use bullpen_bench::records;
 use bullpen_tests::{guest, script_guest};
@@ -130,13 +130,19 @@ fn main() {
     let granted_dir = tempfile::tempdir().unwrap();
     let granted = Limits {
         grants: Grants::from_config(&GrantsConfig {
-            environment: [("REGION".to_owned(), "eu-west-1".to_owned())].into(),
+            environment: EnvironmentConfig {
+                environment: [("REGION".to_owned(), "eu-west-1".to_owned())].into(),
+                ..EnvironmentConfig::default()
+            },
             files: vec![FileGrant {
                 source: granted_dir.path().to_owned(),
                 destination: "/granted".into(),
                 writable: false,
             }],
-            allowed_outbound_hosts: vec!["https://hooks.example.com".parse().unwrap()],
+            http: HttpConfig {
+                allowed_outbound_hosts: vec!["https://hooks.example.com".parse().unwrap()],
+                ..HttpConfig::default()
+            },
             ..GrantsConfig::default()
         }),
         ..limits.clone()

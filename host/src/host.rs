@@ -60,7 +60,7 @@ pub fn connections_needed(config: &Config) -> u64 {
     config
         .queues
         .values()
-        .map(|q| 1 + 2 * u64::from(q.workers) + q.grants.add_to_queues.len() as u64)
+        .map(|q| 1 + 2 * u64::from(q.workers) + q.grants.add_jobs.queues.len() as u64)
         .sum()
 }
 
@@ -231,12 +231,14 @@ fn pool_instances(config: &Config) -> u32 {
 
 /// Every queue's secrets, which the log writer masks in every line.
 fn secrets_of(config: &Config) -> Mask {
-    Mask::new(
-        config
-            .queues
+    Mask::new(config.queues.values().flat_map(|queue| {
+        queue
+            .grants
+            .environment
+            .secrets
             .values()
-            .flat_map(|queue| queue.grants.secrets.values().map(|s| s.expose())),
-    )
+            .map(|s| s.expose())
+    }))
 }
 
 impl Host {

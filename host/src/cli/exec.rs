@@ -113,7 +113,7 @@ fn limits_and_grants(args: &ExecArgs) -> anyhow::Result<Limits> {
         cpu_time: true,
         ..Limits::default()
     };
-    let mut grants = crate::config::GrantsConfig::default();
+    let mut file = None;
     if let Some(path) = &args.config {
         let config = crate::config::Config::load(path)?;
         let Some(queue) = config.queues.get(&args.queue) else {
@@ -126,14 +126,29 @@ fn limits_and_grants(args: &ExecArgs) -> anyhow::Result<Limits> {
         limits.timeout = queue.timeout.0;
         limits.memory = queue.memory.0;
         limits.reports = queue.report_budget.0;
-        grants = queue.grants.clone();
+        file = Some(config);
     }
     let flags = crate::config::GrantFlags {
         env: args.env.clone(),
         dirs: args.dirs.clone(),
         allow_hosts: args.allow_hosts.clone(),
     };
-    let grants = flags.add_to(&grants).map_err(anyhow::Error::msg)?;
+    // The queue's keys as its file writes them, the flags added, checked
+    // as the file's were: relative paths in the file are the file's.
+    let base = file
+        .as_ref()
+        .and_then(|config| config.path.parent().map(PathBuf::from));
+    let resolve = |path: PathBuf| match &base {
+        Some(base) if path.is_relative() => base.join(path),
+        _ => path,
+    };
+    let checking = crate::sandbox::grants::Checking {
+        resolve: &resolve,
+        host_env: &|var| std::env::var(var).ok(),
+    };
+    let text = file.as_ref().map(|config| config.text());
+    let grants = crate::config::GrantsConfig::with_flags(text, &args.queue, &flags, &checking)
+        .map_err(anyhow::Error::msg)?;
     limits.grants = crate::sandbox::grants::Grants::from_config(&grants);
     Ok(limits)
 }

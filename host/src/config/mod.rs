@@ -21,14 +21,31 @@
 //! ```
 
 pub mod bounds;
-mod grants;
 mod outbound;
 
-pub use grants::{
-    DEFAULT_MAX_ADDED_JOBS, DEFAULT_MAX_ADDED_SIZE, FileGrant, GrantFlags, GrantsConfig, Secret,
-};
+/// A queue's grants: each capability's keys, checked by its own unit
+/// (`sandbox/grants/`).
+///
+/// ```
+/// let config = bullpen::config::Config::parse(
+///     "/etc/bullpen/bullpen.toml".as_ref(),
+///     r#"
+///         [queues.render]
+///         module = "render.wasm"
+///         files = [{ source = "/", destination = "/root-of-host" }]
+///         environment = { REGION = "eu-west-1" }
+///     "#,
+/// )?;
+/// let grants = &config.queues["render"].grants;
+/// assert_eq!(grants.files[0].destination, "/root-of-host");
+/// assert!(!grants.files[0].writable);
+/// assert_eq!(grants.environment.environment["REGION"], "eu-west-1");
+/// # Ok::<(), bullpen::config::ConfigError>(())
+/// ```
+pub use crate::sandbox::grants::{FileGrant, GrantFlags, GrantsConfig, Secret};
 pub use outbound::OutboundHost;
 
+use crate::sandbox::grants::{Checking, GrantsError};
 use crate::units::{ByteSize, HumanDuration};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -235,8 +252,61 @@ struct RawHost {
     log_format: Option<LogFormat>,
 }
 
+/// The keys of a queue's table that are its own, in the order a refusal
+/// lists them (the capabilities' follow).
+const QUEUE_KEYS: [&str; 13] = [
+    "module",
+    "concurrency",
+    "workers",
+    "timeout",
+    "memory",
+    "limiter",
+    "lock_duration",
+    "stalled_interval",
+    "max_stalled_count",
+    "on_crash",
+    "report_budget",
+    "max_started_attempts",
+    "max_data_size",
+];
+
+/// Every queue's keys, where they are written.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+struct QueueKeys {
+    #[serde(default)]
+    queues: BTreeMap<String, BTreeMap<Spanned<String>, serde::de::IgnoredAny>>,
+}
+
+/// The first key of a queue's table that neither the queue nor a
+/// capability owns: where it is, and serde's words for it.
+fn unknown_queue_keys(text: &str) -> Option<(Range<usize>, String)> {
+    let keys: QueueKeys = toml::from_str(text).ok()?;
+    let known: Vec<&str> = QUEUE_KEYS
+        .iter()
+        .copied()
+        .chain(crate::sandbox::grants::keys())
+        .collect();
+    let unknown = keys
+        .queues
+        .into_values()
+        .flat_map(BTreeMap::into_keys)
+        .filter(|key| !known.contains(&key.get_ref().as_str()))
+        .min_by_key(|key| key.span().start)?;
+    let expected: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+    Some((
+        unknown.span(),
+        format!(
+            "unknown field `{}`, expected one of {}",
+            unknown.get_ref(),
+            expected.join(", ")
+        ),
+    ))
+}
+
+/// A queue's table, its own keys; the grant keys are each capability's
+/// (`sandbox::grants`), and any other key is refused
+/// ([`unknown_queue_keys`]).
+#[derive(Deserialize)]
 struct RawQueue {
     module: Spanned<PathBuf>,
     #[serde(default = "one")]
@@ -252,17 +322,6 @@ struct RawQueue {
     report_budget: Option<Spanned<ByteSize>>,
     max_started_attempts: Option<Spanned<u32>>,
     max_data_size: Option<Spanned<ByteSize>>,
-    #[serde(default)]
-    files: Vec<Spanned<grants::RawFileGrant>>,
-    environment: Option<Spanned<BTreeMap<String, String>>>,
-    secrets: Option<Spanned<BTreeMap<String, grants::RawSecret>>>,
-    #[serde(default)]
-    allowed_outbound_hosts: Vec<Spanned<String>>,
-    max_response_size: Option<Spanned<ByteSize>>,
-    #[serde(default)]
-    add_to_queues: Vec<Spanned<String>>,
-    max_added_jobs: Option<Spanned<u32>>,
-    max_added_size: Option<Spanned<ByteSize>>,
 }
 
 fn one() -> Spanned<u32> {
@@ -312,6 +371,13 @@ impl Config {
             position: e.span().map(|span| line_column(text, span.start)),
             reason: e.message().trim().to_owned(),
         })?;
+        if let Some((span, reason)) = unknown_queue_keys(text) {
+            return Err(ConfigError {
+                path: path.to_path_buf(),
+                position: Some(line_column(text, span.start)),
+                reason,
+            });
+        }
         let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         let host = HostConfig {
@@ -389,9 +455,24 @@ impl Config {
             config.check_cluster(nodes, &raw.redis)?;
         }
         let mut total_concurrency: u32 = 0;
+        let checking = Checking {
+            resolve: &resolve,
+            host_env: &|var| std::env::var(var).ok(),
+        };
+        let mut grants = GrantsConfig::check_file(text, &checking).map_err(|e| match e {
+            GrantsError::Parse { span, reason } => ConfigError {
+                path: path.to_path_buf(),
+                position: span.map(|span| line_column(text, span.start)),
+                reason,
+            },
+            GrantsError::Refused { queue, refusal } => {
+                config.at(refusal.span, format!("queues.{queue}: {}", refusal.reason))
+            }
+        })?;
         for (name, queue) in raw.queues {
+            let queue_grants = grants.remove(&name).unwrap_or_default();
             let (queue, module_span) =
-                config.check_queue(&name, queue, &resolve, &mut total_concurrency)?;
+                config.check_queue(&name, queue, queue_grants, &mut total_concurrency)?;
             config.module_spans.insert(name.clone(), module_span);
             config.queues.insert(name, queue);
         }
@@ -410,7 +491,7 @@ impl Config {
         &self,
         name: &str,
         queue: Spanned<RawQueue>,
-        resolve: &impl Fn(PathBuf) -> PathBuf,
+        grants: GrantsConfig,
         total_concurrency: &mut u32,
     ) -> Result<(QueueConfig, Range<usize>), ConfigError> {
         let span = queue.span();
@@ -475,18 +556,7 @@ impl Config {
             }
             other => other.map(Spanned::into_inner),
         };
-        let grants = grants::RawGrants {
-            files: queue.files,
-            environment: queue.environment,
-            secrets: queue.secrets,
-            allowed_outbound_hosts: queue.allowed_outbound_hosts,
-            max_response_size: queue.max_response_size,
-            add_to_queues: queue.add_to_queues,
-            max_added_jobs: queue.max_added_jobs,
-            max_added_size: queue.max_added_size,
-        }
-        .check(resolve, |var| std::env::var(var).ok())
-        .map_err(|e| error(e.span, e.reason))?;
+
         let module_span = queue.module.span();
         let module = queue.module.into_inner();
         let module = if module.is_absolute() {
@@ -563,6 +633,11 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The file's text, as read.
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     /// An error about `[redis] url`, at its line (Redis refused what it

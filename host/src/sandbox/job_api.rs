@@ -6,7 +6,7 @@
 //! the [`JobApi`] of whoever runs the job.
 
 use super::bindings::bullpen::processor::{jobs, types};
-use crate::config::{DEFAULT_MAX_ADDED_JOBS, DEFAULT_MAX_ADDED_SIZE};
+use crate::config::bounds;
 use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
@@ -117,8 +117,8 @@ impl Default for AddAllowance {
     fn default() -> Self {
         AddAllowance {
             queues: BTreeSet::new(),
-            max_jobs: DEFAULT_MAX_ADDED_JOBS,
-            max_size: DEFAULT_MAX_ADDED_SIZE,
+            max_jobs: bounds::MAX_ADDED_JOBS.default,
+            max_size: bounds::MAX_ADDED_SIZE.default.0,
         }
     }
 }

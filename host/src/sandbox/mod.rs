@@ -110,7 +110,7 @@ impl Sandbox {
             .then(|| engine::EpochClock::start(&engine));
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(error)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(error)?;
+        grants::link(&mut linker).map_err(error)?;
         link_contract(&mut linker).map_err(error)?;
         let cache = cache::CompileCache::new(&engine, options.cache_dir);
         Ok(Sandbox {

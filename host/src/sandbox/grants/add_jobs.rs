@@ -3,9 +3,21 @@
 //! Without it, the `jobs` interface's `add` is refused; the guest's own job
 //! (its data, its children) needs no grant.
 
-use super::{Grant, GrantApplyError, Granting};
-use crate::config::GrantsConfig;
+use super::{Capability, Checking, Grant, GrantApplyError, Granting, Refusal};
+use crate::config::bounds;
 use crate::sandbox::job_api::AddAllowance;
+use crate::units::ByteSize;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The keys as written.
+#[derive(Deserialize, Default)]
+pub struct Raw {
+    #[serde(default)]
+    add_to_queues: Vec<Spanned<String>>,
+    max_added_jobs: Option<Spanned<u32>>,
+    max_added_size: Option<Spanned<ByteSize>>,
+}
 
 /// The granted queues and caps.
 #[derive(Debug)]
@@ -13,16 +25,52 @@ pub struct AddJobs {
     allowance: AddAllowance,
 }
 
-impl AddJobs {
-    /// A queue's `add_to_queues`, `max_added_jobs` and `max_added_size`.
-    pub fn from_config(config: &GrantsConfig) -> Self {
-        AddJobs {
-            allowance: AddAllowance {
-                queues: config.add_to_queues.iter().cloned().collect(),
-                max_jobs: config.max_added_jobs,
-                max_size: config.max_added_size,
-            },
+impl Capability for AddJobs {
+    const KEYS: &'static [&'static str] = &["add_to_queues", "max_added_jobs", "max_added_size"];
+    const FLAG: &'static str = "--queue";
+    type Raw = Raw;
+    /// The queues and caps as the `jobs` imports apply them.
+    type Config = AddAllowance;
+
+    /// Queue names are names and listed once; the caps are in range.
+    fn check(raw: Raw, _: &Checking<'_>) -> Result<AddAllowance, Refusal> {
+        let mut queues: Vec<String> = Vec::new();
+        for queue in raw.add_to_queues {
+            let name = queue.get_ref();
+            if name.is_empty() || name.contains(':') {
+                return Err(Refusal::at(
+                    queue.span(),
+                    format!("add_to_queues: `{name}` is not a queue name (empty, or has a `:`)"),
+                ));
+            }
+            if queues.contains(name) {
+                return Err(Refusal::at(
+                    queue.span(),
+                    format!("add_to_queues: `{name}` is listed twice"),
+                ));
+            }
+            queues.push(queue.into_inner());
         }
+        let refused = |(span, reason)| Refusal::at(span, reason);
+        Ok(AddAllowance {
+            queues: queues.into_iter().collect(),
+            max_jobs: bounds::MAX_ADDED_JOBS
+                .read(raw.max_added_jobs)
+                .map_err(refused)?,
+            max_size: bounds::MAX_ADDED_SIZE
+                .read(raw.max_added_size)
+                .map_err(refused)?
+                .0,
+        })
+    }
+
+    fn unit(allowance: &AddAllowance) -> Option<Self> {
+        if allowance.queues.is_empty() {
+            return None;
+        }
+        Some(AddJobs {
+            allowance: allowance.clone(),
+        })
     }
 }
 

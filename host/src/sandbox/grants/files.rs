@@ -2,10 +2,40 @@
 //! `writable`. Paths are resolved by wasmtime-wasi on cap-std: `..`, absolute
 //! paths and symlinks that lead out of a granted directory reach nothing.
 
-use super::{Grant, GrantApplyError, Granting};
-use crate::config::GrantsConfig;
+use super::{
+    Capability, Checking, Grant, GrantApplyError, GrantFlags, Granting, Refusal, unplaced,
+};
+use serde::Deserialize;
 use std::path::PathBuf;
+use toml::Spanned;
 use wasmtime_wasi::filesystem::FsPerms;
+
+/// One `files` entry: a host directory preopened in the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileGrant {
+    /// The host directory (relative paths are relative to the config file).
+    pub source: PathBuf,
+    /// Where the guest sees it: an absolute guest path.
+    pub destination: String,
+    /// Whether the guest may create, change and delete files in it.
+    pub writable: bool,
+}
+
+/// The key as written.
+#[derive(Deserialize, Default)]
+pub struct Raw {
+    #[serde(default)]
+    files: Vec<Spanned<RawFileGrant>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFileGrant {
+    source: Spanned<PathBuf>,
+    destination: Spanned<String>,
+    #[serde(default)]
+    writable: bool,
+}
 
 /// The granted directories.
 #[derive(Debug)]
@@ -13,11 +43,84 @@ pub struct Directories {
     dirs: Vec<(PathBuf, String, FsPerms)>,
 }
 
-impl Directories {
-    /// The directories of a queue's `files`.
-    pub fn from_config(config: &GrantsConfig) -> Self {
-        let dirs = config
-            .files
+impl Capability for Directories {
+    const KEYS: &'static [&'static str] = &["files"];
+    const FLAG: &'static str = "--dir";
+    type Raw = Raw;
+    type Config = Vec<FileGrant>;
+
+    /// Directories exist, destinations are absolute guest paths without
+    /// `..`, and none is granted twice.
+    fn check(raw: Raw, cx: &Checking<'_>) -> Result<Vec<FileGrant>, Refusal> {
+        let mut files: Vec<FileGrant> = Vec::new();
+        for grant in raw.files {
+            let span = grant.span();
+            let grant = grant.into_inner();
+            let source = (cx.resolve)(grant.source.get_ref().clone());
+            if !source.is_dir() {
+                return Err(Refusal::at(
+                    grant.source.span(),
+                    format!(
+                        "files: source {} {}",
+                        source.display(),
+                        if source.exists() {
+                            "is not a directory"
+                        } else {
+                            "does not exist"
+                        }
+                    ),
+                ));
+            }
+            let destination = grant.destination.get_ref();
+            if !destination.starts_with('/') || destination.split('/').any(|p| p == "..") {
+                return Err(Refusal::at(
+                    grant.destination.span(),
+                    format!(
+                        "files: destination `{destination}` must be an absolute guest path such as \"/templates\""
+                    ),
+                ));
+            }
+            if files.iter().any(|f| &f.destination == destination) {
+                return Err(Refusal::at(
+                    span,
+                    format!("files: destination `{destination}` is granted twice"),
+                ));
+            }
+            files.push(FileGrant {
+                source,
+                destination: destination.clone(),
+                writable: grant.writable,
+            });
+        }
+        Ok(files)
+    }
+
+    /// `--dir SRC:DST[:rw]`.
+    fn add_flags(raw: &mut Raw, flags: &GrantFlags) -> Result<(), String> {
+        for dir in &flags.dirs {
+            let (rest, writable) = match dir.strip_suffix(":rw") {
+                Some(rest) => (rest, true),
+                None => (dir.strip_suffix(":ro").unwrap_or(dir), false),
+            };
+            let Some((source, destination)) = rest.rsplit_once(':') else {
+                return Err(format!("--dir `{dir}`: write SRC:DST or SRC:DST:rw"));
+            };
+            // A flag's relative path is the working directory's.
+            let source = std::path::absolute(source).unwrap_or_else(|_| PathBuf::from(source));
+            raw.files.push(unplaced(RawFileGrant {
+                source: unplaced(source),
+                destination: unplaced(destination.to_owned()),
+                writable,
+            }));
+        }
+        Ok(())
+    }
+
+    fn unit(files: &Vec<FileGrant>) -> Option<Self> {
+        if files.is_empty() {
+            return None;
+        }
+        let dirs = files
             .iter()
             .map(|grant| {
                 let perms = if grant.writable {
@@ -28,7 +131,7 @@ impl Directories {
                 (grant.source.clone(), grant.destination.clone(), perms)
             })
             .collect();
-        Directories { dirs }
+        Some(Directories { dirs })
     }
 }
 

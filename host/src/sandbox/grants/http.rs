@@ -20,19 +20,27 @@
 //!    `HTTP-response-body-size`; each request runs inside the attempt's time
 //!    budget, which drops it when the budget is spent.
 
-use super::{Grant, GrantApplyError, Granting};
-use crate::config::{GrantsConfig, OutboundHost};
+use super::{
+    Capability, Checking, Grant, GrantApplyError, GrantFlags, Granting, Refusal, unplaced,
+};
+use crate::config::OutboundHost;
+use crate::config::bounds;
 use crate::sandbox::JobObserver;
 use crate::sandbox::bindings::Level;
+use crate::sandbox::state::JobState;
+use crate::units::ByteSize;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
+use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
+use toml::Spanned;
+use wasmtime::component::Linker;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
@@ -49,16 +57,81 @@ struct Policy {
     max_response_size: u64,
 }
 
-impl OutboundHttp {
-    /// The grant of a queue's `allowed_outbound_hosts` and
-    /// `max_response_size`.
-    pub fn from_config(config: &GrantsConfig) -> Self {
-        OutboundHttp {
+/// A queue's `allowed_outbound_hosts` and `max_response_size`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Where the guest may send HTTP(S) requests.
+    pub allowed_outbound_hosts: Vec<OutboundHost>,
+    /// Largest HTTP response body the guest may read, in bytes.
+    pub max_response_size: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            allowed_outbound_hosts: Vec::new(),
+            max_response_size: bounds::MAX_RESPONSE_SIZE.default.0,
+        }
+    }
+}
+
+/// The keys as written.
+#[derive(Deserialize, Default)]
+pub struct Raw {
+    #[serde(default)]
+    allowed_outbound_hosts: Vec<Spanned<String>>,
+    max_response_size: Option<Spanned<ByteSize>>,
+}
+
+impl Capability for OutboundHttp {
+    const KEYS: &'static [&'static str] = &["allowed_outbound_hosts", "max_response_size"];
+    const FLAG: &'static str = "--allow-host";
+    type Raw = Raw;
+    type Config = HttpConfig;
+
+    /// Each entry is Spin's `scheme://host[:port]`; the body cap is in
+    /// range.
+    fn check(raw: Raw, _: &Checking<'_>) -> Result<HttpConfig, Refusal> {
+        let mut allowed_outbound_hosts = Vec::new();
+        for entry in raw.allowed_outbound_hosts {
+            let parsed = entry.get_ref().parse::<OutboundHost>().map_err(|reason| {
+                Refusal::at(entry.span(), format!("allowed_outbound_hosts: {reason}"))
+            })?;
+            allowed_outbound_hosts.push(parsed);
+        }
+        let max_response_size = bounds::MAX_RESPONSE_SIZE
+            .read(raw.max_response_size)
+            .map_err(|(span, reason)| Refusal::at(span, reason))?
+            .0;
+        Ok(HttpConfig {
+            allowed_outbound_hosts,
+            max_response_size,
+        })
+    }
+
+    /// `--allow-host SCHEME://HOST[:PORT]`.
+    fn add_flags(raw: &mut Raw, flags: &GrantFlags) -> Result<(), String> {
+        raw.allowed_outbound_hosts
+            .extend(flags.allow_hosts.iter().cloned().map(unplaced));
+        Ok(())
+    }
+
+    fn unit(config: &HttpConfig) -> Option<Self> {
+        if config.allowed_outbound_hosts.is_empty() {
+            return None;
+        }
+        Some(OutboundHttp {
             policy: Arc::new(Policy {
                 allowed: config.allowed_outbound_hosts.clone(),
                 max_response_size: config.max_response_size,
             }),
-        }
+        })
+    }
+
+    /// `wasi:http/outgoing-handler`, for every module (a guest that imports
+    /// it always loads); without the grant every request is denied.
+    fn link(linker: &mut Linker<JobState>) -> wasmtime::Result<()> {
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
     }
 }
 

@@ -11,21 +11,239 @@
 //! answer with nothing (no variables, no preopens, every request denied, no
 //! queue to add jobs to).
 
+//! What a queue grants its processor: one unit per capability, each with
+//! the whole life cycle of Spin's factors in its own file:
+//!
+//! 1. its keys in a queue's table (Spin's names), as written ([`Capability::Raw`]);
+//! 2. their check at start, with the line of what is refused
+//!    ([`Capability::check`]), the same for `bullpen exec`'s flags
+//!    ([`Capability::add_flags`]);
+//! 3. the imports it serves, linked once per engine ([`Capability::link`]);
+//! 4. what it adds to each attempt's store ([`Grant::apply`]).
+//!
+//! The attempt path applies whatever units a queue has, with no branch per
+//! capability; a queue with no grants has no units and costs what it did
+//! before grants. A new capability is a file here and one line in
+//! [`capabilities!`]'s list below (and its docs).
+//!
+//! Imports every module needs whatever its grants (`wasi:cli`,
+//! `wasi:filesystem`, the contract's `jobs`) are linked by the sandbox:
+//! without a grant they answer with nothing (no variables, no preopens, no
+//! queue to add jobs to).
+
 mod add_jobs;
 mod env;
 mod files;
 mod http;
 
 pub use add_jobs::AddJobs;
-pub use env::Environment;
-pub use files::Directories;
-pub use http::{Outbound, OutboundHttp, is_non_public};
+pub use env::{Environment, EnvironmentConfig, Secret};
+pub use files::{Directories, FileGrant};
+pub use http::{HttpConfig, Outbound, OutboundHttp, is_non_public};
 
 use super::gate::Mask;
 use super::job_api::Jobs;
-use crate::config::GrantsConfig;
+use super::state::JobState;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::Arc;
+use wasmtime::component::Linker;
 use wasmtime_wasi::WasiCtxBuilder;
+
+/// One kind of grant, with its life cycle.
+pub trait Capability: Grant + Sized + 'static {
+    /// Its keys in a queue's table, as the docs list them.
+    const KEYS: &'static [&'static str];
+    /// The `bullpen exec` flag that grants it (named in that flag's
+    /// refusals).
+    const FLAG: &'static str;
+    /// Its keys, as a queue's table writes them (all optional).
+    type Raw: DeserializeOwned + Default;
+    /// Its keys, checked: what the queue grants.
+    type Config: Clone + std::fmt::Debug + PartialEq + Eq + Default;
+
+    /// Checks its keys of one queue's table.
+    fn check(raw: Self::Raw, cx: &Checking<'_>) -> Result<Self::Config, Refusal>;
+
+    /// Adds `bullpen exec`'s flags for it to its keys.
+    fn add_flags(raw: &mut Self::Raw, flags: &GrantFlags) -> Result<(), String> {
+        let _ = (raw, flags);
+        Ok(())
+    }
+
+    /// The unit for a queue's checked keys; `None` when they grant nothing.
+    fn unit(config: &Self::Config) -> Option<Self>;
+
+    /// Links the imports it serves, once per engine.
+    fn link(linker: &mut Linker<JobState>) -> wasmtime::Result<()> {
+        let _ = linker;
+        Ok(())
+    }
+}
+
+/// What a check may consult.
+pub struct Checking<'a> {
+    /// Makes a path from the config absolute (relative to the file).
+    pub resolve: &'a dyn Fn(PathBuf) -> PathBuf,
+    /// Reads the host's environment (secrets' sources).
+    pub host_env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+/// Keys that cannot be granted: where they are written, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Where, in the config file's text (`0..0` outside a file).
+    pub span: Range<usize>,
+    /// Why, starting with the key.
+    pub reason: String,
+}
+
+impl Refusal {
+    pub(crate) fn at(span: Range<usize>, reason: String) -> Self {
+        Refusal { span, reason }
+    }
+}
+
+/// `bullpen exec`'s grant flags, as given.
+#[derive(Debug, Clone, Default)]
+pub struct GrantFlags {
+    /// `--env NAME=VALUE`.
+    pub env: Vec<String>,
+    /// `--dir SRC:DST[:rw]`.
+    pub dirs: Vec<String>,
+    /// `--allow-host SCHEME://HOST[:PORT]`.
+    pub allow_hosts: Vec<String>,
+}
+
+/// A value given outside a file: nowhere to point at.
+pub(crate) fn unplaced<T>(value: T) -> toml::Spanned<T> {
+    toml::Spanned::new(0..0, value)
+}
+
+/// A config file's queues, as one capability reads them (its keys only).
+#[derive(Deserialize)]
+struct Queues<R> {
+    #[serde(default = "BTreeMap::new")]
+    queues: BTreeMap<String, R>,
+}
+
+/// Why a file's grants cannot be given.
+#[derive(Debug)]
+pub enum GrantsError {
+    /// A key does not parse (a type the key does not take).
+    Parse {
+        /// Where, if the parser said.
+        span: Option<Range<usize>>,
+        /// The parser's words.
+        reason: String,
+    },
+    /// A queue's grant is refused.
+    Refused {
+        /// The queue.
+        queue: String,
+        /// Where and why.
+        refusal: Refusal,
+    },
+}
+
+/// The capabilities, in the order their keys are listed and checked.
+macro_rules! capabilities {
+    ($($field:ident: $unit:ty),* $(,)?) => {
+        /// What a queue grants, checked: each capability's part.
+        #[derive(Debug, Clone, PartialEq, Eq, Default)]
+        pub struct GrantsConfig {
+            $(
+                #[doc = concat!("The `", stringify!($field), "` capability's keys, checked.")]
+                pub $field: <$unit as Capability>::Config,
+            )*
+        }
+
+        /// Every capability's keys in a queue's table, in order.
+        pub fn keys() -> Vec<&'static str> {
+            let mut keys = Vec::new();
+            $(keys.extend_from_slice(<$unit as Capability>::KEYS);)*
+            keys
+        }
+
+        /// Links every capability's imports.
+        pub(crate) fn link(linker: &mut Linker<JobState>) -> wasmtime::Result<()> {
+            $(<$unit as Capability>::link(linker)?;)*
+            Ok(())
+        }
+
+        impl GrantsConfig {
+            /// Checks the grants of every queue of a config file's `text`.
+            pub fn check_file(
+                text: &str,
+                cx: &Checking<'_>,
+            ) -> Result<BTreeMap<String, GrantsConfig>, GrantsError> {
+                let mut all: BTreeMap<String, GrantsConfig> = BTreeMap::new();
+                $(
+                    let queues: Queues<<$unit as Capability>::Raw> =
+                        toml::from_str(text).map_err(|e| GrantsError::Parse {
+                            span: e.span(),
+                            reason: e.message().trim().to_owned(),
+                        })?;
+                    for (queue, raw) in queues.queues {
+                        let checked = <$unit as Capability>::check(raw, cx)
+                            .map_err(|refusal| GrantsError::Refused {
+                                queue: queue.clone(),
+                                refusal,
+                            })?;
+                        all.entry(queue).or_default().$field = checked;
+                    }
+                )*
+                Ok(all)
+            }
+
+            /// The grants of queue `queue` of a config file's `text` (none
+            /// without a file) with `bullpen exec`'s `flags` added, checked
+            /// whole; a refusal names the flag.
+            pub fn with_flags(
+                text: Option<&str>,
+                queue: &str,
+                flags: &GrantFlags,
+                cx: &Checking<'_>,
+            ) -> Result<GrantsConfig, String> {
+                Ok(GrantsConfig {
+                    $($field: {
+                        let mut raw = text
+                            .and_then(|text| {
+                                toml::from_str::<Queues<<$unit as Capability>::Raw>>(text).ok()
+                            })
+                            .and_then(|mut queues| queues.queues.remove(queue))
+                            .unwrap_or_default();
+                        <$unit as Capability>::add_flags(&mut raw, flags)?;
+                        <$unit as Capability>::check(raw, cx).map_err(|refusal| {
+                            format!("{}: {}", <$unit as Capability>::FLAG, refusal.reason)
+                        })?
+                    },)*
+                })
+            }
+
+            /// The unit of each capability the queue grants.
+            fn units(&self) -> Vec<Arc<dyn Grant>> {
+                let mut units: Vec<Arc<dyn Grant>> = Vec::new();
+                $(
+                    if let Some(unit) = <$unit as Capability>::unit(&self.$field) {
+                        units.push(Arc::new(unit));
+                    }
+                )*
+                units
+            }
+        }
+    };
+}
+
+capabilities! {
+    files: Directories,
+    environment: Environment,
+    http: OutboundHttp,
+    add_jobs: AddJobs,
+}
 
 /// What the grants of one attempt add to, before its store is built: the
 /// WASI context, the `wasi:http` hooks and the `jobs` imports.
@@ -74,19 +292,7 @@ impl Eq for Grants {}
 impl Grants {
     /// The units for a queue's checked grants.
     pub fn from_config(config: &GrantsConfig) -> Self {
-        let mut units: Vec<Arc<dyn Grant>> = Vec::new();
-        if !config.environment.is_empty() || !config.secrets.is_empty() {
-            units.push(Arc::new(Environment::from_config(config)));
-        }
-        if !config.files.is_empty() {
-            units.push(Arc::new(Directories::from_config(config)));
-        }
-        if !config.allowed_outbound_hosts.is_empty() {
-            units.push(Arc::new(OutboundHttp::from_config(config)));
-        }
-        if !config.add_to_queues.is_empty() {
-            units.push(Arc::new(AddJobs::from_config(config)));
-        }
+        let units = config.units();
         let mask = Mask::new(units.iter().flat_map(|unit| unit.secrets()));
         Grants {
             units: units.into(),
