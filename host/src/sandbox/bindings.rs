@@ -36,8 +36,7 @@ pub use self::bullpen::processor::types::{BackoffDecision, BackoffOptions, Job};
 
 use self::bullpen::processor::types as now;
 use super::crash::Crash;
-use super::gate::Mask;
-use super::state::JobState;
+use super::mask::Mask;
 use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
@@ -119,14 +118,25 @@ impl JobError {
 /// A module linked for the contract version it was built against: the one
 /// place that knows which versions exist and how each is called. A new
 /// version adds a variant here, and nothing outside this file changes.
-#[derive(Clone)]
-pub(crate) enum Pre {
+///
+/// Generic over the store's data (the sandbox's `JobState`), so that the
+/// contract's types do not depend on what a store holds.
+pub(crate) enum Pre<T: 'static> {
     /// The newest, [`CONTRACT_VERSION`], and the earlier versions of its
     /// minor series (0.2.0), which link to it unchanged: a patch version
     /// only adds imports.
-    Now(ProcessorPre<JobState>),
+    Now(ProcessorPre<T>),
     /// 0.1.0.
-    V0_1(v0_1::ProcessorPre<JobState>),
+    V0_1(v0_1::ProcessorPre<T>),
+}
+
+impl<T: 'static> Clone for Pre<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Pre::Now(pre) => Pre::Now(pre.clone()),
+            Pre::V0_1(pre) => Pre::V0_1(pre.clone()),
+        }
+    }
 }
 
 /// An instance of a processor, whatever its contract version.
@@ -135,10 +145,10 @@ pub(crate) enum Instance {
     V0_1(v0_1::Processor),
 }
 
-impl Pre {
+impl<T: Send + 'static> Pre<T> {
     /// `pre` linked as a processor of contract `version` (one of
     /// [`CONTRACT_VERSIONS`]).
-    pub(crate) fn new(version: &str, pre: InstancePre<JobState>) -> wasmtime::Result<Self> {
+    pub(crate) fn new(version: &str, pre: InstancePre<T>) -> wasmtime::Result<Self> {
         Ok(match version {
             V0_1_0 => Pre::V0_1(v0_1::ProcessorPre::new(pre)?),
             _ => Pre::Now(ProcessorPre::new(pre)?),
@@ -146,10 +156,7 @@ impl Pre {
     }
 
     /// A fresh instance in `store`.
-    pub(crate) async fn instantiate(
-        &self,
-        store: &mut Store<JobState>,
-    ) -> wasmtime::Result<Instance> {
+    pub(crate) async fn instantiate(&self, store: &mut Store<T>) -> wasmtime::Result<Instance> {
         Ok(match self {
             Pre::Now(pre) => Instance::Now(pre.instantiate_async(store).await?),
             Pre::V0_1(pre) => Instance::V0_1(pre.instantiate_async(store).await?),
@@ -159,9 +166,9 @@ impl Pre {
 
 impl Instance {
     /// Calls `process`; the answer comes back through the gate, `mask`.
-    pub(crate) async fn process(
+    pub(crate) async fn process<T: Send>(
         &self,
-        store: &mut Store<JobState>,
+        store: &mut Store<T>,
         job: &Job,
         mask: &Mask,
     ) -> wasmtime::Result<Result<ProcessAnswer, Crash>> {
@@ -187,9 +194,9 @@ impl Instance {
     }
 
     /// Calls `backoff`; its answer holds no text.
-    pub(crate) async fn backoff(
+    pub(crate) async fn backoff<T: Send>(
         &self,
-        store: &mut Store<JobState>,
+        store: &mut Store<T>,
         attempts_made: u32,
         strategy: &str,
         failure: &Failure,

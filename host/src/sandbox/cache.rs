@@ -15,6 +15,7 @@
 //! code as the host, so it is created readable by its owner only
 //! (docs/GUARANTEES.md, "Trust").
 
+use sha2::{Digest, Sha256};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use wasmtime::Engine;
@@ -108,7 +109,7 @@ fn read_verified(entry: &Path) -> Result<Vec<u8>, String> {
     let bytes = std::fs::read(entry).map_err(|e| format!("cannot read it: {e}"))?;
     let digest = std::fs::read_to_string(digest_path(entry))
         .map_err(|e| format!("cannot read its digest: {e}"))?;
-    if super::module::sha256_hex(&bytes) != digest.trim() {
+    if sha256_hex(&bytes) != digest.trim() {
         return Err("it does not match its digest: corrupted or changed".into());
     }
     Ok(bytes)
@@ -143,9 +144,20 @@ fn write_atomically(entry: &Path, component: &Component) -> anyhow::Result<()> {
     // The entry first: a reader between the two renames finds a digest that
     // does not match, and compiles.
     write(entry, &bytes)?;
-    write(
-        &digest_path(entry),
-        super::module::sha256_hex(&bytes).as_bytes(),
-    )?;
+    write(&digest_path(entry), sha256_hex(&bytes).as_bytes())?;
     Ok(())
+}
+
+/// The sha256 of `bytes`, in lower-case hex: how modules, cache entries and
+/// kept versions are named.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }

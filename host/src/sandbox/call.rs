@@ -4,10 +4,11 @@
 use super::bindings::{BackoffDecision, Failure, Instance, Job, ProcessAnswer};
 use super::cpu::CpuTimed;
 use super::crash::{self, Crash, Evidence};
-use super::gate::{Gated, Mask};
+use super::gate::Gated;
 use super::grants::{Granting, Grants, Outbound};
 use super::job_api::Jobs;
 use super::limits::MemoryLimiter;
+use super::mask::Mask;
 use super::module::Module;
 use super::output::{CapturePipe, Captured};
 use super::report::{Dropped, JobObserver, MAX_REPORT_LEN, Reporter};
@@ -321,7 +322,7 @@ impl Module {
                 } else {
                     mask.mask(stack)
                 };
-                let end = super::gate::floor_char_boundary(&masked, MAX_REPORT_LEN);
+                let end = super::mask::floor_char_boundary(&masked, MAX_REPORT_LEN);
                 masked[..end].to_owned()
             }),
         }

@@ -2,7 +2,7 @@
 //! `failedReason` when a processor spins, runs out of memory, overflows its
 //! stack or panics.
 
-use super::gate::Mask;
+use super::mask::Mask;
 use crate::units::{ByteSize, HumanDuration};
 use std::fmt;
 use std::time::Duration;

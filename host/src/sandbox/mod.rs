@@ -31,6 +31,7 @@ mod gate;
 pub mod grants;
 pub mod job_api;
 mod limits;
+mod mask;
 mod module;
 mod output;
 mod report;
@@ -41,11 +42,12 @@ pub use bindings::{
     Failure, Job, JobError, Level, ProcessAnswer,
 };
 pub use cache::LoadedFrom;
+pub use cache::sha256_hex;
 pub use call::{Cost, Limits, Run};
 pub use crash::Crash;
 pub use engine::EPOCH_TICK;
-pub use gate::{MASKED, Mask};
-pub use module::{LoadError, MAX_MODULE_SIZE, Module, read_module, sha256_hex};
+pub use mask::{MASKED, Mask};
+pub use module::{LoadError, MAX_MODULE_SIZE, Module, read_module};
 pub use output::Captured;
 pub use report::{
     Dropped, Ignore, JobObserver, MAX_REPORT_LEN, MAX_REPORTS_PER_JOB, REPORT_OVERHEAD, Recorder,

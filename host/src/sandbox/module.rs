@@ -3,11 +3,10 @@
 //! reason when the file is not a processor this host can run.
 
 use super::bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION, CONTRACT_VERSIONS, Pre};
-use super::cache::{CompileCache, LoadedFrom};
+use super::cache::{CompileCache, LoadedFrom, sha256_hex};
 use super::engine::EpochClock;
 use super::state::JobState;
 use crate::units::ByteSize;
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +20,7 @@ use wasmtime::component::{Component, Linker};
 #[derive(Clone)]
 pub struct Module {
     pub(crate) engine: Engine,
-    pub(crate) pre: Pre,
+    pub(crate) pre: Pre<JobState>,
     path: PathBuf,
     sha256: String,
     loaded_from: LoadedFrom,
@@ -347,18 +346,4 @@ fn check_contract(
         }
     }
     Ok(built_for)
-}
-
-/// The sha256 of `bytes`, in lower-case hex: how modules, cache entries and
-/// kept versions are named.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }

@@ -285,7 +285,7 @@ impl processor::host::Host for Reporter {
         // calling it in a loop holds one stack, never more than twice what
         // is kept of it (the room a secret straddling the cut needs).
         let mut stack = stack;
-        let end = super::gate::floor_char_boundary(&stack, 2 * MAX_REPORT_LEN);
+        let end = super::mask::floor_char_boundary(&stack, 2 * MAX_REPORT_LEN);
         let cut = end < stack.len();
         stack.truncate(end);
         self.failure_stack = Some((stack, cut));

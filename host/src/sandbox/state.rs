@@ -30,6 +30,8 @@ impl WasiView for JobState {
     }
 }
 
+impl super::grants::GrantedStore for JobState {}
+
 impl WasiHttpView for JobState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView {

@@ -21,13 +21,13 @@
 //!    budget, which drops it when the budget is spent.
 
 use super::{
-    Capability, Checking, Grant, GrantApplyError, GrantFlags, Granting, Refusal, unplaced,
+    Capability, Checking, Grant, GrantApplyError, GrantFlags, GrantedStore, Granting, Refusal,
+    unplaced,
 };
 use crate::config::OutboundHost;
 use crate::config::bounds;
 use crate::sandbox::JobObserver;
 use crate::sandbox::bindings::Level;
-use crate::sandbox::state::JobState;
 use crate::units::ByteSize;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -130,7 +130,7 @@ impl Capability for OutboundHttp {
 
     /// `wasi:http/outgoing-handler`, for every module (a guest that imports
     /// it always loads); without the grant every request is denied.
-    fn link(linker: &mut Linker<JobState>) -> wasmtime::Result<()> {
+    fn link<S: GrantedStore>(linker: &mut Linker<S>) -> wasmtime::Result<()> {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
     }
 }

@@ -41,9 +41,8 @@ pub use env::{Environment, EnvironmentConfig, Secret};
 pub use files::{Directories, FileGrant};
 pub use http::{HttpConfig, Outbound, OutboundHttp, is_non_public};
 
-use super::gate::Mask;
 use super::job_api::Jobs;
-use super::state::JobState;
+use super::mask::Mask;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -78,11 +77,15 @@ pub trait Capability: Grant + Sized + 'static {
     fn unit(config: &Self::Config) -> Option<Self>;
 
     /// Links the imports it serves, once per engine.
-    fn link(linker: &mut Linker<JobState>) -> wasmtime::Result<()> {
+    fn link<S: GrantedStore>(linker: &mut Linker<S>) -> wasmtime::Result<()> {
         let _ = linker;
         Ok(())
     }
 }
+
+/// What an attempt's store gives the imports the capabilities serve (the
+/// sandbox's `JobState`).
+pub trait GrantedStore: wasmtime_wasi_http::WasiHttpView + Send + 'static {}
 
 /// What a check may consult.
 pub struct Checking<'a> {
@@ -169,7 +172,7 @@ macro_rules! capabilities {
         }
 
         /// Links every capability's imports.
-        pub(crate) fn link(linker: &mut Linker<JobState>) -> wasmtime::Result<()> {
+        pub(crate) fn link<S: GrantedStore>(linker: &mut Linker<S>) -> wasmtime::Result<()> {
             $(<$unit as Capability>::link(linker)?;)*
             Ok(())
         }
