@@ -4,14 +4,14 @@
 //! and pages this whole process out, which would disturb the memory
 //! measurements of tests running beside it.
 
-use bullpen::sandbox::{Ignore, Limits, Module, Sandbox, SandboxOptions, test_job};
+use bullpen::sandbox::{CallOptions, Ignore, Module, Sandbox, SandboxOptions, test_job};
 use bullpen_tests::guest;
 use std::sync::Arc;
 use std::time::Duration;
 
 async fn process(module: &Module, data: &str) -> String {
     let run = module
-        .process(&test_job(data), &Limits::default(), Arc::new(Ignore))
+        .process(&test_job(data), &CallOptions::default(), Arc::new(Ignore))
         .await;
     match run.outcome {
         Ok(Ok(value)) => value,

@@ -2,7 +2,7 @@
 //! guests that misbehave while the host keeps serving.
 
 use bullpen::sandbox::{
-    BackoffDecision, BackoffOptions, Crash, Failure, Ignore, Job, JobError, Level, Limits,
+    BackoffDecision, BackoffOptions, CallOptions, Crash, Failure, Ignore, Job, JobError, Level,
     LoadError, LoadedFrom, Module, Recorder, Report, Sandbox, SandboxOptions, test_job,
 };
 use bullpen_tests::{guest, resident_memory};
@@ -20,17 +20,17 @@ fn load(name: &str) -> Module {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn limits(timeout: Duration, memory: u64) -> Limits {
-    Limits {
+fn limits(timeout: Duration, memory: u64) -> CallOptions {
+    CallOptions {
         timeout,
         memory,
-        ..Limits::default()
+        ..CallOptions::default()
     }
 }
 
 async fn process(module: &Module, job: &Job) -> Result<Result<String, JobError>, Crash> {
     module
-        .process(job, &Limits::default(), Arc::new(Ignore))
+        .process(job, &CallOptions::default(), Arc::new(Ignore))
         .await
         .outcome
 }
@@ -121,7 +121,7 @@ async fn validate_is_unrecoverable_on_bad_data() {
     let run = validate
         .process(
             &test_job(r#"{"email":"ada@example.com","name":"Ada"}"#),
-            &Limits::default(),
+            &CallOptions::default(),
             recorder.clone(),
         )
         .await;
@@ -154,7 +154,7 @@ async fn rate_limited_hands_the_job_back_then_completes() {
     let first = module
         .process(
             &test_job(r#"{"wait_ms":2500,"times":1}"#),
-            &Limits::default(),
+            &CallOptions::default(),
             recorder.clone(),
         )
         .await;
@@ -221,7 +221,7 @@ async fn custom_backoff_answers_each_way() {
                     strategy,
                     &failure,
                     &job,
-                    &Limits::default(),
+                    &CallOptions::default(),
                     Arc::new(Ignore),
                 )
                 .await
@@ -276,14 +276,17 @@ async fn guests_without_a_backoff_of_their_own_answer_builtin() {
             "custom",
             &failure,
             &test_job("{}"),
-            &Limits::default(),
+            &CallOptions::default(),
             Arc::new(Ignore),
         )
         .await;
     assert_eq!(run.outcome, Ok(BackoffDecision::Builtin));
 }
 
-async fn misbehave(mode: &str, limits: Limits) -> bullpen::sandbox::Run<Result<String, JobError>> {
+async fn misbehave(
+    mode: &str,
+    limits: CallOptions,
+) -> bullpen::sandbox::Run<Result<String, JobError>> {
     let recorder: Arc<Recorder> = Arc::new(Recorder::default());
     load("misbehave")
         .process(
@@ -319,13 +322,13 @@ async fn a_guest_that_exhausts_memory_hits_its_cap() {
 
 #[tokio::test]
 async fn a_guest_that_recurses_forever_overflows_its_stack() {
-    let run = misbehave("stack-overflow", Limits::default()).await;
+    let run = misbehave("stack-overflow", CallOptions::default()).await;
     assert_eq!(run.outcome.unwrap_err(), Crash::StackOverflow);
 }
 
 #[tokio::test]
 async fn a_panic_is_reported_with_its_location_and_message() {
-    let run = misbehave("panic", Limits::default()).await;
+    let run = misbehave("panic", CallOptions::default()).await;
     let reason = run.outcome.unwrap_err().to_string();
     assert!(
         reason.starts_with("panicked at examples/misbehave/src/lib.rs:"),
@@ -339,9 +342,9 @@ async fn a_panic_is_reported_with_its_location_and_message() {
 async fn output_is_captured_up_to_its_bound() {
     let run = misbehave(
         "print",
-        Limits {
+        CallOptions {
             capture: 1000,
-            ..Limits::default()
+            ..CallOptions::default()
         },
     )
     .await;
@@ -352,7 +355,7 @@ async fn output_is_captured_up_to_its_bound() {
 
 #[tokio::test]
 async fn a_flood_of_reports_is_cut_at_the_budget() {
-    let run = misbehave("flood", Limits::default()).await;
+    let run = misbehave("flood", CallOptions::default()).await;
     assert_eq!(run.outcome, Ok(Ok("\"fine\"".into())));
     assert_eq!(
         run.reports_dropped.reports,
@@ -366,7 +369,7 @@ async fn progress_that_is_not_json_is_dropped_with_a_warning() {
     let run = load("misbehave")
         .process(
             &test_job(r#"{"mode":"bad-progress"}"#),
-            &Limits::default(),
+            &CallOptions::default(),
             recorder.clone(),
         )
         .await;
@@ -430,7 +433,7 @@ async fn after_every_kind_of_crash_the_host_keeps_serving_with_flat_memory() {
 async fn memory_cost_is_recorded() {
     let echo = load("echo");
     let run = echo
-        .process(&test_job("1"), &Limits::default(), Arc::new(Ignore))
+        .process(&test_job("1"), &CallOptions::default(), Arc::new(Ignore))
         .await;
     assert!(run.cost.peak_memory >= 64 << 10, "{}", run.cost.peak_memory);
     assert!(run.cost.wall > Duration::ZERO);
@@ -658,7 +661,7 @@ async fn processors_built_against_contract_0_1_0_run_unchanged() {
             "linear",
             &failure,
             &job,
-            &Limits::default(),
+            &CallOptions::default(),
             Arc::new(Ignore),
         )
         .await
@@ -690,7 +693,7 @@ async fn processors_built_against_contract_0_2_0_run_unchanged() {
     assert_eq!(run.failure_stack, None);
 }
 
-fn granting(queues: &[&str]) -> Limits {
+fn granting(queues: &[&str]) -> CallOptions {
     let config = bullpen::config::GrantsConfig {
         add_jobs: bullpen::sandbox::job_api::AddAllowance {
             queues: queues.iter().map(|q| q.to_string()).collect(),
@@ -698,9 +701,9 @@ fn granting(queues: &[&str]) -> Limits {
         },
         ..Default::default()
     };
-    Limits {
+    CallOptions {
         grants: bullpen::sandbox::grants::Grants::from_config(&config),
-        ..Limits::default()
+        ..CallOptions::default()
     }
 }
 
@@ -776,7 +779,7 @@ async fn adding_a_job_to_a_queue_not_granted_fails_the_attempt_with_the_reason()
         })))
     );
     let run = module
-        .process(&job, &Limits::default(), recorder.clone())
+        .process(&job, &CallOptions::default(), recorder.clone())
         .await;
     let Ok(Err(JobError::Failed(failure))) = run.outcome else {
         panic!("{:?}", run.outcome)

@@ -12,7 +12,9 @@
 
 use bullpen::config::{FileGrant, GrantsConfig};
 use bullpen::sandbox::grants::{EnvironmentConfig, Grants, HttpConfig};
-use bullpen::sandbox::{Ignore, JobObserver, Limits, Module, Sandbox, SandboxOptions, test_job};
+use bullpen::sandbox::{
+    CallOptions, Ignore, JobObserver, Module, Sandbox, SandboxOptions, test_job,
+};
 use bullpen_bench::records;
 use bullpen_tests::{guest, script_guest};
 use std::sync::Arc;
@@ -42,12 +44,12 @@ fn micros(d: Duration) -> String {
 enum Case<'a> {
     Sandbox(&'a Module, &'a str),
     /// In the sandbox, with these limits (grants) instead of the shared ones.
-    Granted(&'a Module, &'a str, &'a Limits),
+    Granted(&'a Module, &'a str, &'a CallOptions),
     Native(&'a str),
 }
 
 impl Case<'_> {
-    async fn run_once(&self, limits: &Limits, observer: &Arc<dyn JobObserver>) {
+    async fn run_once(&self, limits: &CallOptions, observer: &Arc<dyn JobObserver>) {
         match self {
             Case::Sandbox(module, data) => {
                 let run = module
@@ -72,7 +74,7 @@ impl Case<'_> {
 
 /// Runs `cases` in interleaved rounds (this VM's speed drifts; interleaving
 /// makes every case see the same drift) and returns each case's samples.
-async fn measure(cases: &[Case<'_>], limits: &Limits, jobs: &[usize]) -> Vec<Stats> {
+async fn measure(cases: &[Case<'_>], limits: &CallOptions, jobs: &[usize]) -> Vec<Stats> {
     const ROUNDS: usize = 20;
     let observer: Arc<dyn JobObserver> = Arc::new(Ignore);
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
@@ -102,10 +104,10 @@ fn main() {
         .enable_time()
         .build()
         .unwrap();
-    let limits = Limits {
+    let limits = CallOptions {
         timeout: Duration::from_secs(30),
         memory: 64 << 20,
-        ..Limits::default()
+        ..CallOptions::default()
     };
     let load = |epoch_checks: bool, name: &str| {
         let sandbox = Sandbox::new(SandboxOptions {
@@ -128,7 +130,7 @@ fn main() {
     // What a queue with all three grants gives every attempt: a variable, a
     // read-only directory, an HTTP allowlist (echo uses none of them).
     let granted_dir = tempfile::tempdir().unwrap();
-    let granted = Limits {
+    let granted = CallOptions {
         grants: Grants::from_config(&GrantsConfig {
             environment: EnvironmentConfig {
                 environment: [("REGION".to_owned(), "eu-west-1".to_owned())].into(),
@@ -233,7 +235,12 @@ fn main() {
 /// The JavaScript and Python `echo` (built by `scripts/build-processor`):
 /// what compiling them costs, cold and from the cache, and what an attempt
 /// costs, of which how much is making the instance, and its peak memory.
-fn script_processors(runtime: &tokio::runtime::Runtime, limits: &Limits, data: &str, jobs: usize) {
+fn script_processors(
+    runtime: &tokio::runtime::Runtime,
+    limits: &CallOptions,
+    data: &str,
+    jobs: usize,
+) {
     println!();
     println!(
         "| processor | component | compile (no cache) | load from cache | attempt: median | p99 | back to back, with teardown: mean | instantiate: median | peak linear memory |"

@@ -2,8 +2,8 @@
 
 use crate::outcome::backoff::Builtin;
 use crate::sandbox::{
-    BackoffDecision, BackoffOptions, Crash, Job, JobError, Limits, Module, ProcessAnswer, Recorder,
-    Report, Run, Sandbox, SandboxOptions, level_name,
+    BackoffDecision, BackoffOptions, CallOptions, Crash, Job, JobError, Module, ProcessAnswer,
+    Recorder, Report, Run, Sandbox, SandboxOptions, level_name,
 };
 use crate::units::{ByteSize, HumanDuration};
 use anyhow::{Context, bail};
@@ -94,13 +94,13 @@ pub struct ExecArgs {
     pub config: Option<PathBuf>,
 }
 
-/// The grants and limits of `--queue` in `--config`, if given, with the
+/// The grants and options of `--queue` in `--config`, if given, with the
 /// flags' grants added: each checked as a queue's table is, and refused
 /// with the same words.
-fn limits_and_grants(args: &ExecArgs) -> anyhow::Result<Limits> {
+fn limits_and_grants(args: &ExecArgs) -> anyhow::Result<CallOptions> {
     use crate::config::bounds;
     let flag = |flag: &'static str| move |reason: String| anyhow::anyhow!("--{flag}: {reason}");
-    let mut limits = Limits {
+    let mut options = CallOptions {
         timeout: bounds::TIMEOUT
             .check(args.timeout)
             .map_err(flag("timeout"))?
@@ -111,7 +111,7 @@ fn limits_and_grants(args: &ExecArgs) -> anyhow::Result<Limits> {
             .map_err(flag("report-budget"))?
             .0,
         cpu_time: true,
-        ..Limits::default()
+        ..CallOptions::default()
     };
     let mut file = None;
     if let Some(path) = &args.config {
@@ -123,9 +123,9 @@ fn limits_and_grants(args: &ExecArgs) -> anyhow::Result<Limits> {
                 args.queue
             );
         };
-        limits.timeout = queue.timeout.0;
-        limits.memory = queue.memory.0;
-        limits.reports = queue.report_budget.0;
+        options.timeout = queue.timeout.0;
+        options.memory = queue.memory.0;
+        options.reports = queue.report_budget.0;
         file = Some(config);
     }
     let flags = crate::config::GrantFlags {
@@ -149,8 +149,8 @@ fn limits_and_grants(args: &ExecArgs) -> anyhow::Result<Limits> {
     let text = file.as_ref().map(|config| config.text());
     let grants = crate::config::GrantsConfig::with_flags(text, &args.queue, &flags, &checking)
         .map_err(anyhow::Error::msg)?;
-    limits.grants = crate::sandbox::grants::Grants::from_config(&grants);
-    Ok(limits)
+    options.grants = crate::sandbox::grants::Grants::from_config(&grants);
+    Ok(options)
 }
 
 pub(super) async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
@@ -158,10 +158,10 @@ pub(super) async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         bail!("--data is not JSON: {e}");
     }
     let backoff = args.backoff.as_deref().map(parse_backoff).transpose()?;
-    let limits = limits_and_grants(&args)?;
+    let options = limits_and_grants(&args)?;
     let sandbox = Sandbox::new(SandboxOptions {
         max_instances: 2,
-        max_memory: limits.memory,
+        max_memory: options.memory,
         cache_dir: (!args.no_cache).then(|| args.data_dir.join("cache")),
         ..SandboxOptions::default()
     })?;
@@ -185,10 +185,10 @@ pub(super) async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         backoff,
     };
     let recorder = Arc::new(Recorder::default());
-    let run = module.process(&job, &limits, recorder.clone()).await;
+    let run = module.process(&job, &options, recorder.clone()).await;
     let next = match &run.outcome {
         Ok(Err(JobError::Failed(failure))) => {
-            next_backoff(&module, &job, failure, &limits, recorder.clone()).await
+            next_backoff(&module, &job, failure, &options, recorder.clone()).await
         }
         _ => None,
     };
@@ -224,10 +224,10 @@ async fn next_backoff(
     module: &Module,
     job: &Job,
     failure: &crate::sandbox::Failure,
-    limits: &Limits,
+    call: &CallOptions,
     recorder: Arc<Recorder>,
 ) -> Option<Value> {
-    let options = job.backoff.as_ref()?;
+    let backoff = job.backoff.as_ref()?;
     let attempts_made = job.attempts_made + 1;
     if attempts_made >= job.max_attempts {
         return Some(json!({ "decision": "no-attempts-left" }));
@@ -235,17 +235,17 @@ async fn next_backoff(
     let builtin = |kind: Builtin| {
         let delay = kind.delay(
             attempts_made,
-            Duration::from_millis(options.delay),
-            options.jitter,
+            Duration::from_millis(backoff.delay),
+            backoff.jitter,
             0.5,
         );
         json!({ "decision": "after", "ms": delay.as_millis() as u64, "source": "builtin" })
     };
-    if let Some(kind) = Builtin::named(&options.kind) {
+    if let Some(kind) = Builtin::named(&backoff.kind) {
         return Some(builtin(kind));
     }
     let run = module
-        .backoff(attempts_made, &options.kind, failure, job, limits, recorder)
+        .backoff(attempts_made, &backoff.kind, failure, job, call, recorder)
         .await;
     Some(match run.outcome {
         Ok(BackoffDecision::After(ms)) => {

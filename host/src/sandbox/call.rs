@@ -21,9 +21,10 @@ use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpCtx;
 
-/// The budgets one call runs under, and what it is granted.
+/// How one call runs: its budgets, what it is granted, and whether its CPU
+/// time is measured.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
+pub struct CallOptions {
     /// Wall-clock budget for the call, instantiation included.
     pub timeout: Duration,
     /// Cap on the instance's linear memory, all memories together, in bytes.
@@ -40,10 +41,10 @@ pub struct Limits {
     pub cpu_time: bool,
 }
 
-impl Default for Limits {
+impl Default for CallOptions {
     /// 30 s, 64 MiB, 64 KiB of each output stream, 1 MiB of reports.
     fn default() -> Self {
-        Limits {
+        CallOptions {
             timeout: Duration::from_secs(30),
             memory: 64 << 20,
             capture: 64 << 10,
@@ -65,7 +66,7 @@ pub struct Cost {
     /// The most linear memory the instance held at once, in bytes.
     pub peak_memory: u64,
     /// CPU time spent running the call (the guest and the host's work for
-    /// it), when [`Limits::cpu_time`] asked for it.
+    /// it), when [`CallOptions::cpu_time`] asked for it.
     pub cpu: Option<Duration>,
 }
 
@@ -167,10 +168,10 @@ impl Module {
     pub async fn process(
         &self,
         job: &Job,
-        limits: &Limits,
+        options: &CallOptions,
         observer: Arc<dyn JobObserver>,
     ) -> Run<ProcessAnswer> {
-        self.call(Process(job), limits, observer).await
+        self.call(Process(job), options, observer).await
     }
 
     /// Asks a fresh instance's `backoff` export when the failed `job` should
@@ -181,7 +182,7 @@ impl Module {
         strategy: &str,
         failure: &Failure,
         job: &Job,
-        limits: &Limits,
+        options: &CallOptions,
         observer: Arc<dyn JobObserver>,
     ) -> Run<BackoffDecision> {
         let export = Backoff {
@@ -190,25 +191,25 @@ impl Module {
             failure,
             job,
         };
-        self.call(export, limits, observer).await
+        self.call(export, options, observer).await
     }
 
-    /// The one path of every call: a fresh store under `limits`, the
+    /// The one path of every call: a fresh store under `options`, the
     /// guest's reports through the gate to `observer`, the export called,
     /// and what the guest left (its answer, output, stack) through the gate
     /// into the [`Run`].
     async fn call<E: Export>(
         &self,
         export: E,
-        limits: &Limits,
+        options: &CallOptions,
         observer: Arc<dyn JobObserver>,
     ) -> Run<E::Answer> {
         let started = Instant::now();
-        let mask = limits.grants.mask();
+        let mask = options.grants.mask();
         // From here on, the only observer there is: the gated one.
         let observer: Arc<dyn JobObserver> = Gated::new(observer, mask.clone());
-        let stdout = CapturePipe::new(limits.capture);
-        let stderr = CapturePipe::new(limits.capture);
+        let stdout = CapturePipe::new(options.capture);
+        let stderr = CapturePipe::new(options.capture);
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(stdout.clone())
             .stderr(stderr.clone())
@@ -217,7 +218,7 @@ impl Module {
             .allow_ip_name_lookup(false);
         let mut outbound = Outbound::new(observer.clone());
         let mut jobs = Jobs::new(observer.clone());
-        let granted = limits.grants.apply(&mut Granting {
+        let granted = options.grants.apply(&mut Granting {
             wasi: &mut wasi,
             outbound: &mut outbound,
             jobs: &mut jobs,
@@ -242,13 +243,13 @@ impl Module {
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             outbound,
-            limiter: MemoryLimiter::new(limits.memory),
-            reporter: Reporter::new(observer, limits.reports),
+            limiter: MemoryLimiter::new(options.memory),
+            reporter: Reporter::new(observer, options.reports),
             jobs,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
-        let deadline_at = started + limits.timeout;
+        let deadline_at = started + options.timeout;
         let _ticking = self.clock.as_ref().map(|clock| clock.hold());
         if self.clock.is_some() {
             // At every epoch tick a running guest checks its own deadline
@@ -272,19 +273,19 @@ impl Module {
         }
 
         let mut instantiated: Option<Duration> = None;
-        let deadline = tokio::time::Instant::from_std(started) + limits.timeout;
+        let deadline = tokio::time::Instant::from_std(started) + options.timeout;
         let call = crate::timer::within(deadline, async {
             let instance = self.pre.instantiate(&mut store).await?;
             instantiated = Some(started.elapsed());
             export.call(&instance, &mut store, mask).await
         });
-        let (result, cpu) = CpuTimed::new(std::pin::pin!(call), limits.cpu_time).await;
+        let (result, cpu) = CpuTimed::new(std::pin::pin!(call), options.cpu_time).await;
 
         let stdout = through_gate(stdout.captured(), mask);
         let stderr = through_gate(stderr.captured(), mask);
         let state = store.data();
         let outcome = match result {
-            Err(_elapsed) => Err(Crash::Timeout(limits.timeout)),
+            Err(_elapsed) => Err(Crash::Timeout(options.timeout)),
             Ok(Ok(answer)) => answer,
             // The epoch callback's interrupt: the budget ran out while the
             // guest computed.
@@ -292,13 +293,13 @@ impl Module {
                 if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt)
                     && Instant::now() >= deadline_at =>
             {
-                Err(Crash::Timeout(limits.timeout))
+                Err(Crash::Timeout(options.timeout))
             }
             Ok(Err(error)) => Err(crash::classify(
                 &error,
                 Evidence {
                     memory_cap_hit: state.limiter.cap_hit(),
-                    memory_cap: limits.memory,
+                    memory_cap: options.memory,
                     stderr: &stderr.text,
                     instantiating: instantiated.is_none(),
                 },

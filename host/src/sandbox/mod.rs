@@ -5,18 +5,18 @@
 //! default, plus the `bullpen:processor/host` imports) and the compile cache.
 //! [`Sandbox::load`] turns a `.wasm` file into a [`Module`];
 //! [`Module::process`] and [`Module::backoff`] run one call each in a fresh
-//! store under [`Limits`]. Everything the guest says leaves through one
+//! store under [`CallOptions`]. Everything the guest says leaves through one
 //! gate (`gate.rs`), which masks its queue's secrets.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
-//! use bullpen::sandbox::{Ignore, Limits, Sandbox, SandboxOptions};
+//! use bullpen::sandbox::{Ignore, CallOptions, Sandbox, SandboxOptions};
 //! use std::sync::Arc;
 //!
 //! let sandbox = Sandbox::new(SandboxOptions::default())?;
 //! let module = sandbox.load("modules/echo.wasm".as_ref())?;
 //! let job = bullpen::sandbox::test_job("{\"hello\":\"world\"}");
-//! let run = module.process(&job, &Limits::default(), Arc::new(Ignore)).await;
+//! let run = module.process(&job, &CallOptions::default(), Arc::new(Ignore)).await;
 //! assert_eq!(run.outcome.unwrap().unwrap(), "{\"hello\":\"world\"}");
 //! # Ok(()) }
 //! ```
@@ -43,7 +43,7 @@ pub use bindings::{
 };
 pub use cache::LoadedFrom;
 pub use cache::sha256_hex;
-pub use call::{Cost, Limits, Run};
+pub use call::{CallOptions, Cost, Run};
 pub use crash::Crash;
 pub use engine::EPOCH_TICK;
 pub use mask::{MASKED, Mask};
@@ -71,7 +71,7 @@ pub struct SandboxOptions {
     /// Where compiled modules are cached; `None` compiles on every load.
     pub cache_dir: Option<PathBuf>,
     /// Whether guest code is compiled with epoch checks, which is what lets
-    /// [`Limits::timeout`] stop a guest that computes forever. Always on in
+    /// [`CallOptions::timeout`] stop a guest that computes forever. Always on in
     /// bullpen; off only to measure what the checks cost (a benchmark).
     pub epoch_checks: bool,
 }

@@ -167,7 +167,7 @@ pub fn level_name(level: Level) -> &'static str {
     }
 }
 
-/// What one report costs against [`Limits::reports`](super::Limits) on top
+/// What one report costs against [`CallOptions::reports`](super::CallOptions) on top
 /// of its own bytes: about what Redis keeps around a job-log line or a
 /// progress event, so that many tiny reports are bounded too (1 MiB holds
 /// 4,096 empty ones).

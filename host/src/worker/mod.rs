@@ -16,7 +16,7 @@ use crate::observe::depth;
 use crate::observe::metrics::QueueMetrics;
 use crate::queue::RedisTarget;
 use crate::registry::Serving;
-use crate::sandbox::Limits;
+use crate::sandbox::CallOptions;
 use attempt::Attempts;
 use bullmq::worker::{CancellationToken, WorkerEvent};
 use bullmq::{Job, RateLimiterOptions, Worker, WorkerOptions};
@@ -167,14 +167,14 @@ impl QueueWorker {
             queue: queue.clone(),
             crew: crew.clone(),
             serving,
-            limits: Limits {
+            call_options: CallOptions {
                 timeout: config.timeout.0,
                 memory: config.memory.0,
                 reports: config.report_budget.0,
                 grants: crate::sandbox::grants::Grants::from_config(&config.grants),
                 // Counted for the metrics only: two clock reads per poll.
                 cpu_time: metrics.is_some(),
-                ..Limits::default()
+                ..CallOptions::default()
             },
             on_crash: config.on_crash,
             delay_bounded: Default::default(),

@@ -7,7 +7,7 @@ use crate::json;
 use crate::outcome::{self, Verdict};
 use crate::queue::fields;
 use crate::sandbox::{BackoffDecision, BackoffOptions, Failure, Ignore, Job as GuestJob};
-use crate::sandbox::{Limits, Module};
+use crate::sandbox::{CallOptions, Module};
 use crate::units::ByteSize;
 use bullmq::types::BackoffStrategy;
 use bullmq::{Job, Queue};
@@ -86,7 +86,7 @@ pub(super) fn stack_entry(failure: &Failure, module: &Module) -> String {
 /// The `backoff` export of the module version an attempt ran on.
 pub(super) struct ModuleStrategy<'a> {
     pub module: &'a Module,
-    pub limits: &'a Limits,
+    pub call_options: &'a CallOptions,
     /// The job as the attempt's guest saw it.
     pub job: &'a GuestJob,
 }
@@ -110,7 +110,7 @@ impl Strategy for ModuleStrategy<'_> {
                     strategy,
                     failure,
                     &job,
-                    self.limits,
+                    self.call_options,
                     Arc::new(Ignore),
                 )
                 .await;

@@ -17,7 +17,7 @@ use crate::observe::metrics::{Outcome, QueueMetrics, Spent};
 use crate::outcome::{self, Verdict};
 use crate::queue::fields;
 use crate::registry::{Serving, Version};
-use crate::sandbox::{Failure, JobError, Limits};
+use crate::sandbox::{CallOptions, Failure, JobError};
 use crate::timer::now_ms;
 use crate::units::ByteSize;
 use bullmq::{Error, Job, Queue};
@@ -37,7 +37,7 @@ pub(crate) struct Attempts {
     /// The queue's module as served: each attempt runs on the version
     /// serving when it starts.
     pub serving: Arc<Serving>,
-    pub limits: Limits,
+    pub call_options: CallOptions,
     pub on_crash: OnCrash,
     /// Whether a `delayed` answer was already brought within bounds: a job
     /// that loops on a past time would log it ten times a second.
@@ -165,12 +165,12 @@ impl Attempts {
             targets: self.targets.clone(),
             waiting_children: moved.clone(),
         };
-        let (observer, reports, rx) = Forward::new(&self.limits, requests);
+        let (observer, reports, rx) = Forward::new(&self.call_options, requests);
         let writer = Writer {
             queue: &self.queue,
             trouble: &self.trouble,
         };
-        let run = module.process(&guest_job, &self.limits, observer);
+        let run = module.process(&guest_job, &self.call_options, observer);
         let ran = async {
             let (run, ()) = tokio::join!(run, writer.forward(&shared, &reports, rx));
             run
@@ -233,7 +233,7 @@ impl Attempts {
                  budget of {} were dropped",
                 run.reports_dropped.reports + refused,
                 run.reports_dropped.bytes,
-                ByteSize(self.limits.reports)
+                ByteSize(self.call_options.reports)
             );
             tracing::warn!("{line}");
             writer.write_line(&job, line).await;
@@ -283,7 +283,7 @@ impl Attempts {
         };
         let strategy = guest::ModuleStrategy {
             module: &version.module,
-            limits: &self.limits,
+            call_options: &self.call_options,
             job: guest_job,
         };
         let stack_entry = |failure: &Failure| guest::stack_entry(failure, &version.module);

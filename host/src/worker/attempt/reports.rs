@@ -9,7 +9,7 @@ use crate::json;
 use crate::outcome::options as job_options;
 use crate::queue::fields;
 use crate::sandbox::job_api::{AddJob, ChildrenSoFar, JobApi};
-use crate::sandbox::{JobObserver, Level, Limits, REPORT_OVERHEAD};
+use crate::sandbox::{CallOptions, JobObserver, Level, REPORT_OVERHEAD};
 use bullmq::{Error, Job, JobProgress, Queue};
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -58,13 +58,13 @@ impl Pending {
 }
 
 impl Forward {
-    /// A forwarder for a call with `limits`, what it leaves pending, and the
+    /// A forwarder for a call with `call_options`, what it leaves pending, and the
     /// receiving end of its channel.
     pub(super) fn new(
-        limits: &Limits,
+        call_options: &CallOptions,
         requests: JobRequests,
     ) -> (Arc<Self>, Arc<Pending>, mpsc::Receiver<ToWrite>) {
-        let capacity = (limits.reports / REPORT_OVERHEAD).clamp(1, 1 << 16) as usize + 1;
+        let capacity = (call_options.reports / REPORT_OVERHEAD).clamp(1, 1 << 16) as usize + 1;
         let (tx, rx) = mpsc::channel(capacity);
         let pending = Arc::new(Pending::default());
         let forward = Forward {
