@@ -537,6 +537,25 @@ async fn retry_by_hand_with_each_reset_option_and_its_errors() {
     );
 }
 
+/// A producer's job name or a failed reason longer than 65,535 characters
+/// is listed whole (`format!`'s width panicked past that).
+#[tokio::test(flavor = "multi_thread")]
+async fn bullpen_jobs_lists_fields_of_any_length() {
+    let redis = RedisServer::start();
+    let host = RunningHost::start(&redis, "[queues.signups]\nmodule = \"validate.wasm\"\n");
+    let queue = open(&redis, "signups").await;
+    let name = "n".repeat(70_000);
+    let id = queue.add(&name, json!({})).await.unwrap().id().to_owned();
+    finished(&queue, &id, SECONDS_10).await;
+    let (code, stdout, stderr) = cli(&host, &["jobs", "signups"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(&name),
+        "{}",
+        &stdout[..200.min(stdout.len())]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn add_jobs_and_status_from_the_cli() {
     let redis = RedisServer::start();

@@ -259,6 +259,16 @@ async fn no_path_of_a_javascript_processor_lets_a_secret_out() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn no_path_of_a_javascript_processor_lets_a_secret_out_of_a_json_log() {
+    nothing_leaks(Leaker::script("tests/fixtures/js/leak.js"), "json").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn no_path_of_a_python_processor_lets_a_secret_out() {
+    nothing_leaks(Leaker::script("tests/fixtures/python/leak.py"), "text").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_path_of_a_python_processor_lets_a_secret_out_of_a_json_log() {
     nothing_leaks(Leaker::script("tests/fixtures/python/leak.py"), "json").await;
 }
