@@ -27,7 +27,8 @@ pub struct AddJobs {
 
 impl Capability for AddJobs {
     const KEYS: &'static [&'static str] = &["add_to_queues", "max_added_jobs", "max_added_size"];
-    const FLAG: &'static str = "--queue";
+    /// No flag of its own: `bullpen exec` takes it from `--config`.
+    const FLAG: &'static str = "--config";
     type Raw = Raw;
     /// The queues and caps as the `jobs` imports apply them.
     type Config = AddAllowance;

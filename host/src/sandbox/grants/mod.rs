@@ -24,7 +24,7 @@
 //! The attempt path applies whatever units a queue has, with no branch per
 //! capability; a queue with no grants has no units and costs what it did
 //! before grants. A new capability is a file here and one line in
-//! [`capabilities!`]'s list below (and its docs).
+//! the `capabilities!` list below (and its docs).
 //!
 //! Imports every module needs whatever its grants (`wasi:cli`,
 //! `wasi:filesystem`, the contract's `jobs`) are linked by the sandbox:
