@@ -443,3 +443,139 @@ fn too_few_open_files_for_the_queues_is_said_at_once_with_what_is_needed() {
     );
     assert!(started.elapsed() < Duration::from_secs(10), "{stderr}");
 }
+
+/// `GET path`, or `None` when the listener does not answer within 2 s.
+fn try_get(addr: &str, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split(' ').nth(1)?.parse().ok()
+}
+
+/// CPU seconds process `pid` has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command's closing parenthesis; utime and stime are
+    // the 14th and 15th of the line.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// More idle and half-sent connections to the metrics listener than the
+/// host may open files: `/healthz` still answers (the oldest connections
+/// are closed to make room), the accept loop does not spin, and jobs go on.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_metrics_listener_cannot_be_choked() {
+    let redis = RedisServer::start();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("modules")).unwrap();
+    std::fs::copy(guest("echo"), dir.path().join("modules/echo.wasm")).unwrap();
+    let config = dir.path().join("bullpen.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[redis]\nurl = \"{}\"\n[host]\nmetrics = \"{addr}\"\n[queues.echo]\nmodule = \"echo.wasm\"\n",
+            redis.url()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("log")).unwrap();
+    // A limit of 256 open files, well below the connections opened.
+    let host = KillOnDrop(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -n 256 && exec \"$0\" run -c \"$1\"")
+            .arg(bullpen().get_program())
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let log = || std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while try_get(&addr, "/readyz") != Some(200) {
+        assert!(Instant::now() < deadline, "not ready:\n{}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let mut held = Vec::new();
+    for i in 0..400 {
+        let mut stream =
+            std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(5))
+                .unwrap_or_else(|e| panic!("connection {i} refused ({e}): the listener is choked"));
+        if i % 2 == 0 {
+            // Half a request, never finished.
+            use std::io::Write;
+            let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n");
+        }
+        held.push(stream);
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while try_get(&addr, "/healthz") != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "/healthz does not answer:\n{}",
+            log()
+        );
+    }
+    // Not spinning: some second within the deadline takes less than half
+    // a core (an accept loop that retries at once takes all of one).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (before, at) = (cpu_seconds(host.0.id()), Instant::now());
+        std::thread::sleep(Duration::from_secs(1));
+        let used = (cpu_seconds(host.0.id()) - before) / at.elapsed().as_secs_f64();
+        if used < 0.5 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the host uses {used:.2} of a core"
+        );
+    }
+    let queue = open(&redis, "echo").await;
+    for n in 0..20 {
+        let id = queue
+            .add("j", json!({ "n": n }))
+            .await
+            .unwrap()
+            .id()
+            .to_owned();
+        wait_for(&queue, &id, "completed", Duration::from_secs(20)).await;
+    }
+    let (status, metrics) = probe(&addr, "/metrics");
+    assert_eq!(status, 200);
+    let evicted = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("bullpen_listener_evictions_total "))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(evicted > 0, "{metrics}");
+    drop(held);
+}
+
+/// A child process killed when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

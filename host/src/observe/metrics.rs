@@ -171,6 +171,8 @@ pub struct Metrics {
     rejected_deploys: Family<QueueLabel, Counter>,
     redis_errors: Family<QueueLabel, Counter>,
     redis: RedisHealth,
+    /// Connections to this listener closed to make room for newer ones.
+    listener_evictions: Counter,
     costs: Mutex<HashMap<String, Arc<Costs>>>,
 }
 
@@ -222,6 +224,7 @@ impl Metrics {
             rejected_deploys: Family::default(),
             redis_errors: Family::default(),
             redis: RedisHealth::default(),
+            listener_evictions: Counter::default(),
             costs: Mutex::default(),
         };
         // The registry encodes clones: they share their series with the
@@ -286,6 +289,12 @@ impl Metrics {
             "bullpen_rejected_deploys",
             "Module files that changed but were not swapped in (broken, not a processor)",
             metrics.rejected_deploys.clone(),
+        );
+        registry.register(
+            "bullpen_listener_evictions",
+            "Connections to the metrics listener closed, oldest first, to make room for a new \
+             one once it held its most",
+            metrics.listener_evictions.clone(),
         );
         registry.register(
             "bullpen_redis_errors",
@@ -354,6 +363,11 @@ impl Metrics {
     /// Redis answered the host.
     pub fn redis_answered(&self) {
         self.redis.answered();
+    }
+
+    /// A connection to the listener was closed to make room for a new one.
+    pub fn listener_evicted(&self) {
+        self.listener_evictions.inc();
     }
 
     /// The text a scrape gets, in Prometheus's text format 0.0.4.

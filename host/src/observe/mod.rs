@@ -22,9 +22,12 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
 use metrics::Metrics;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+use tokio::task::AbortHandle;
 
 /// What the listener serves from.
 #[derive(Debug, Clone)]
@@ -45,6 +48,16 @@ pub struct ListenError {
     pub source: std::io::Error,
 }
 
+/// Most connections the listener holds at once. A new one past it closes
+/// the oldest: an idle or slow client cannot keep `/healthz` from being
+/// answered, and the listener never holds more descriptors than this.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// Longest a connection is kept: one request, read and answered (keep-alive
+/// is off), within this. A client that sends its headers a byte at a time
+/// or not at all is closed then.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Binds `addr` and answers from `observed` until the returned task is
 /// aborted or the process ends.
 pub async fn serve(
@@ -54,24 +67,70 @@ pub async fn serve(
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ListenError { addr, source })?;
-    Ok(tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
+    Ok(tokio::spawn(accept(listener, observed)))
+}
+
+/// The accept loop: each connection in a task of its own, the oldest closed
+/// when [`MAX_CONNECTIONS`] are open; an accept that fails (no descriptor
+/// left, say) waits before the next, longer each time, and is said once a
+/// minute, rather than spinning.
+async fn accept(listener: TcpListener, observed: Observed) {
+    let open: Arc<Mutex<VecDeque<(u64, AbortHandle)>>> = Arc::default();
+    let mut next_id: u64 = 0;
+    let mut backoff = Duration::ZERO;
+    let mut said: Option<Instant> = None;
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                backoff = Duration::ZERO;
+                stream
+            }
+            Err(e) => {
+                backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+                if said.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                    tracing::warn!(
+                        "the metrics listener cannot accept a connection ({e}); trying again, \
+                         less often while it fails"
+                    );
+                    said = Some(Instant::now());
+                }
+                tokio::time::sleep(backoff).await;
                 continue;
-            };
-            let observed = observed.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request| {
-                    let observed = observed.clone();
-                    async move { Ok::<_, std::convert::Infallible>(answer(&observed, request).await) }
-                });
-                // The client's own I/O errors are its business.
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(wasmtime_wasi_http::io::TokioIo::new(stream), service)
-                    .await;
-            });
+            }
+        };
+        let id = next_id;
+        next_id += 1;
+        let observed = observed.clone();
+        let mut connections = open.lock().unwrap_or_else(|e| e.into_inner());
+        if connections.len() >= MAX_CONNECTIONS
+            && let Some((_, oldest)) = connections.pop_front()
+        {
+            oldest.abort();
+            observed.metrics.listener_evicted();
         }
-    }))
+        let done = open.clone();
+        // Spawned while the list is locked: the task removes itself only
+        // after it is listed.
+        let task = tokio::spawn(async move {
+            serve_one(stream, observed).await;
+            let mut connections = done.lock().unwrap_or_else(|e| e.into_inner());
+            connections.retain(|(other, _)| *other != id);
+        });
+        connections.push_back((id, task.abort_handle()));
+    }
+}
+
+/// Answers one request on `stream`, within [`CONNECTION_TIMEOUT`].
+async fn serve_one(stream: tokio::net::TcpStream, observed: Observed) {
+    let service = hyper::service::service_fn(move |request| {
+        let observed = observed.clone();
+        async move { Ok::<_, std::convert::Infallible>(answer(&observed, request).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .keep_alive(false)
+        .serve_connection(wasmtime_wasi_http::io::TokioIo::new(stream), service);
+    // The client's own I/O errors, and its slowness, are its business.
+    let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";
