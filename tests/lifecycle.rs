@@ -528,6 +528,7 @@ async fn the_metrics_listener_cannot_be_choked() {
 
     let deadline = Instant::now() + Duration::from_secs(30);
     while try_get(&addr, "/healthz") != Some(200) {
+        std::thread::sleep(Duration::from_millis(50));
         assert!(
             Instant::now() < deadline,
             "/healthz does not answer:\n{}",

@@ -61,15 +61,13 @@ impl Mask {
     pub fn new<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Self {
         let mut forms: Vec<String> = Vec::new();
         for secret in secrets.into_iter().filter(|s| !s.is_empty()) {
+            // Both quote the secret: the form is what stands between.
             let json = serde_json::to_string(secret).unwrap_or_default();
             let debug = format!("{secret:?}");
-            for form in [
-                secret,
-                &json[1..json.len().saturating_sub(1).max(1)],
-                &debug[1..debug.len().saturating_sub(1).max(1)],
-            ] {
-                if !form.is_empty() && !forms.iter().any(|f| f == form) {
-                    forms.push(form.to_owned());
+            let quoted = |text: &str| text[1..text.len() - 1].to_owned();
+            for form in [secret.to_owned(), quoted(&json), quoted(&debug)] {
+                if !form.is_empty() && !forms.contains(&form) {
+                    forms.push(form);
                 }
             }
         }
@@ -87,6 +85,13 @@ impl Mask {
     /// Whether there is nothing to mask.
     pub fn is_empty(&self) -> bool {
         self.inner.is_none()
+    }
+
+    /// Whether `text` holds a secret, in any of its forms.
+    fn holds(&self, text: &str) -> bool {
+        self.inner
+            .as_ref()
+            .is_some_and(|inner| inner.finder.is_match(text))
     }
 
     /// One mask holding the secrets of both.
@@ -180,7 +185,7 @@ impl Mask {
     /// [`MASKED`]). `json` must be JSON; one without a secret is returned
     /// as it is.
     pub fn mask_json<'a>(&self, json: &'a str) -> Cow<'a, str> {
-        if self.is_empty() || matches!(self.mask(json), Cow::Borrowed(_)) {
+        if !self.holds(json) {
             return Cow::Borrowed(json);
         }
         match serde_json::from_str::<Value>(json) {
@@ -205,7 +210,7 @@ impl Mask {
                 }
             }
             Value::Number(number) => {
-                if matches!(self.mask(&number.to_string()), Cow::Owned(_)) {
+                if self.holds(&number.to_string()) {
                     *value = Value::String(MASKED.into());
                 }
             }
