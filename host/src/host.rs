@@ -64,14 +64,30 @@ pub fn connections_needed(config: &Config) -> u64 {
         .sum()
 }
 
-/// Makes room for the files the queues need: the soft open-file limit is
-/// raised towards the hard one if it is short (as servers commonly do);
-/// an error says what is needed when even the hard one is. Without this a
-/// host with many queues ran out of files ~45 s into its start, naming one
-/// queue.
-fn ensure_open_files(config: &Config) -> Result<(), StartError> {
+/// Outbound connections `config`'s queues may hold open together, each at
+/// its `max_queue_outbound_connections` (queues without the HTTP grant
+/// hold none).
+fn guest_connections_wanted(config: &Config) -> u64 {
+    config
+        .queues
+        .values()
+        .filter(|q| !q.grants.http.allowed_outbound_hosts.is_empty())
+        .map(|q| u64::from(q.grants.http.max_queue_outbound_connections))
+        .sum()
+}
+
+/// Makes room for the files the host needs, and for its guests'
+/// connections: the soft open-file limit is raised towards the hard one if
+/// it is short (as servers commonly do); an error says what is needed when
+/// even the hard one cannot hold the host's own. Returns the descriptors
+/// left for guests' connections, once the host's own are kept: its Redis
+/// connections, the listener's, and [`OTHER_FILES`]. Without this a host
+/// with many queues ran out of files ~45 s into its start, naming one
+/// queue; and one guest opening connections made every other queue's fail.
+fn ensure_open_files(config: &Config) -> Result<u64, StartError> {
     let needed = connections_needed(config);
-    let wanted = needed + OTHER_FILES;
+    let own = needed + OTHER_FILES + crate::observe::MAX_CONNECTIONS as u64;
+    let wanted = own + guest_connections_wanted(config);
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -79,24 +95,25 @@ fn ensure_open_files(config: &Config) -> Result<(), StartError> {
     // SAFETY: getrlimit and setrlimit read and write the struct given.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return Ok(());
+            return Ok(wanted - own);
         }
-        if limit.rlim_cur >= wanted {
-            return Ok(());
-        }
-        if limit.rlim_max >= wanted {
+        if limit.rlim_cur < wanted && limit.rlim_max > limit.rlim_cur {
             let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max.min(wanted.saturating_mul(2)).max(wanted),
+                rlim_cur: limit.rlim_max.min(wanted.saturating_mul(2)),
                 rlim_max: limit.rlim_max,
             };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
                 tracing::info!(
-                    "raised the open-file limit from {} to {} for {needed} Redis connections",
+                    "raised the open-file limit from {} to {} for {needed} Redis connections \
+                     and the guests' outbound connections",
                     limit.rlim_cur,
                     raised.rlim_cur
                 );
-                return Ok(());
+                limit.rlim_cur = raised.rlim_cur;
             }
+        }
+        if limit.rlim_cur >= own {
+            return Ok(limit.rlim_cur - own);
         }
     }
     Err(StartError::OpenFiles {
@@ -105,6 +122,27 @@ fn ensure_open_files(config: &Config) -> Result<(), StartError> {
         limit: limit.rlim_cur,
         suggest: wanted.next_power_of_two(),
     })
+}
+
+/// Fits the queues' `max_queue_outbound_connections` into the
+/// `budget` of descriptors left for guests, each shrunk in proportion when
+/// they add up to more (said once), so that no queue's guests can use up
+/// another's.
+fn fit_connections(config: &mut Config, budget: u64) {
+    let wanted = guest_connections_wanted(config);
+    if wanted <= budget {
+        return;
+    }
+    tracing::warn!(
+        "the queues' max_queue_outbound_connections add up to {wanted}, and this process may \
+         open {budget} more files once the host's own are kept: each queue's is shrunk in \
+         proportion (raise the open-file limit, `ulimit -n`, to keep them)"
+    );
+    for queue in config.queues.values_mut() {
+        let http = &mut queue.grants.http;
+        let fitted = u64::from(http.max_queue_outbound_connections) * budget / wanted;
+        http.max_queue_outbound_connections = fitted.clamp(1, u64::from(u32::MAX)) as u32;
+    }
 }
 
 /// A running host.
@@ -253,14 +291,28 @@ impl Host {
             cache_dir: Some(config.host.data_dir.join("cache")),
             ..SandboxOptions::default()
         };
-        ensure_open_files(config)?;
+        let guest_connections = ensure_open_files(config)?;
+        crate::sandbox::grants::set_host_connections(guest_connections as usize);
+        let mut config = config.clone();
+        fit_connections(&mut config, guest_connections);
+        let config = &config;
         crate::observe::log::mask_secrets(secrets_of(config));
         let sandbox = Arc::new(Sandbox::new(pool.clone())?);
         let registry = Registry::load(config, &sandbox)?;
         for serving in registry.queues() {
             state::keep_version(&config.host.data_dir, &serving.current().module);
         }
-        let watcher = watch::start(&registry, sandbox.clone(), &config.host.data_dir)?;
+        state::keep_within(
+            &config.host.data_dir,
+            config.host.cache_size,
+            registry.queues(),
+        );
+        let watcher = watch::start(
+            &registry,
+            sandbox.clone(),
+            &config.host.data_dir,
+            config.host.cache_size,
+        )?;
         let (target, redis) = match configured_target(config) {
             Some(target) => (target, None),
             None => {
@@ -306,7 +358,8 @@ impl Host {
             .metrics
             .as_ref()
             .map(|metrics| metrics.queue(name, queue.concurrency));
-        let worker = QueueWorker::start(name, queue, serving, &self.target, metrics).await?;
+        let lane = self.sandbox.lane(name, queue.cpu_weight);
+        let worker = QueueWorker::start(name, queue, serving, &self.target, lane, metrics).await?;
         self.workers.insert(name.to_owned(), worker);
         tracing::info!(queue = name, concurrency = queue.concurrency, "taking jobs");
         Ok(())
@@ -342,11 +395,12 @@ impl Host {
     }
 
     async fn apply_reload(&mut self) -> Result<String, String> {
-        let new = Config::load(&self.config.path).map_err(|e| e.to_string())?;
+        let mut new = Config::load(&self.config.path).map_err(|e| e.to_string())?;
         // The old queues' secrets stay masked too: their attempts may still
         // be running.
         crate::observe::log::mask_secrets(secrets_of(&self.config).union(&secrets_of(&new)));
-        ensure_open_files(&new).map_err(|e| e.to_string())?;
+        let guest_connections = ensure_open_files(&new).map_err(|e| e.to_string())?;
+        fit_connections(&mut new, guest_connections);
         let mut restart = Vec::new();
         if new.redis != self.config.redis {
             restart.push("[redis]");
@@ -433,8 +487,18 @@ impl Host {
                 changes.push(format!("{name} not started: {e}"));
             }
         }
-        self.watcher = watch::start(&self.registry, self.sandbox.clone(), &new.host.data_dir)
-            .map_err(|e| e.to_string())?;
+        state::keep_within(
+            &new.host.data_dir,
+            new.host.cache_size,
+            self.registry.queues(),
+        );
+        self.watcher = watch::start(
+            &self.registry,
+            self.sandbox.clone(),
+            &new.host.data_dir,
+            new.host.cache_size,
+        )
+        .map_err(|e| e.to_string())?;
         self.draining.retain(|task| !task.is_finished());
         self.config = new;
         Ok(if changes.is_empty() {

@@ -519,6 +519,25 @@ impl RunningHost {
         Self::start_in(dir)
     }
 
+    /// Like [`RunningHost::start`], in a process that may open at most
+    /// `open_files` files (`ulimit -n`, soft and hard).
+    pub fn start_with_open_files(
+        redis: &RedisServer,
+        queues: &str,
+        open_files: u32,
+    ) -> RunningHost {
+        let dir = Self::prepare(&format!("[redis]\nurl = \"{}\"\n\n", redis.url()), queues);
+        let (mut child, log, ready) = Self::spawn_unready_with(dir.path(), Some(open_files));
+        if ready
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .is_err()
+        {
+            let _ = child.kill();
+            panic!("bullpen run did not start:\n{}", log.lock().unwrap());
+        }
+        RunningHost { child, log, dir }
+    }
+
     /// Like [`RunningHost::start`], with no `[redis]` table: the host runs its
     /// own redis-server under its data dir.
     pub fn start_embedded(queues: &str) -> RunningHost {
@@ -608,8 +627,32 @@ impl RunningHost {
         std::sync::Arc<std::sync::Mutex<String>>,
         std::sync::mpsc::Receiver<()>,
     ) {
+        Self::spawn_unready_with(dir, None)
+    }
+
+    /// [`RunningHost::spawn_unready`], under `ulimit -n open_files` if given.
+    #[allow(clippy::type_complexity)]
+    fn spawn_unready_with(
+        dir: &Path,
+        open_files: Option<u32>,
+    ) -> (
+        std::process::Child,
+        std::sync::Arc<std::sync::Mutex<String>>,
+        std::sync::mpsc::Receiver<()>,
+    ) {
         use std::io::BufRead;
-        let mut child = bullpen()
+        let mut command = match open_files {
+            None => bullpen(),
+            Some(limit) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(bullpen_binary())
+                    .env_remove("BULLPEN_LOG");
+                sh
+            }
+        };
+        let mut child = command
             .arg("run")
             .arg("-c")
             .arg(dir.join("bullpen.toml"))

@@ -30,6 +30,10 @@
 //! - `udp`: sends a datagram to `path` and completes with `"sent"`;
 //! - `dns`: looks `path` up (`"example.com:80"`) and completes with the
 //!   addresses;
+//! - `connections`: sends `times` GET requests to `url` (`http://host:port/path`)
+//!   at once, each on its own connection, and waits up to a second for
+//!   their answers; fails naming the error codes some of them ended with,
+//!   else completes with `{"answered": N, "waiting": N}`;
 //! - `leftover`: completes with `{"left": N}`, the bytes of a 256 KiB
 //!   static buffer that are not as the module's image has them (zero), then
 //!   fills the buffer and sleeps `ms` milliseconds: N is what an earlier
@@ -183,6 +187,7 @@ impl Processor for Misbehave {
                 return Ok(serde_json::json!({ "left": left }));
             }
             "leak" => return leak(job, &plan),
+            "connections" => return connections(&plan),
             "ok" => {}
             other => return Err(Error::unrecoverable(format!("unknown mode `{other}`"))),
         }
@@ -242,3 +247,66 @@ fn recurse(depth: u64) -> u64 {
 }
 
 bullpen_guest::export!(Misbehave);
+
+/// `times` requests to `plan.url` in flight at once; see the module's docs.
+fn connections(plan: &Plan) -> Result<serde_json::Value> {
+    use wasip2::http::outgoing_handler;
+    use wasip2::http::types::{Fields, OutgoingRequest, Scheme};
+    let rest = plan
+        .url
+        .strip_prefix("http://")
+        .ok_or_else(|| Error::unrecoverable("connections: the url must be http://"))?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut errors: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut in_flight = Vec::new();
+    for _ in 0..plan.times {
+        let request = OutgoingRequest::new(Fields::new());
+        let _ = request.set_scheme(Some(&Scheme::Http));
+        let _ = request.set_authority(Some(authority));
+        let _ = request.set_path_with_query(Some(if path.is_empty() { "/" } else { path }));
+        match outgoing_handler::handle(request, None) {
+            Ok(response) => in_flight.push(response),
+            Err(code) => *errors.entry(format!("{code:?}")).or_default() += 1,
+        }
+    }
+    let mut answered = 0;
+    let second = wasip2::clocks::monotonic_clock::subscribe_duration(1_000_000_000);
+    loop {
+        let ready: Vec<usize> = in_flight
+            .iter()
+            .enumerate()
+            .filter_map(|(i, response)| response.get().map(|result| (i, result)))
+            .map(|(i, result)| {
+                match result {
+                    Ok(Ok(_)) => answered += 1,
+                    Ok(Err(code)) => *errors.entry(format!("{code:?}")).or_default() += 1,
+                    Err(()) => *errors.entry("taken twice".into()).or_default() += 1,
+                }
+                i
+            })
+            .collect();
+        for i in ready.into_iter().rev() {
+            in_flight.swap_remove(i);
+        }
+        if in_flight.is_empty() || second.ready() {
+            break;
+        }
+        let pollables: Vec<_> = in_flight.iter().map(|r| r.subscribe()).collect();
+        let mut waiting: Vec<&wasip2::io::poll::Pollable> = pollables.iter().collect();
+        waiting.push(&second);
+        wasip2::io::poll::poll(&waiting);
+    }
+    if !errors.is_empty() {
+        let said: Vec<String> = errors
+            .iter()
+            .map(|(code, n)| format!("{n} × {code}"))
+            .collect();
+        return Err(Error::failed(format!(
+            "of {} requests, {answered} answered, {} still waiting, and {}",
+            plan.times,
+            in_flight.len(),
+            said.join(", ")
+        )));
+    }
+    Ok(serde_json::json!({ "answered": answered, "waiting": in_flight.len() }))
+}

@@ -154,6 +154,44 @@ pub const MAX_ADDED_JOBS: Bound<u32> = Bound {
 /// data one attempt may write.
 pub const MAX_ADDED_SIZE: Bound<ByteSize> = size("max_added_size", 16 << 20, 1, 512 << 20);
 
+const fn count(key: &'static str, default: u32, min: u32, max: u32) -> Bound<u32> {
+    Bound {
+        key,
+        default,
+        min,
+        max,
+    }
+}
+
+/// `cpu_weight`: the queue's share of the CPU beside other busy queues.
+pub const CPU_WEIGHT: Bound<u32> = count("cpu_weight", 1, 1, 1_000);
+
+/// `max_outbound_connections`: connections one attempt may hold open at
+/// once (an ordinary job holds one or a few).
+pub const MAX_OUTBOUND_CONNECTIONS: Bound<u32> = count("max_outbound_connections", 64, 1, 65_536);
+
+/// `max_queue_outbound_connections`: connections a queue's attempts may
+/// hold open together.
+pub const MAX_QUEUE_OUTBOUND_CONNECTIONS: Bound<u32> =
+    count("max_queue_outbound_connections", 256, 1, 1 << 20);
+
+/// `max_adds_per_second`: jobs a queue's attempts may add per second,
+/// together (bursts of one second's worth).
+pub const MAX_ADDS_PER_SECOND: Bound<u32> = count("max_adds_per_second", 1_000, 1, 1_000_000);
+
+/// `max_target_depth`: waiting jobs a queue added to may hold before
+/// adding to it is refused.
+pub const MAX_TARGET_DEPTH: Bound<u32> = count("max_target_depth", 100_000, 1, u32::MAX);
+
+/// `max_bytes` of a writable `files` grant.
+pub const MAX_BYTES: Bound<ByteSize> = size("max_bytes", 1 << 30, 1, u64::MAX);
+
+/// `max_files` of a writable `files` grant: files and directories in it.
+pub const MAX_FILES: Bound<u32> = count("max_files", 10_000, 1, u32::MAX);
+
+/// `cache_size`: the compile cache and kept versions in `data_dir`.
+pub const CACHE_SIZE: Bound<ByteSize> = size("cache_size", 2 << 30, 1 << 20, u64::MAX);
+
 #[cfg(test)]
 mod tests {
     use super::*;

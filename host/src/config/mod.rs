@@ -115,6 +115,10 @@ pub struct HostConfig {
     /// How `bullpen run` writes its log lines, unless `--log-format` says.
     /// Default: text.
     pub log_format: Option<LogFormat>,
+    /// Bytes of compiled modules and kept versions `data_dir` holds at
+    /// most; the least recently used go first, never one serving.
+    /// Default 2 GiB.
+    pub cache_size: u64,
 }
 
 /// How log lines are written.
@@ -189,6 +193,10 @@ pub struct QueueConfig {
     /// Largest job data (as JSON text) handed to the guest; a larger job
     /// fails as unrecoverable, saying its size. Default 16 MiB.
     pub max_data_size: ByteSize,
+    /// The queue's share of the CPU while other queues are busy: its guests
+    /// that compute past a millisecond take turns on this weight's part of
+    /// the runtime's threads (one at least). Default 1.
+    pub cpu_weight: u32,
     /// What the processor may reach: `files`, `environment`, `secrets`,
     /// `allowed_outbound_hosts` (and `max_response_size`).
     /// Default: nothing.
@@ -250,11 +258,12 @@ struct RawHost {
     shutdown_grace: Option<HumanDuration>,
     metrics: Option<Spanned<String>>,
     log_format: Option<LogFormat>,
+    cache_size: Option<Spanned<ByteSize>>,
 }
 
 /// The keys of a queue's table that are its own, in the order a refusal
 /// lists them (the capabilities' follow).
-const QUEUE_KEYS: [&str; 13] = [
+const QUEUE_KEYS: [&str; 14] = [
     "module",
     "concurrency",
     "workers",
@@ -268,6 +277,7 @@ const QUEUE_KEYS: [&str; 13] = [
     "report_budget",
     "max_started_attempts",
     "max_data_size",
+    "cpu_weight",
 ];
 
 /// Every queue's keys, where they are written.
@@ -322,6 +332,7 @@ struct RawQueue {
     report_budget: Option<Spanned<ByteSize>>,
     max_started_attempts: Option<Spanned<u32>>,
     max_data_size: Option<Spanned<ByteSize>>,
+    cpu_weight: Option<Spanned<u32>>,
 }
 
 fn one() -> Spanned<u32> {
@@ -389,6 +400,14 @@ impl Config {
                 .map_or(Duration::from_secs(30), |d| d.0),
             metrics: None,
             log_format: raw.host.log_format,
+            cache_size: bounds::CACHE_SIZE
+                .read(raw.host.cache_size.clone())
+                .map_err(|(span, reason)| ConfigError {
+                    path: path.to_path_buf(),
+                    position: Some(line_column(text, span.start)),
+                    reason: format!("host: {reason}"),
+                })?
+                .0,
         };
         let redis = RedisConfig {
             url: raw.redis.url.as_ref().map(|u| u.get_ref().clone()),
@@ -541,6 +560,7 @@ impl Config {
         let max_started_attempts = bounds::MAX_STARTED_ATTEMPTS
             .read(queue.max_started_attempts)
             .map_err(bounded)?;
+        let cpu_weight = bounds::CPU_WEIGHT.read(queue.cpu_weight).map_err(bounded)?;
         let lock_duration = bounds::LOCK_DURATION
             .read(queue.lock_duration)
             .map_err(bounded)?;
@@ -579,6 +599,7 @@ impl Config {
                 report_budget,
                 max_started_attempts,
                 max_data_size,
+                cpu_weight,
                 grants,
             },
             module_span,
@@ -843,7 +864,7 @@ on_crash = "fail"
     fn unknown_keys_name_the_line() {
         assert_eq!(
             error("[queues.q]\nmodule = \"a.wasm\"\nconcurency = 4\n"),
-            "/etc/bullpen/bullpen.toml:3:1: unknown field `concurency`, expected one of `module`, `concurrency`, `workers`, `timeout`, `memory`, `limiter`, `lock_duration`, `stalled_interval`, `max_stalled_count`, `on_crash`, `report_budget`, `max_started_attempts`, `max_data_size`, `files`, `environment`, `secrets`, `allowed_outbound_hosts`, `max_response_size`, `add_to_queues`, `max_added_jobs`, `max_added_size`"
+            "/etc/bullpen/bullpen.toml:3:1: unknown field `concurency`, expected one of `module`, `concurrency`, `workers`, `timeout`, `memory`, `limiter`, `lock_duration`, `stalled_interval`, `max_stalled_count`, `on_crash`, `report_budget`, `max_started_attempts`, `max_data_size`, `cpu_weight`, `files`, `environment`, `secrets`, `allowed_outbound_hosts`, `max_response_size`, `add_to_queues`, `max_added_jobs`, `max_added_size`"
         );
     }
 

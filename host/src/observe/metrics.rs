@@ -10,6 +10,7 @@
 use super::costs::{AttemptCost, Costs};
 use super::histogram::Histogram;
 use super::process::ProcessCollector;
+use crate::sandbox::Budget;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
@@ -126,6 +127,12 @@ struct CrashLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BudgetLabels {
+    queue: String,
+    budget: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     queue: String,
     state: &'static str,
@@ -159,6 +166,7 @@ pub struct Metrics {
     registry: Registry,
     attempts: Family<OutcomeLabels, Counter>,
     crashes: Family<CrashLabels, Counter>,
+    budget_hits: Family<BudgetLabels, Counter>,
     duration: HistogramFamily,
     instantiate: HistogramFamily,
     peak_memory: HistogramFamily,
@@ -212,6 +220,7 @@ impl Metrics {
             registry: Registry::default(),
             attempts: Family::default(),
             crashes: Family::default(),
+            budget_hits: Family::default(),
             duration: histograms(DURATION_BUCKETS),
             instantiate: histograms(INSTANTIATE_BUCKETS),
             peak_memory: histograms(MEMORY_BUCKETS),
@@ -239,6 +248,12 @@ impl Metrics {
             "bullpen_crashes",
             "Attempts whose guest crashed, by kind (timeout, memory-limit, …)",
             metrics.crashes.clone(),
+        );
+        registry.register(
+            "bullpen_budget_hits",
+            "Times a budget of what queues share held a guest back or refused it, by budget \
+             (cpu-turn, attempt-connections, file-bytes, add-rate, log-lines, …)",
+            metrics.budget_hits.clone(),
         );
         registry.register(
             "bullpen_attempt_duration_seconds",
@@ -344,6 +359,12 @@ impl Metrics {
                     kind,
                 })
             }),
+            budget_hits: Budget::ALL.map(|budget| {
+                self.budget_hits.get_or_create_owned(&BudgetLabels {
+                    queue: name.to_owned(),
+                    budget: budget.as_str(),
+                })
+            }),
             duration: self.duration.get_or_create_owned(&queue),
             instantiate: self.instantiate.get_or_create_owned(&queue),
             peak_memory: self.peak_memory.get_or_create_owned(&queue),
@@ -396,6 +417,7 @@ pub struct QueueMetrics {
     name: Arc<str>,
     attempts: [Counter; Outcome::ALL.len()],
     crashes: [Counter; CRASH_KINDS.len()],
+    budget_hits: [Counter; Budget::ALL.len()],
     duration: Histogram,
     instantiate: Histogram,
     peak_memory: Histogram,
@@ -461,6 +483,12 @@ impl QueueMetrics {
         if let Some(i) = CRASH_KINDS.iter().position(|k| *k == kind) {
             self.crashes[i].inc();
         }
+    }
+
+    /// A budget of what queues share held one of the queue's guests back
+    /// or refused it.
+    pub fn over_budget(&self, budget: Budget) {
+        self.budget_hits[budget.index()].inc();
     }
 
     /// A Redis command of the queue failed.

@@ -8,6 +8,7 @@
 //! keeps the old one when it does not; [`state`] writes what is served where
 //! `bullpen status` and `bullpen deploy` read it.
 
+pub mod prune;
 pub mod state;
 pub mod watch;
 

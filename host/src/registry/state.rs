@@ -173,12 +173,27 @@ pub fn version_file(data_dir: &Path, sha256: &str) -> PathBuf {
     data_dir.join("versions").join(format!("{sha256}.wasm"))
 }
 
+/// Prunes what `data_dir` keeps of modules (compiled, and kept for
+/// rollback) to `cache_size` bytes, never the versions `servings` serve.
+pub fn keep_within<'a>(
+    data_dir: &Path,
+    cache_size: u64,
+    servings: impl IntoIterator<Item = &'a std::sync::Arc<super::Serving>>,
+) {
+    let serving: std::collections::HashSet<String> = servings
+        .into_iter()
+        .map(|s| s.current().module.sha256().to_owned())
+        .collect();
+    super::prune::prune(data_dir, cache_size, &serving);
+}
+
 /// Keeps a copy of `module`'s file under `data_dir/versions` (once per
 /// sha256), for `bullpen rollback`; only a copy whose bytes are the
 /// module's is kept.
 pub fn keep_version(data_dir: &Path, module: &Module) {
     let kept = version_file(data_dir, module.sha256());
     if kept.exists() {
+        super::prune::touch(&kept);
         return;
     }
     let result = (|| {

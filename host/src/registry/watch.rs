@@ -45,10 +45,13 @@ pub struct WatchError {
 }
 
 /// Starts watching the directory of every queue's module file.
+/// After each deploy, what `data_dir` keeps of modules is pruned to
+/// `cache_size`.
 pub fn start(
     registry: &Registry,
     sandbox: Arc<Sandbox>,
     data_dir: &Path,
+    cache_size: u64,
 ) -> Result<Watcher, WatchError> {
     // Keyed by the file's path in its canonical directory, which is how
     // the events name it whatever the config wrote (relative, a symlink).
@@ -106,6 +109,7 @@ pub fn start(
         by_file,
         sandbox,
         data_dir: data_dir.to_owned(),
+        cache_size,
     };
     let task = tokio::spawn(swapper.run(rx));
     Ok(Watcher {
@@ -118,6 +122,7 @@ struct Swapper {
     by_file: BTreeMap<PathBuf, Vec<Arc<Serving>>>,
     sandbox: Arc<Sandbox>,
     data_dir: PathBuf,
+    cache_size: u64,
 }
 
 impl Swapper {
@@ -180,6 +185,11 @@ impl Swapper {
                         old.in_flight()
                     );
                 }
+                state::keep_within(
+                    &self.data_dir,
+                    self.cache_size,
+                    self.by_file.values().flatten(),
+                );
             }
             // Written again while it loaded: its last write brings an event.
             Ok(_) => {}

@@ -82,7 +82,13 @@ impl CompileCache {
                 unsafe { Component::deserialize(engine, &bytes) }.map_err(|e| format!("{e:#}"))
             });
             match loaded {
-                Ok(component) => return Ok((component, LoadedFrom::Cache)),
+                Ok(component) => {
+                    // Used now: pruning (`cache_size`) takes it last.
+                    if let Ok(file) = std::fs::File::options().write(true).open(entry) {
+                        let _ = file.set_modified(std::time::SystemTime::now());
+                    }
+                    return Ok((component, LoadedFrom::Cache));
+                }
                 Err(why) => tracing::warn!(
                     path = %entry.display(),
                     "compile cache entry unusable ({why}); compiling again"

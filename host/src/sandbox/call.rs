@@ -1,6 +1,7 @@
 //! Running one call of a module: a fresh store and instance, the job's
 //! budgets, captured output, and what the call cost.
 
+use super::Budget;
 use super::bindings::{BackoffDecision, Failure, Instance, Job, ProcessAnswer};
 use super::cpu::CpuTimed;
 use super::crash::{self, Crash, Evidence};
@@ -12,6 +13,7 @@ use super::mask::Mask;
 use super::module::Module;
 use super::output::{CapturePipe, Captured};
 use super::report::{Dropped, JobObserver, MAX_REPORT_LEN, Reporter};
+use super::share::{Held, Lane};
 use super::state::JobState;
 use futures::future::BoxFuture;
 use std::sync::Arc;
@@ -39,6 +41,9 @@ pub struct CallOptions {
     pub grants: Grants,
     /// Whether the call's CPU time is measured ([`Cost::cpu`]).
     pub cpu_time: bool,
+    /// The queue's place in the CPU share: a guest that computes past a
+    /// tick takes turns there. Without one it only yields to other tasks.
+    pub lane: Option<Arc<Lane>>,
 }
 
 impl Default for CallOptions {
@@ -51,6 +56,7 @@ impl Default for CallOptions {
             reports: 1 << 20,
             grants: Grants::default(),
             cpu_time: false,
+            lane: None,
         }
     }
 }
@@ -238,6 +244,7 @@ impl Module {
                 failure_stack: None,
             };
         }
+        let turn_observer = observer.clone();
         let state = JobState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
@@ -251,23 +258,43 @@ impl Module {
         store.limiter(|state| &mut state.limiter);
         let deadline_at = started + options.timeout;
         let _ticking = self.clock.as_ref().map(|clock| clock.hold());
+        let turn = Turn {
+            lane: options.lane.clone(),
+            held: Arc::default(),
+        };
+        if let Some(lane) = &turn.lane {
+            lane.call_started();
+        }
         if self.clock.is_some() {
             // At every epoch tick a running guest checks its own deadline
             // (a spinning guest ends within a tick of it, without waiting
-            // for the timer below to be seen) and otherwise yields with
-            // tokio's `yield_now`, which puts it behind the tasks already
-            // waiting, timers and I/O included: a plain self-wake would take
-            // the worker's LIFO slot and run again first, and spinners kept
-            // other jobs' wake-ups (in the global queue) waiting for up to
-            // 61 of their slices.
+            // for the timer below to be seen) and otherwise yields: it
+            // waits for its queue's next turn to compute (`share.rs`), or,
+            // without a lane, for tokio's `yield_now`, which puts it behind
+            // the tasks already waiting, timers and I/O included (a plain
+            // self-wake would take the worker's LIFO slot and run again
+            // first).
             store.set_epoch_deadline(1);
+            let (lane, held) = (turn.lane.clone(), turn.held.clone());
+            let observer = turn_observer;
             store.epoch_deadline_callback(move |_| {
                 if Instant::now() >= deadline_at {
                     return Ok(UpdateDeadline::Interrupt);
                 }
+                let Some(lane) = &lane else {
+                    return Ok(UpdateDeadline::YieldCustom(
+                        1,
+                        Box::pin(tokio::task::yield_now()),
+                    ));
+                };
+                let (next, observer) = (lane.clone().next_turn(held.clone()), observer.clone());
                 Ok(UpdateDeadline::YieldCustom(
                     1,
-                    Box::pin(tokio::task::yield_now()),
+                    Box::pin(async move {
+                        if next.await {
+                            observer.over_budget(Budget::CpuTurn);
+                        }
+                    }),
                 ))
             });
         }
@@ -326,6 +353,21 @@ impl Module {
                 let end = super::mask::floor_char_boundary(&masked, MAX_REPORT_LEN);
                 masked[..end].to_owned()
             }),
+        }
+    }
+}
+
+/// The turn a call may hold in its lane, given up when the call ends
+/// however it ends (an answer, a timeout, the attempt dropped).
+struct Turn {
+    lane: Option<Arc<Lane>>,
+    held: Arc<Held>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if let Some(lane) = &self.lane {
+            lane.release(&self.held);
         }
     }
 }

@@ -80,4 +80,8 @@ impl JobObserver for Gated {
         self.inner
             .add_log(&self.mask.mask_clip(line, MAX_REPORT_LEN));
     }
+
+    fn over_budget(&self, budget: super::Budget) {
+        self.inner.over_budget(budget);
+    }
 }

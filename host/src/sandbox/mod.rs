@@ -22,6 +22,7 @@
 //! ```
 
 mod bindings;
+mod budget;
 mod cache;
 mod call;
 mod cpu;
@@ -35,12 +36,14 @@ mod mask;
 mod module;
 mod output;
 mod report;
+mod share;
 mod state;
 
 pub use bindings::{
     BackoffDecision, BackoffOptions, CONTRACT_PACKAGE, CONTRACT_VERSION, CONTRACT_VERSIONS,
     Failure, Job, JobError, Level, ProcessAnswer,
 };
+pub use budget::Budget;
 pub use cache::LoadedFrom;
 pub use cache::sha256_hex;
 pub use call::{CallOptions, Cost, Run};
@@ -53,6 +56,7 @@ pub use report::{
     Dropped, Ignore, JobObserver, MAX_REPORT_LEN, MAX_REPORTS_PER_JOB, REPORT_OVERHEAD, Recorder,
     Report, level_name,
 };
+pub use share::{CpuShare, Lane};
 pub use state::JobState;
 
 use std::path::{Path, PathBuf};
@@ -95,6 +99,8 @@ pub struct Sandbox {
     cache: cache::CompileCache,
     /// The epoch clock, when guests are compiled with epoch checks.
     clock: Option<Arc<engine::EpochClock>>,
+    /// How queues share the runtime's threads.
+    share: Arc<CpuShare>,
 }
 
 /// The engine or linker could not be set up.
@@ -120,7 +126,14 @@ impl Sandbox {
             linker,
             cache,
             clock,
+            share: CpuShare::of_runtime(),
         })
+    }
+
+    /// Queue `queue`'s place in the CPU share, with weight `cpu_weight`
+    /// (for [`CallOptions::lane`]).
+    pub fn lane(&self, queue: &str, cpu_weight: u32) -> Arc<Lane> {
+        self.share.lane(queue, cpu_weight)
     }
 
     /// Loads, checks and links the processor module in `path`, from the

@@ -21,6 +21,10 @@ pub trait JobObserver: JobApi {
     fn progress(&self, json: &str);
     /// The guest appended a line to the job's BullMQ log.
     fn add_log(&self, line: &str);
+    /// A budget of what queues share held the guest back or refused it.
+    fn over_budget(&self, budget: super::Budget) {
+        let _ = budget;
+    }
 }
 
 /// Most log messages one job may write; later ones are dropped (and

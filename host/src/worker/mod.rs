@@ -16,7 +16,7 @@ use crate::observe::depth;
 use crate::observe::metrics::QueueMetrics;
 use crate::queue::RedisTarget;
 use crate::registry::Serving;
-use crate::sandbox::CallOptions;
+use crate::sandbox::{CallOptions, Lane};
 use attempt::Attempts;
 use bullmq::worker::{CancellationToken, WorkerEvent};
 use bullmq::{Job, RateLimiterOptions, Worker, WorkerOptions};
@@ -143,12 +143,14 @@ pub const RUN_RETRY_DELAY: Duration = Duration::from_millis(250);
 
 impl QueueWorker {
     /// Starts taking jobs from queue `name` and running them with the
-    /// module `serving` serves; recording in `metrics`, if given.
+    /// module `serving` serves, taking CPU turns in `lane`; recording in
+    /// `metrics`, if given.
     pub async fn start(
         name: &str,
         config: &QueueConfig,
         serving: Arc<Serving>,
         target: &RedisTarget,
+        lane: Arc<Lane>,
         metrics: Option<QueueMetrics>,
     ) -> Result<Self, WorkerError> {
         let error = |reason: String| WorkerError {
@@ -174,6 +176,7 @@ impl QueueWorker {
                 grants: crate::sandbox::grants::Grants::from_config(&config.grants),
                 // Counted for the metrics only: two clock reads per poll.
                 cpu_time: metrics.is_some(),
+                lane: Some(lane),
                 ..CallOptions::default()
             },
             on_crash: config.on_crash,

@@ -19,6 +19,15 @@
 //! 4. A response body larger than `max_response_size` ends with
 //!    `HTTP-response-body-size`; each request runs inside the attempt's time
 //!    budget, which drops it when the budget is spent.
+//! 5. Connections held open at once are bounded three ways: per attempt
+//!    (`max_outbound_connections`), per queue
+//!    (`max_queue_outbound_connections`), and for all guests together by
+//!    the descriptors the host leaves them ([`set_host_connections`]); past
+//!    any of them the guest gets `connection-limit-reached`, and the
+//!    attempt's log says which budget once.
+//! 6. What goes wrong on a connection is the guest's to hear, and the log's
+//!    only among the attempt's first few refusals: wasmtime's own hooks
+//!    would log a warning for each failed connect.
 
 use super::{
     Capability, Checking, Grant, GrantApplyError, GrantFlags, GrantedStore, Granting, Refusal,
@@ -26,8 +35,8 @@ use super::{
 };
 use crate::config::OutboundHost;
 use crate::config::bounds;
-use crate::sandbox::JobObserver;
 use crate::sandbox::bindings::Level;
+use crate::sandbox::{Budget, JobObserver};
 use crate::units::ByteSize;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -39,9 +48,11 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use toml::Spanned;
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 /// The `allowed_outbound_hosts` grant of a queue.
@@ -55,6 +66,29 @@ pub struct OutboundHttp {
 struct Policy {
     allowed: Vec<OutboundHost>,
     max_response_size: u64,
+    /// Connections one attempt may hold.
+    per_attempt: u32,
+    /// Connections the queue's attempts hold, against its budget.
+    queue_connections: Arc<Semaphore>,
+}
+
+/// Connections all guests together may hold: the descriptors the host
+/// leaves them ([`set_host_connections`]).
+static HOST_CONNECTIONS: OnceLock<Arc<Semaphore>> = OnceLock::new();
+
+/// All guests' connections when the host has not said (`bullpen exec`,
+/// tests).
+const DEFAULT_HOST_CONNECTIONS: usize = 1024;
+
+/// Sets how many connections all guests together may hold open: the
+/// descriptors the process may open less those the host keeps for itself
+/// (its Redis connections, the listener, modules). The first call wins.
+pub fn set_host_connections(connections: usize) {
+    let _ = HOST_CONNECTIONS.set(Arc::new(Semaphore::new(connections)));
+}
+
+fn host_connections() -> &'static Arc<Semaphore> {
+    HOST_CONNECTIONS.get_or_init(|| Arc::new(Semaphore::new(DEFAULT_HOST_CONNECTIONS)))
 }
 
 /// A queue's `allowed_outbound_hosts` and `max_response_size`, checked.
@@ -64,6 +98,10 @@ pub struct HttpConfig {
     pub allowed_outbound_hosts: Vec<OutboundHost>,
     /// Largest HTTP response body the guest may read, in bytes.
     pub max_response_size: u64,
+    /// Connections one attempt may hold open at once.
+    pub max_outbound_connections: u32,
+    /// Connections the queue's attempts may hold open at once, together.
+    pub max_queue_outbound_connections: u32,
 }
 
 impl Default for HttpConfig {
@@ -71,6 +109,8 @@ impl Default for HttpConfig {
         HttpConfig {
             allowed_outbound_hosts: Vec::new(),
             max_response_size: bounds::MAX_RESPONSE_SIZE.default.0,
+            max_outbound_connections: bounds::MAX_OUTBOUND_CONNECTIONS.default,
+            max_queue_outbound_connections: bounds::MAX_QUEUE_OUTBOUND_CONNECTIONS.default,
         }
     }
 }
@@ -81,10 +121,17 @@ pub struct Raw {
     #[serde(default)]
     allowed_outbound_hosts: Vec<Spanned<String>>,
     max_response_size: Option<Spanned<ByteSize>>,
+    max_outbound_connections: Option<Spanned<u32>>,
+    max_queue_outbound_connections: Option<Spanned<u32>>,
 }
 
 impl Capability for OutboundHttp {
-    const KEYS: &'static [&'static str] = &["allowed_outbound_hosts", "max_response_size"];
+    const KEYS: &'static [&'static str] = &[
+        "allowed_outbound_hosts",
+        "max_response_size",
+        "max_outbound_connections",
+        "max_queue_outbound_connections",
+    ];
     const FLAG: &'static str = "--allow-host";
     type Raw = Raw;
     type Config = HttpConfig;
@@ -99,13 +146,22 @@ impl Capability for OutboundHttp {
             })?;
             allowed_outbound_hosts.push(parsed);
         }
+        let refused = |(span, reason)| Refusal::at(span, reason);
         let max_response_size = bounds::MAX_RESPONSE_SIZE
             .read(raw.max_response_size)
-            .map_err(|(span, reason)| Refusal::at(span, reason))?
+            .map_err(refused)?
             .0;
+        let max_outbound_connections = bounds::MAX_OUTBOUND_CONNECTIONS
+            .read(raw.max_outbound_connections)
+            .map_err(refused)?;
+        let max_queue_outbound_connections = bounds::MAX_QUEUE_OUTBOUND_CONNECTIONS
+            .read(raw.max_queue_outbound_connections)
+            .map_err(refused)?;
         Ok(HttpConfig {
             allowed_outbound_hosts,
             max_response_size,
+            max_outbound_connections,
+            max_queue_outbound_connections,
         })
     }
 
@@ -124,6 +180,10 @@ impl Capability for OutboundHttp {
             policy: Arc::new(Policy {
                 allowed: config.allowed_outbound_hosts.clone(),
                 max_response_size: config.max_response_size,
+                per_attempt: config.max_outbound_connections,
+                queue_connections: Arc::new(Semaphore::new(
+                    config.max_queue_outbound_connections as usize,
+                )),
             }),
         })
     }
@@ -138,6 +198,7 @@ impl Capability for OutboundHttp {
 impl Grant for OutboundHttp {
     fn apply(&self, attempt: &mut Granting<'_>) -> Result<(), GrantApplyError> {
         attempt.outbound.policy = Some(self.policy.clone());
+        attempt.outbound.connections = Arc::new(Semaphore::new(self.policy.per_attempt as usize));
         Ok(())
     }
 }
@@ -153,6 +214,8 @@ pub struct Outbound {
     policy: Option<Arc<Policy>>,
     observer: Arc<dyn JobObserver>,
     refusals: Arc<std::sync::atomic::AtomicU32>,
+    /// Connections the attempt holds, against its budget.
+    connections: Arc<Semaphore>,
 }
 
 impl Outbound {
@@ -163,8 +226,44 @@ impl Outbound {
             policy: None,
             observer,
             refusals: Default::default(),
+            connections: Arc::new(Semaphore::new(0)),
         }
     }
+
+    fn refusals(&self) -> Refusals {
+        Refusals {
+            observer: self.observer.clone(),
+            count: self.refusals.clone(),
+        }
+    }
+
+    /// A place for one more connection in every budget, or the first budget
+    /// that has none.
+    fn admit(&self, policy: &Policy) -> Result<Admitted, Budget> {
+        let attempt = self
+            .connections
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Budget::AttemptConnections)?;
+        let queue = policy
+            .queue_connections
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Budget::QueueConnections)?;
+        let host = host_connections()
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Budget::HostConnections)?;
+        Ok(Admitted {
+            _permits: [attempt, queue, host],
+        })
+    }
+}
+
+/// One connection's place in the attempt's, the queue's and the host's
+/// budgets, given back when it closes.
+struct Admitted {
+    _permits: [OwnedSemaphorePermit; 3],
 }
 
 /// Where a request goes.
@@ -212,10 +311,7 @@ impl WasiHttpHooks for Outbound {
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> Box<dyn Future<Output = wasmtime_wasi_http::Result<(Response, Io)>> + Send> {
-        let refusals = Refusals {
-            observer: self.observer.clone(),
-            count: self.refusals.clone(),
-        };
+        let refusals = self.refusals();
         let Some(target) = target(request.uri()) else {
             return Box::new(refuse(request, Error::HttpRequestUriInvalid));
         };
@@ -237,7 +333,35 @@ impl WasiHttpHooks for Outbound {
                 return Box::new(refuse(request, Error::HttpRequestDenied));
             }
         };
-        Box::new(send(policy, target, request, options, refusals))
+        let admitted = match self.admit(&policy) {
+            Ok(admitted) => admitted,
+            Err(budget) => {
+                self.observer.over_budget(budget);
+                return Box::new(refuse(request, Error::ConnectionLimitReached));
+            }
+        };
+        Box::new(send(policy, target, request, options, refusals, admitted))
+    }
+
+    // What goes wrong on a connection: the guest hears the code; the log,
+    // among the attempt's first refusals (wasmtime's defaults warn on each).
+
+    fn p2_error_from_hyper(&mut self, err: &hyper::Error) -> ErrorCode {
+        self.refusals()
+            .report(|| format!("bullpen: HTTP protocol error: {err}"));
+        ErrorCode::HttpProtocolError
+    }
+
+    fn p2_error_from_connect(&mut self, err: &std::io::Error) -> ErrorCode {
+        self.refusals()
+            .report(|| format!("bullpen: HTTP connection failed: {err}"));
+        ErrorCode::ConnectionRefused
+    }
+
+    fn p2_error_from_tls(&mut self, err: &std::io::Error) -> ErrorCode {
+        self.refusals()
+            .report(|| format!("bullpen: HTTPS handshake failed: {err}"));
+        ErrorCode::TlsProtocolError
     }
 }
 
@@ -317,6 +441,7 @@ async fn send(
     mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
     refusals: Refusals,
+    admitted: Admitted,
 ) -> wasmtime_wasi_http::Result<(Response, Io)> {
     let (mut sender, conn) = match open(&policy, &target, options, &refusals).await {
         Ok(connection) => connection,
@@ -374,11 +499,16 @@ async fn send(
         }
         .boxed_unsync()
     });
+    // Ends with the connection, and gives its place in the budgets back.
+    // An error is the attempt's to log (wasmtime's task would warn on each).
     let io: Io = Box::new(async move {
-        match conn {
-            Some(conn) => conn.await.map_err(Error::from),
-            None => Ok(()),
+        let _admitted = admitted;
+        if let Some(conn) = conn
+            && let Err(error) = conn.await
+        {
+            refusals.report(|| format!("bullpen: HTTP connection ended with an error: {error}"));
         }
+        Ok(())
     });
     Ok((response, io))
 }

@@ -39,7 +39,7 @@ mod http;
 pub use add_jobs::AddJobs;
 pub use env::{Environment, EnvironmentConfig, Secret};
 pub use files::{Directories, FileGrant};
-pub use http::{HttpConfig, Outbound, OutboundHttp, is_non_public};
+pub use http::{HttpConfig, Outbound, OutboundHttp, is_non_public, set_host_connections};
 
 use super::job_api::Jobs;
 use super::mask::Mask;

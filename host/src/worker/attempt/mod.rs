@@ -165,7 +165,8 @@ impl Attempts {
             targets: self.targets.clone(),
             waiting_children: moved.clone(),
         };
-        let (observer, reports, rx) = Forward::new(&self.call_options, requests);
+        let (observer, reports, rx) =
+            Forward::new(&self.call_options, requests, self.metrics.clone());
         let writer = Writer {
             queue: &self.queue,
             trouble: &self.trouble,

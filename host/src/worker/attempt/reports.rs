@@ -6,10 +6,11 @@
 use super::super::job_requests::JobRequests;
 use super::super::lock::Trouble;
 use crate::json;
+use crate::observe::metrics::QueueMetrics;
 use crate::outcome::options as job_options;
 use crate::queue::fields;
 use crate::sandbox::job_api::{AddJob, ChildrenSoFar, JobApi};
-use crate::sandbox::{CallOptions, JobObserver, Level, REPORT_OVERHEAD};
+use crate::sandbox::{Budget, CallOptions, JobObserver, Level, REPORT_OVERHEAD};
 use bullmq::{Error, Job, JobProgress, Queue};
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -36,6 +37,9 @@ pub(super) struct Forward {
     tx: mpsc::Sender<ToWrite>,
     pending: Arc<Pending>,
     requests: JobRequests,
+    metrics: Option<QueueMetrics>,
+    /// The budgets already said in the log this attempt, a bit each.
+    budgets_said: AtomicU32,
 }
 
 /// What the writer reads beside the channel. Kept apart from [`Forward`]
@@ -63,6 +67,7 @@ impl Forward {
     pub(super) fn new(
         call_options: &CallOptions,
         requests: JobRequests,
+        metrics: Option<QueueMetrics>,
     ) -> (Arc<Self>, Arc<Pending>, mpsc::Receiver<ToWrite>) {
         let capacity = (call_options.reports / REPORT_OVERHEAD).clamp(1, 1 << 16) as usize + 1;
         let (tx, rx) = mpsc::channel(capacity);
@@ -71,6 +76,8 @@ impl Forward {
             tx,
             pending: pending.clone(),
             requests,
+            metrics,
+            budgets_said: AtomicU32::new(0),
         };
         (Arc::new(forward), pending, rx)
     }
@@ -126,6 +133,24 @@ impl JobObserver for Forward {
 
     fn add_log(&self, line: &str) {
         self.send(ToWrite::JobLog(line.to_owned()));
+    }
+
+    /// Counted each time; said once an attempt (waits for a CPU turn are
+    /// said by the queue's lane, once a minute).
+    fn over_budget(&self, budget: Budget) {
+        if let Some(metrics) = &self.metrics {
+            metrics.over_budget(budget);
+        }
+        let bit = 1 << budget.index();
+        if budget != Budget::CpuTurn
+            && self.budgets_said.fetch_or(bit, Ordering::Relaxed) & bit == 0
+        {
+            tracing::warn!(
+                budget = budget.as_str(),
+                "bullpen: {} (said once an attempt)",
+                budget.explain()
+            );
+        }
     }
 }
 

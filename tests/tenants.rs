@@ -1,0 +1,193 @@
+//! One queue cannot hurt another through what the host shares (issue 27):
+//! each test runs a hostile queue beside a victim queue on one host, and
+//! checks that the victim's jobs complete, that `/healthz` answers, and
+//! that the hostile attempt met its budget by name (in its failure, the
+//! log, and `bullpen_budget_hits_total`).
+
+use bullpen::queue::bullmq::Queue;
+use bullpen_tests::hook_server::HookServer;
+use bullpen_tests::{RedisServer, RunningHost, finished, free_port, http_get, queue as open};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// `bullpen_budget_hits_total{queue, budget}` on the host's `/metrics`.
+fn budget_hits(addr: &str, queue: &str, budget: &str) -> u64 {
+    let (_, text) = http_get(addr, "/metrics");
+    let series = format!("bullpen_budget_hits_total{{queue=\"{queue}\",budget=\"{budget}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Adds `n` jobs with `data` to `queue`; their ids.
+async fn add(queue: &Queue, n: usize, data: serde_json::Value) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(queue.add("j", data.clone()).await.unwrap().id().to_owned());
+    }
+    ids
+}
+
+/// Every job of `ids` completes within `timeout`.
+async fn all_complete(queue: &Queue, ids: &[String], timeout: Duration, host: &RunningHost) {
+    for id in ids {
+        let (state, job) = finished(queue, id, timeout).await;
+        assert_eq!(
+            state,
+            "completed",
+            "job {id}: {:?}\n{}",
+            job.failed_reason(),
+            host.log()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_that_opens_connections_cannot_take_another_queues() {
+    let redis = RedisServer::start();
+    let hooks = HookServer::start().await;
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let allowed = format!("http://{}", hooks.addr);
+    // 400 files: after the host's own (its Redis connections, the
+    // listener's 64, 64 more), about 250 are left for guests. The hog's
+    // queue asks for 2,000 of them and the victim's for its default 256:
+    // each gets its part of what is left.
+    let host = RunningHost::start_with_open_files(
+        &redis,
+        &format!(
+            "metrics = \"{metrics}\"\n\n\
+             [queues.hog]\nmodule = \"misbehave.wasm\"\ntimeout = \"4s\"\n\
+             allowed_outbound_hosts = [\"{allowed}\"]\n\
+             max_outbound_connections = 2000\nmax_queue_outbound_connections = 2000\n\n\
+             [queues.victim]\nmodule = \"misbehave.wasm\"\nconcurrency = 4\n\
+             allowed_outbound_hosts = [\"{allowed}\"]\n"
+        ),
+        400,
+    );
+    assert!(
+        host.log()
+            .contains("max_queue_outbound_connections add up to 2256"),
+        "the shrink is said:\n{}",
+        host.log()
+    );
+    let hog = open(&redis, "hog").await;
+    let victim = open(&redis, "victim").await;
+    let hog_id = hog
+        .add(
+            "hog",
+            json!({"mode": "connections", "times": 1500, "url": hooks.url("http", "/hang")}),
+        )
+        .await
+        .unwrap()
+        .id()
+        .to_owned();
+    // While the hog holds its connections: the victim's requests go
+    // through and /healthz answers.
+    let ids = add(
+        &victim,
+        20,
+        json!({"mode": "http", "url": hooks.url("http", "/ok")}),
+    )
+    .await;
+    assert_eq!(http_get(&metrics, "/healthz").0, 200);
+    all_complete(&victim, &ids, Duration::from_secs(30), &host).await;
+
+    let (state, job) = finished(&hog, &hog_id, Duration::from_secs(30)).await;
+    assert_eq!(state, "failed");
+    let reason = job.failed_reason().to_owned();
+    assert!(reason.contains("ConnectionLimitReached"), "{reason}");
+    assert!(
+        host.log()
+            .contains("the queue's attempts hold `max_queue_outbound_connections` already"),
+        "{}",
+        host.log()
+    );
+    // Said once for the attempt, however many were refused.
+    assert_eq!(
+        host.log()
+            .matches("max_queue_outbound_connections` already")
+            .count(),
+        1
+    );
+    assert!(budget_hits(&metrics, "hog", "queue-connections") > 1000);
+    assert_eq!(budget_hits(&metrics, "victim", "queue-connections"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_holds_at_most_its_connections() {
+    let redis = RedisServer::start();
+    let hooks = HookServer::start().await;
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let host = RunningHost::start(
+        &redis,
+        &format!(
+            "metrics = \"{metrics}\"\n\n\
+             [queues.many]\nmodule = \"misbehave.wasm\"\ntimeout = \"3s\"\n\
+             allowed_outbound_hosts = [\"http://{}\"]\n",
+            hooks.addr
+        ),
+    );
+    let many = open(&redis, "many").await;
+    let id = many
+        .add(
+            "many",
+            json!({"mode": "connections", "times": 100, "url": hooks.url("http", "/hang")}),
+        )
+        .await
+        .unwrap()
+        .id()
+        .to_owned();
+    let (state, job) = finished(&many, &id, Duration::from_secs(30)).await;
+    assert_eq!(state, "failed", "{}", host.log());
+    // The default: 64 at once.
+    let reason = job.failed_reason();
+    assert!(
+        reason.contains("36 × ErrorCode::ConnectionLimitReached"),
+        "{reason}"
+    );
+    assert_eq!(budget_hits(&metrics, "many", "attempt-connections"), 36);
+    assert!(
+        host.log()
+            .contains("the attempt holds `max_outbound_connections` already"),
+        "{}",
+        host.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spinning_guests_take_turns_beside_another_queues_short_jobs() {
+    let redis = RedisServer::start();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let host = RunningHost::start(
+        &redis,
+        &format!(
+            "metrics = \"{metrics}\"\n\n\
+             [queues.spin]\nmodule = \"misbehave.wasm\"\nconcurrency = 16\ntimeout = \"3s\"\n\n\
+             [queues.short]\nmodule = \"echo.wasm\"\nconcurrency = 4\n"
+        ),
+    );
+    let spin = open(&redis, "spin").await;
+    let short = open(&redis, "short").await;
+    let spinners = add(&spin, 16, json!({"mode": "spin"})).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while budget_hits(&metrics, "spin", "cpu-turn") == 0 {
+        assert!(Instant::now() < deadline, "no turns taken:\n{}", host.log());
+        // Keeps the short queue busy meanwhile.
+        add(&short, 5, json!({"n": 1})).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ids = add(&short, 50, json!({"n": 2})).await;
+    all_complete(&short, &ids, Duration::from_secs(30), &host).await;
+    assert_eq!(http_get(&metrics, "/healthz").0, 200);
+    assert!(
+        host.log().contains("wait for their turn to compute"),
+        "{}",
+        host.log()
+    );
+    for id in &spinners {
+        let (state, _) = finished(&spin, id, Duration::from_secs(60)).await;
+        assert_eq!(state, "failed");
+    }
+    assert_eq!(budget_hits(&metrics, "short", "cpu-turn"), 0);
+}
