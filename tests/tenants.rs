@@ -191,3 +191,74 @@ async fn spinning_guests_take_turns_beside_another_queues_short_jobs() {
     }
     assert_eq!(budget_hits(&metrics, "short", "cpu-turn"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_cannot_flood_the_hosts_log() {
+    let redis = RedisServer::start();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    // A port nothing listens on: every connect fails.
+    let closed = format!("127.0.0.1:{}", free_port());
+    let host = RunningHost::start(
+        &redis,
+        &format!(
+            "metrics = \"{metrics}\"\n\n\
+             [queues.loud]\nmodule = \"misbehave.wasm\"\n\
+             allowed_outbound_hosts = [\"http://{closed}\"]\n\n\
+             [queues.quiet]\nmodule = \"echo.wasm\"\n"
+        ),
+    );
+    let loud = open(&redis, "loud").await;
+    let quiet = open(&redis, "quiet").await;
+    let flood = loud
+        .add("flood", json!({"mode": "flood"}))
+        .await
+        .unwrap()
+        .id()
+        .to_owned();
+    let refused = loud
+        .add(
+            "refused",
+            json!({"mode": "connections", "times": 60, "url": format!("http://{closed}/")}),
+        )
+        .await
+        .unwrap()
+        .id()
+        .to_owned();
+    let ids = add(&quiet, 10, json!({"n": 1})).await;
+    all_complete(&quiet, &ids, Duration::from_secs(30), &host).await;
+    let (state, _) = finished(&loud, &flood, Duration::from_secs(30)).await;
+    assert_eq!(state, "completed");
+    let (state, job) = finished(&loud, &refused, Duration::from_secs(30)).await;
+    assert_eq!(state, "failed");
+    assert!(
+        job.failed_reason()
+            .contains("60 × ErrorCode::ConnectionRefused"),
+        "{}",
+        job.failed_reason()
+    );
+
+    let log = host.log();
+    // 20,000 lines asked for; the attempt's most written, then one line
+    // with the number dropped.
+    let written = log
+        .lines()
+        .filter(|l| l.contains(&format!("job_id=\"{flood}\"")) && l.contains(": line "))
+        .count();
+    assert_eq!(
+        written,
+        bullpen::sandbox::MAX_REPORTS_PER_JOB as usize,
+        "{}",
+        &log[..log.len().min(5000)]
+    );
+    assert_eq!(
+        log.matches("19000 report(s)").count(),
+        1,
+        "{}",
+        &log[log.len().saturating_sub(5000)..]
+    );
+    assert_eq!(budget_hits(&metrics, "loud", "log-lines"), 1);
+    // Sixty failed connects: a few lines, none of wasmtime's own warnings.
+    let connects = log.matches("HTTP connection failed").count();
+    assert!((1..=5).contains(&connects), "{connects}:\n{log}");
+    assert!(!log.contains("connect error"), "{log}");
+}

@@ -28,8 +28,14 @@ pub trait JobObserver: JobApi {
 }
 
 /// Most log messages one job may write; later ones are dropped (and
-/// counted), so a guest in a logging loop cannot flood the host's log.
-pub const MAX_REPORTS_PER_JOB: u32 = 10_000;
+/// counted, and said in one line at the attempt's end), so a guest in a
+/// logging loop cannot flood the host's log.
+pub const MAX_REPORTS_PER_JOB: u32 = 1_000;
+
+/// Most bytes of log messages one job may write (each counted at most
+/// [`MAX_REPORT_LEN`]): a thousand lines of 64 KiB would be 64 MiB of log
+/// from one attempt.
+pub const MAX_LOG_BYTES_PER_JOB: u64 = 256 << 10;
 
 /// Longest log message or job-log line kept, in bytes.
 pub const MAX_REPORT_LEN: usize = 64 * 1024;
@@ -193,6 +199,7 @@ pub struct Dropped {
 pub(crate) struct Reporter {
     observer: std::sync::Arc<dyn JobObserver>,
     logs: u32,
+    log_bytes: u64,
     budget: u64,
     dropped: Dropped,
     /// The stack the guest gave for the failure it is about to answer,
@@ -208,6 +215,7 @@ impl Reporter {
         Reporter {
             observer,
             logs: 0,
+            log_bytes: 0,
             budget,
             dropped: Dropped::default(),
             failure_stack: None,
@@ -227,12 +235,20 @@ impl Reporter {
         self.dropped
     }
 
-    fn admit_log(&mut self) -> bool {
-        if self.logs >= MAX_REPORTS_PER_JOB {
-            self.dropped.reports += 1;
+    fn admit_log(&mut self, len: usize) -> bool {
+        let bytes = self.log_bytes + len.min(MAX_REPORT_LEN) as u64;
+        if self.logs >= MAX_REPORTS_PER_JOB || bytes > MAX_LOG_BYTES_PER_JOB {
+            if self.dropped.reports == 0 {
+                // Counted here; said in one line when the attempt ends.
+                self.observer.over_budget(super::Budget::LogLines);
+            }
+            self.dropped.reports = self.dropped.reports.saturating_add(1);
+            // Nothing gets in after the first one dropped.
+            self.logs = MAX_REPORTS_PER_JOB;
             return false;
         }
         self.logs += 1;
+        self.log_bytes = bytes;
         true
     }
 
@@ -260,7 +276,7 @@ impl Reporter {
 /// charged for at most [`MAX_REPORT_LEN`] bytes, what the gate keeps.
 impl processor::host::Host for Reporter {
     fn log(&mut self, level: Level, message: String) {
-        if self.admit_log() {
+        if self.admit_log(message.len()) {
             self.observer.log(level, &message);
         }
     }

@@ -11,6 +11,7 @@
 //! target/release/harness --baseline old/bullpen ...  # adds an older bullpen's no-op cases
 //! target/release/harness --sections deploy          # a module deployed while jobs flow
 //! target/release/harness --sections many-queues     # 100 idle queues; jobs on 1 queue vs spread over 100
+//! target/release/harness --sections noisy-neighbour  # queue b alone and beside 16 spinning guests
 //! target/release/harness --pin ...                   # Redis on core 0, the contender on the rest
 //! ```
 //!
@@ -34,6 +35,7 @@ mod deploy;
 mod events;
 mod latency;
 mod many_queues;
+mod noisy;
 mod probe;
 mod report;
 mod startup;
@@ -55,7 +57,8 @@ use std::path::PathBuf;
       harness --quick                                   # a few hundred jobs, 1 run\n  \
       harness --only 'bullpen|bullmq-official' --at 8 --sections throughput\n  \
       harness --baseline old/bullpen --sections throughput\n  \
-      harness --sections deploy,many-queues"
+      harness --sections deploy,many-queues\n  \
+      harness --sections noisy-neighbour"
 )]
 struct Args {
     /// Jobs per throughput run [default: 20000, 300 with --quick].
@@ -85,7 +88,7 @@ struct Args {
     #[arg(long)]
     at: Option<usize>,
     /// The sections to run, comma-separated: throughput, latency, startup,
-    /// deploy, many-queues, ...
+    /// deploy, many-queues, noisy-neighbour
     #[arg(long, default_value = "throughput,latency,startup")]
     sections: String,
     /// Write the results into docs/BENCHMARKS.md.
@@ -331,6 +334,41 @@ async fn main() {
             );
         }
         println!();
+    }
+    if section("noisy-neighbour") {
+        // Not part of the `--write` block: printed for docs/BENCHMARKS.md.
+        let noisy = noisy::measure(
+            options.runs,
+            options.jobs,
+            options.latency_jobs,
+            &url,
+            &options.bullpen,
+        )
+        .await;
+        println!(
+            "| queue b (echo, concurrency 8) | jobs/s (median of {}) | p50 add → completed | p99 |",
+            options.runs
+        );
+        println!("|---|---|---|---|");
+        for (label, side) in [
+            ("alone", noisy.alone),
+            (
+                &*format!("beside {} spinning guests in queue a", noisy::SPINNERS),
+                noisy.beside,
+            ),
+        ] {
+            println!(
+                "| {label} | {:.0} | {:.2} ms | {:.2} ms |",
+                side.jobs_per_second,
+                side.p50.as_secs_f64() * 1e3,
+                side.p99.as_secs_f64() * 1e3
+            );
+        }
+        println!(
+            "\nbeside the spinners: {:.0} % of the throughput alone, p50 {:.1}× alone\n",
+            noisy.beside.jobs_per_second / noisy.alone.jobs_per_second * 100.0,
+            noisy.beside.p50.as_secs_f64() / noisy.alone.p50.as_secs_f64()
+        );
     }
     let text = report.render(&options);
     println!("{text}");

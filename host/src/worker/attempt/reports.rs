@@ -136,13 +136,14 @@ impl JobObserver for Forward {
     }
 
     /// Counted each time; said once an attempt (waits for a CPU turn are
-    /// said by the queue's lane, once a minute).
+    /// said by the queue's lane, once a minute; dropped log lines by the
+    /// attempt's end, with their number).
     fn over_budget(&self, budget: Budget) {
         if let Some(metrics) = &self.metrics {
             metrics.over_budget(budget);
         }
         let bit = 1 << budget.index();
-        if budget != Budget::CpuTurn
+        if !matches!(budget, Budget::CpuTurn | Budget::LogLines)
             && self.budgets_said.fetch_or(bit, Ordering::Relaxed) & bit == 0
         {
             tracing::warn!(
