@@ -262,3 +262,50 @@ async fn a_guest_cannot_flood_the_hosts_log() {
     assert!((1..=5).contains(&connects), "{connects}:\n{log}");
     assert!(!log.contains("connect error"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_bomb_stops_at_its_queues_depth() {
+    let redis = RedisServer::start();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let host = RunningHost::start(
+        &redis,
+        &format!(
+            "metrics = \"{metrics}\"\n\n\
+             [queues.bomb]\nmodule = \"misbehave.wasm\"\nconcurrency = 4\n\
+             add_to_queues = [\"bomb\"]\nmax_target_depth = 200\n\n\
+             [queues.calm]\nmodule = \"echo.wasm\"\n"
+        ),
+    );
+    let bomb = open(&redis, "bomb").await;
+    let calm = open(&redis, "calm").await;
+    bomb.add("bomb", json!({"mode": "copies", "times": 10}))
+        .await
+        .unwrap();
+    // Ten copies of each: it would grow by thousands a second.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while budget_hits(&metrics, "bomb", "add-depth") == 0 {
+        assert!(Instant::now() < deadline, "never refused:\n{}", host.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // From now on it stays near its bound: a few adds of attempts under
+    // way may pass between the count and the add.
+    let watch_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < watch_until {
+        let depth = bomb.count().await.unwrap();
+        assert!(depth <= 240, "the bomb's queue holds {depth}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ids = add(&calm, 10, json!({"n": 1})).await;
+    all_complete(&calm, &ids, Duration::from_secs(30), &host).await;
+    assert!(
+        host.log().contains("holds `max_target_depth` waiting jobs"),
+        "{}",
+        host.log()
+    );
+    let failed = bomb.get_failed(0, 0).await.unwrap();
+    let reason = failed
+        .first()
+        .map(|job| job.failed_reason().to_owned())
+        .unwrap_or_default();
+    assert!(reason.contains("max_target_depth (200)"), "{reason}");
+}

@@ -34,6 +34,8 @@
 //!   at once, each on its own connection, and waits up to a second for
 //!   their answers; fails naming the error codes some of them ended with,
 //!   else completes with `{"answered": N, "waiting": N}`;
+//! - `copies`: adds `times` copies of itself to its own queue (granted in
+//!   `add_to_queues`), and completes with `{"added": N}`;
 //! - `leftover`: completes with `{"left": N}`, the bytes of a 256 KiB
 //!   static buffer that are not as the module's image has them (zero), then
 //!   fills the buffer and sleeps `ms` milliseconds: N is what an earlier
@@ -188,6 +190,14 @@ impl Processor for Misbehave {
             }
             "leak" => return leak(job, &plan),
             "connections" => return connections(&plan),
+            "copies" => {
+                // A fork bomb: `times` copies of this job on its own queue.
+                let queue = bullpen_guest::queue(job.queue.clone());
+                for _ in 0..plan.times {
+                    queue.add(&job.name, &job.data::<serde_json::Value>()?)?;
+                }
+                return Ok(serde_json::json!({ "added": plan.times }));
+            }
             "ok" => {}
             other => return Err(Error::unrecoverable(format!("unknown mode `{other}`"))),
         }

@@ -864,7 +864,7 @@ on_crash = "fail"
     fn unknown_keys_name_the_line() {
         assert_eq!(
             error("[queues.q]\nmodule = \"a.wasm\"\nconcurency = 4\n"),
-            "/etc/bullpen/bullpen.toml:3:1: unknown field `concurency`, expected one of `module`, `concurrency`, `workers`, `timeout`, `memory`, `limiter`, `lock_duration`, `stalled_interval`, `max_stalled_count`, `on_crash`, `report_budget`, `max_started_attempts`, `max_data_size`, `cpu_weight`, `files`, `environment`, `secrets`, `allowed_outbound_hosts`, `max_response_size`, `add_to_queues`, `max_added_jobs`, `max_added_size`"
+            "/etc/bullpen/bullpen.toml:3:1: unknown field `concurency`, expected one of `module`, `concurrency`, `workers`, `timeout`, `memory`, `limiter`, `lock_duration`, `stalled_interval`, `max_stalled_count`, `on_crash`, `report_budget`, `max_started_attempts`, `max_data_size`, `cpu_weight`, `files`, `environment`, `secrets`, `allowed_outbound_hosts`, `max_response_size`, `max_outbound_connections`, `max_queue_outbound_connections`, `add_to_queues`, `max_added_jobs`, `max_added_size`, `max_adds_per_second`, `max_target_depth`"
         );
     }
 

@@ -110,6 +110,12 @@ pub struct AddAllowance {
     /// Most bytes (data and options as JSON text, and updated data) one
     /// attempt may write.
     pub max_size: u64,
+    /// Most jobs the queue's attempts may add per second, together (a
+    /// second's worth at once).
+    pub per_second: u32,
+    /// Most jobs waiting in a granted queue (BullMQ's `count`) for adding
+    /// to it to go on.
+    pub max_target_depth: u32,
 }
 
 impl Default for AddAllowance {
@@ -119,6 +125,8 @@ impl Default for AddAllowance {
             queues: BTreeSet::new(),
             max_jobs: bounds::MAX_ADDED_JOBS.default,
             max_size: bounds::MAX_ADDED_SIZE.default.0,
+            per_second: bounds::MAX_ADDS_PER_SECOND.default,
+            max_target_depth: bounds::MAX_TARGET_DEPTH.default,
         }
     }
 }
@@ -361,6 +369,7 @@ mod tests {
             queues: ["emails".to_owned()].into(),
             max_jobs: 2,
             max_size: 10,
+            ..AddAllowance::default()
         });
         let other = jobs.add(new_job("thumbs", "{}")).await.unwrap_err();
         assert!(

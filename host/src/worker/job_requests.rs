@@ -5,25 +5,138 @@
 //! to waiting-children.
 
 use crate::queue::RedisTarget;
+use crate::sandbox::Budget;
+use crate::sandbox::job_api::AddAllowance;
 use crate::sandbox::job_api::{AddJob, ChildrenSoFar};
 use bullmq::{Job, JobOptions, ParentOptions, Queue};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-/// The queues a queue's processors add jobs to, opened once each.
+/// The queues a queue's processors add jobs to, opened once each; and how
+/// fast and how deep all its attempts together may add to them.
 pub(crate) struct AddTargets {
     target: RedisTarget,
     queues: tokio::sync::Mutex<HashMap<String, Queue>>,
+    /// Adds per second, a second's worth at once.
+    bucket: Mutex<Bucket>,
+    per_second: f64,
+    max_depth: u64,
+    /// Each target's waiting jobs as last read, and when; counted up by
+    /// each add until read again.
+    depths: Mutex<HashMap<String, (u64, Instant)>>,
+}
+
+/// Adds left, and when they were counted.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// How long a target's depth, as read, is trusted.
+const DEPTH_READ_EVERY: Duration = Duration::from_secs(1);
+
+/// Why a job was not added.
+pub(super) struct NotAdded {
+    /// The budget that refused it, if one did.
+    pub budget: Option<Budget>,
+    /// What the guest is told.
+    pub reason: String,
+}
+
+impl From<String> for NotAdded {
+    fn from(reason: String) -> Self {
+        NotAdded {
+            budget: None,
+            reason,
+        }
+    }
 }
 
 impl AddTargets {
-    pub fn new(target: RedisTarget) -> Self {
+    /// Targets on `target`, with the queue's `max_adds_per_second` and
+    /// `max_target_depth` from `allowance`.
+    pub fn new(target: RedisTarget, allowance: &AddAllowance) -> Self {
+        let per_second = f64::from(allowance.per_second);
         AddTargets {
             target,
             queues: Default::default(),
+            bucket: Mutex::new(Bucket {
+                tokens: per_second,
+                at: Instant::now(),
+            }),
+            per_second,
+            max_depth: u64::from(allowance.max_target_depth),
+            depths: Default::default(),
         }
+    }
+
+    /// One more add, if the queue's rate allows it now.
+    fn take(&self) -> Result<(), NotAdded> {
+        let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let refill = now.duration_since(bucket.at).as_secs_f64() * self.per_second;
+        bucket.tokens = (bucket.tokens + refill).min(self.per_second);
+        bucket.at = now;
+        if bucket.tokens < 1.0 {
+            return Err(NotAdded {
+                budget: Some(Budget::AddRate),
+                reason: format!(
+                    "not added: this queue's attempts added {} jobs in the last second, its \
+                     max_adds_per_second; try again later",
+                    self.per_second
+                ),
+            });
+        }
+        bucket.tokens -= 1.0;
+        Ok(())
+    }
+
+    /// Whether `queue` holds fewer waiting jobs than the bound: read from
+    /// Redis at most once a second, counted up by each add meanwhile.
+    async fn room_in(&self, name: &str, queue: &Queue) -> Result<(), NotAdded> {
+        let known = self
+            .depths
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .filter(|(_, at)| at.elapsed() < DEPTH_READ_EVERY)
+            .map(|(depth, _)| *depth);
+        let depth = match known {
+            Some(depth) => depth,
+            None => {
+                let depth = queue
+                    .count()
+                    .await
+                    .map_err(|e| format!("cannot count the jobs of queue `{name}`: {e}"))?;
+                self.depths
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(name.to_owned(), (depth, Instant::now()));
+                depth
+            }
+        };
+        if depth >= self.max_depth {
+            return Err(NotAdded {
+                budget: Some(Budget::AddDepth),
+                reason: format!(
+                    "not added: queue `{name}` holds {depth} waiting jobs, this queue's \
+                     max_target_depth ({}); try again once they are processed",
+                    self.max_depth
+                ),
+            });
+        }
+        if let Some((depth, _)) = self
+            .depths
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(name)
+        {
+            *depth += 1;
+        }
+        Ok(())
     }
 
     async fn queue(&self, name: &str) -> Result<Queue, String> {
@@ -53,7 +166,8 @@ pub(super) struct JobRequests {
 }
 
 impl JobRequests {
-    pub async fn add(&self, job: AddJob) -> Result<String, String> {
+    /// Adds `job`, within the queue's rate and the target's depth.
+    pub async fn add(&self, job: AddJob) -> Result<String, NotAdded> {
         let mut options = crate_options(job.options)?;
         if job.child {
             options.parent = Some(ParentOptions {
@@ -63,6 +177,8 @@ impl JobRequests {
             });
         }
         let queue = self.targets.queue(&job.queue).await?;
+        self.targets.room_in(&job.queue, &queue).await?;
+        self.targets.take()?;
         let added = queue
             .add(&job.name, job.data)
             .options(options)
@@ -157,6 +273,32 @@ mod tests {
 
     fn options(json: &str) -> Result<JobOptions, String> {
         crate_options(serde_json::from_str(json).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_queues_adds_come_at_most_at_its_rate() {
+        let allowance = AddAllowance {
+            per_second: 5,
+            ..AddAllowance::default()
+        };
+        let targets = AddTargets::new(
+            RedisTarget::server("redis://127.0.0.1:1", "bull"),
+            &allowance,
+        );
+        for _ in 0..5 {
+            assert!(targets.take().is_ok());
+        }
+        let refused = targets.take().unwrap_err();
+        assert_eq!(refused.budget, Some(Budget::AddRate));
+        assert!(
+            refused.reason.contains("max_adds_per_second"),
+            "{}",
+            refused.reason
+        );
+        // A fifth of a second later, one more.
+        targets.bucket.lock().unwrap().at -= Duration::from_millis(200);
+        assert!(targets.take().is_ok());
+        assert!(targets.take().is_err());
     }
 
     #[test]

@@ -185,7 +185,10 @@ impl QueueWorker {
             trouble: lock::Trouble::new(metrics.clone()),
             lock: config.lock_duration.0,
             max_data_size: config.max_data_size.0,
-            targets: Arc::new(job_requests::AddTargets::new(target.clone())),
+            targets: Arc::new(job_requests::AddTargets::new(
+                target.clone(),
+                &config.grants.add_jobs,
+            )),
             metrics,
         });
         let processing = attempts.clone();

@@ -1,5 +1,7 @@
 //! `add_to_queues`: the queues a guest may add jobs to (follow-up jobs,
-//! children), with the attempt's caps (`max_added_jobs`, `max_added_size`).
+//! children), with the attempt's caps (`max_added_jobs`, `max_added_size`)
+//! and the queue's across its attempts (`max_adds_per_second`,
+//! `max_target_depth`: a job that adds copies of itself stops there).
 //! Without it, the `jobs` interface's `add` is refused; the guest's own job
 //! (its data, its children) needs no grant.
 
@@ -17,6 +19,8 @@ pub struct Raw {
     add_to_queues: Vec<Spanned<String>>,
     max_added_jobs: Option<Spanned<u32>>,
     max_added_size: Option<Spanned<ByteSize>>,
+    max_adds_per_second: Option<Spanned<u32>>,
+    max_target_depth: Option<Spanned<u32>>,
 }
 
 /// The granted queues and caps.
@@ -26,7 +30,13 @@ pub struct AddJobs {
 }
 
 impl Capability for AddJobs {
-    const KEYS: &'static [&'static str] = &["add_to_queues", "max_added_jobs", "max_added_size"];
+    const KEYS: &'static [&'static str] = &[
+        "add_to_queues",
+        "max_added_jobs",
+        "max_added_size",
+        "max_adds_per_second",
+        "max_target_depth",
+    ];
     /// No flag of its own: `bullpen exec` takes it from `--config`.
     const FLAG: &'static str = "--config";
     type Raw = Raw;
@@ -62,6 +72,12 @@ impl Capability for AddJobs {
                 .read(raw.max_added_size)
                 .map_err(refused)?
                 .0,
+            per_second: bounds::MAX_ADDS_PER_SECOND
+                .read(raw.max_adds_per_second)
+                .map_err(refused)?,
+            max_target_depth: bounds::MAX_TARGET_DEPTH
+                .read(raw.max_target_depth)
+                .map_err(refused)?,
         })
     }
 

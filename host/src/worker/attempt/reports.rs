@@ -91,7 +91,14 @@ impl Forward {
 
 impl JobApi for Forward {
     fn add(&self, job: AddJob) -> BoxFuture<'_, Result<String, String>> {
-        Box::pin(self.requests.add(job))
+        Box::pin(async move {
+            self.requests.add(job).await.map_err(|not_added| {
+                if let Some(budget) = not_added.budget {
+                    self.over_budget(budget);
+                }
+                not_added.reason
+            })
+        })
     }
 
     fn update_data(&self, data: Value) -> BoxFuture<'_, Result<(), String>> {
