@@ -309,3 +309,93 @@ async fn a_fork_bomb_stops_at_its_queues_depth() {
         .unwrap_or_default();
     assert!(reason.contains("max_target_depth (200)"), "{reason}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writable_grant_holds_at_most_its_quota_and_no_link() {
+    let redis = RedisServer::start();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let outside = tempfile::tempdir().unwrap();
+    let rw = outside.path().join("rw");
+    std::fs::create_dir(&rw).unwrap();
+    std::fs::write(outside.path().join("outside.txt"), "not the guest's").unwrap();
+    std::fs::write(rw.join("kept.txt"), "x".repeat(1000)).unwrap();
+    std::fs::create_dir(rw.join("big")).unwrap();
+    let host = RunningHost::start(
+        &redis,
+        &format!(
+            "metrics = \"{metrics}\"\n\n\
+             [queues.disk]\nmodule = \"misbehave.wasm\"\n\
+             files = [{{ source = \"{}\", destination = \"/out\", writable = true, \
+             max_bytes = \"64KiB\", max_files = 20 }}]\n\n\
+             [queues.calm]\nmodule = \"echo.wasm\"\n",
+            rw.display()
+        ),
+    );
+    let disk = open(&redis, "disk").await;
+    let calm = open(&redis, "calm").await;
+    let run = |data: serde_json::Value| {
+        let disk = disk.clone();
+        async move {
+            let id = disk.add("d", data).await.unwrap().id().to_owned();
+            finished(&disk, &id, Duration::from_secs(30)).await
+        }
+    };
+
+    // Bytes: 64 KiB less the 1,000 already there; 10 KiB files stop at the
+    // seventh.
+    let (state, job) =
+        run(json!({"mode": "fill", "path": "/out/big", "times": 100, "bytes": 10_240})).await;
+    assert_eq!(state, "failed", "{:?}", job.returnvalue());
+    let reason = job.failed_reason();
+    // Past the quota inside a write: wasi-libc reports every stream error
+    // as EIO, whatever the host says.
+    assert!(reason.contains("writing /out/big/f6"), "{reason}");
+    let on_disk: u64 = std::fs::read_dir(rw.join("big"))
+        .map(|d| d.flatten().map(|e| e.metadata().unwrap().len()).sum())
+        .unwrap_or(u64::MAX);
+    assert!(on_disk <= 64 * 1024, "{on_disk} bytes written");
+    assert!(budget_hits(&metrics, "disk", "file-bytes") >= 1);
+    assert!(
+        host.log()
+            .contains("the writable grant holds its `max_bytes`"),
+        "{}",
+        host.log()
+    );
+    std::fs::remove_dir_all(rw.join("big")).unwrap();
+    // …which makes room again (counted anew before the next refusal).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    // Files: 20 entries at most, `kept.txt` among them (and `big`, gone).
+    let (state, job) = run(json!({"mode": "fill", "path": "/out", "times": 100, "bytes": 1})).await;
+    assert_eq!(state, "failed");
+    // A file refused at its creation: ENOSPC.
+    let reason = job.failed_reason();
+    assert!(
+        reason.contains("writing /out/f19") && reason.contains("StorageFull"),
+        "{reason}"
+    );
+    assert_eq!(std::fs::read_dir(&rw).unwrap().count(), 20);
+    assert!(budget_hits(&metrics, "disk", "file-count") >= 1);
+
+    // No link, symbolic or hard, out of the grant or in it.
+    let (state, job) =
+        run(json!({"mode": "link", "path": "/out/escape-link", "text": "../outside.txt"})).await;
+    assert_eq!(state, "completed", "{}", job.failed_reason());
+    let made: serde_json::Value = serde_json::from_str(job.returnvalue()).unwrap_or_default();
+    for link in ["symlink", "hard_link"] {
+        assert!(
+            made[link]
+                .as_str()
+                .unwrap_or_default()
+                .contains("not-permitted"),
+            "{made}"
+        );
+    }
+    assert!(std::fs::symlink_metadata(rw.join("escape-link")).is_err());
+    assert!(std::fs::symlink_metadata(rw.join("escape-link.hard")).is_err());
+    assert!(budget_hits(&metrics, "disk", "file-link") >= 1);
+
+    let ids = add(&calm, 5, json!({"n": 1})).await;
+    all_complete(&calm, &ids, Duration::from_secs(30), &host).await;
+    assert_eq!(http_get(&metrics, "/healthz").0, 200);
+}

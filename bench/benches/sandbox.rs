@@ -140,6 +140,8 @@ fn main() {
                 source: granted_dir.path().to_owned(),
                 destination: "/granted".into(),
                 writable: false,
+                max_bytes: bullpen::config::bounds::MAX_BYTES.default.0,
+                max_files: bullpen::config::bounds::MAX_FILES.default,
             }],
             http: HttpConfig {
                 allowed_outbound_hosts: vec!["https://hooks.example.com".parse().unwrap()],

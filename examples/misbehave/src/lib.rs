@@ -34,6 +34,11 @@
 //!   at once, each on its own connection, and waits up to a second for
 //!   their answers; fails naming the error codes some of them ended with,
 //!   else completes with `{"answered": N, "waiting": N}`;
+//! - `fill`: writes `times` files of `bytes` bytes each, `f0`, `f1`, …, in
+//!   the directory `path`; fails at the first refusal, naming the file and
+//!   the error;
+//! - `link`: makes a symbolic link at `path` to `text`, then a hard link at
+//!   `path` + `.hard` to `text`; completes with what each got;
 //! - `copies`: adds `times` copies of itself to its own queue (granted in
 //!   `add_to_queues`), and completes with `{"added": N}`;
 //! - `leftover`: completes with `{"left": N}`, the bytes of a 256 KiB
@@ -190,6 +195,35 @@ impl Processor for Misbehave {
             }
             "leak" => return leak(job, &plan),
             "connections" => return connections(&plan),
+            "fill" => {
+                // `times` files of `bytes` each under the directory `path`.
+                let chunk = vec![b'x'; plan.bytes];
+                for i in 0..plan.times {
+                    let file = format!("{}/f{i}", plan.path);
+                    std::fs::write(&file, &chunk).map_err(|e| {
+                        Error::failed(format!("writing {file}: {e} ({:?})", e.kind()))
+                    })?;
+                }
+                return Ok(serde_json::json!({ "files": plan.times }));
+            }
+            "link" => {
+                // std's symlink is unstable on WASI: raw wasi:filesystem,
+                // in the preopen `path` is under.
+                let (dir, name) = preopen_of(&plan.path)
+                    .ok_or_else(|| Error::unrecoverable("link: `path` is in no preopen"))?;
+                let said = |r: std::result::Result<(), wasip2::filesystem::types::ErrorCode>| {
+                    r.map(|()| "made".to_owned())
+                        .unwrap_or_else(|e| format!("{e:?}"))
+                };
+                let symbolic = said(dir.symlink_at(&plan.text, &name));
+                let hard = said(dir.link_at(
+                    wasip2::filesystem::types::PathFlags::empty(),
+                    &plan.text,
+                    &dir,
+                    &format!("{name}.hard"),
+                ));
+                return Ok(serde_json::json!({ "symlink": symbolic, "hard_link": hard }));
+            }
             "copies" => {
                 // A fork bomb: `times` copies of this job on its own queue.
                 let queue = bullpen_guest::queue(job.queue.clone());
@@ -319,4 +353,14 @@ fn connections(plan: &Plan) -> Result<serde_json::Value> {
         )));
     }
     Ok(serde_json::json!({ "answered": answered, "waiting": in_flight.len() }))
+}
+
+/// The preopened directory `path` is under, and the rest of the path.
+fn preopen_of(path: &str) -> Option<(wasip2::filesystem::types::Descriptor, String)> {
+    wasip2::filesystem::preopens::get_directories()
+        .into_iter()
+        .find_map(|(dir, at)| {
+            let rest = path.strip_prefix(&at)?.trim_start_matches('/').to_owned();
+            Some((dir, rest))
+        })
 }

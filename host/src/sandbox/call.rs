@@ -6,7 +6,7 @@ use super::bindings::{BackoffDecision, Failure, Instance, Job, ProcessAnswer};
 use super::cpu::CpuTimed;
 use super::crash::{self, Crash, Evidence};
 use super::gate::Gated;
-use super::grants::{Granting, Grants, Outbound};
+use super::grants::{FileQuotas, Granting, Grants, Outbound};
 use super::job_api::Jobs;
 use super::limits::MemoryLimiter;
 use super::mask::Mask;
@@ -224,10 +224,12 @@ impl Module {
             .allow_ip_name_lookup(false);
         let mut outbound = Outbound::new(observer.clone());
         let mut jobs = Jobs::new(observer.clone());
+        let mut files = FileQuotas::new(observer.clone());
         let granted = options.grants.apply(&mut Granting {
             wasi: &mut wasi,
             outbound: &mut outbound,
             jobs: &mut jobs,
+            files: &mut files,
         });
         if let Err(e) = granted {
             return Run {
@@ -253,6 +255,7 @@ impl Module {
             limiter: MemoryLimiter::new(options.memory),
             reporter: Reporter::new(observer, options.reports),
             jobs,
+            files,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);

@@ -1,7 +1,7 @@
 //! The data of one call's store: WASI (deny by default), the `wasi:http`
 //! hooks, the memory limiter, and the host side of the contract's imports.
 
-use super::grants::Outbound;
+use super::grants::{FileQuotas, Outbound};
 use super::job_api::Jobs;
 use super::limits::MemoryLimiter;
 use super::report::Reporter;
@@ -19,6 +19,7 @@ pub struct JobState {
     pub(crate) limiter: MemoryLimiter,
     pub(crate) reporter: Reporter,
     pub(crate) jobs: Jobs,
+    pub(crate) files: FileQuotas,
 }
 
 impl WasiView for JobState {
@@ -31,6 +32,12 @@ impl WasiView for JobState {
 }
 
 impl super::grants::GrantedStore for JobState {}
+
+impl super::grants::QuotaStore for JobState {
+    fn file_quotas(&mut self) -> &mut FileQuotas {
+        &mut self.files
+    }
+}
 
 impl WasiHttpView for JobState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {

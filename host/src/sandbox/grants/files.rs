@@ -1,13 +1,21 @@
 //! `files`: host directories preopened in the guest, read-only unless
 //! `writable`. Paths are resolved by wasmtime-wasi on cap-std: `..`, absolute
 //! paths and symlinks that lead out of a granted directory reach nothing.
+//! A writable one holds at most `max_bytes` and `max_files`, and no grant
+//! gets a link (`quota.rs`).
 
+use super::quota::Quota;
 use super::{
-    Capability, Checking, Grant, GrantApplyError, GrantFlags, Granting, Refusal, unplaced,
+    Capability, Checking, Grant, GrantApplyError, GrantFlags, GrantedStore, Granting, Refusal,
+    unplaced,
 };
+use crate::config::bounds;
+use crate::units::ByteSize;
 use serde::Deserialize;
 use std::path::PathBuf;
+use std::sync::Arc;
 use toml::Spanned;
+use wasmtime::component::Linker;
 use wasmtime_wasi::filesystem::FsPerms;
 
 /// One `files` entry: a host directory preopened in the guest.
@@ -19,6 +27,10 @@ pub struct FileGrant {
     pub destination: String,
     /// Whether the guest may create, change and delete files in it.
     pub writable: bool,
+    /// Bytes its files may hold, when writable.
+    pub max_bytes: u64,
+    /// Files and directories it may hold, when writable.
+    pub max_files: u32,
 }
 
 /// The key as written.
@@ -35,12 +47,14 @@ struct RawFileGrant {
     destination: Spanned<String>,
     #[serde(default)]
     writable: bool,
+    max_bytes: Option<Spanned<ByteSize>>,
+    max_files: Option<Spanned<u32>>,
 }
 
-/// The granted directories.
+/// The granted directories, each with its quota when writable.
 #[derive(Debug)]
 pub struct Directories {
-    dirs: Vec<(PathBuf, String, FsPerms)>,
+    dirs: Vec<(PathBuf, String, FsPerms, Option<Arc<Quota>>)>,
 }
 
 impl Capability for Directories {
@@ -86,10 +100,29 @@ impl Capability for Directories {
                     format!("files: destination `{destination}` is granted twice"),
                 ));
             }
+            if !grant.writable
+                && let Some(span) = grant
+                    .max_bytes
+                    .as_ref()
+                    .map(Spanned::span)
+                    .or(grant.max_files.as_ref().map(Spanned::span))
+            {
+                return Err(Refusal::at(
+                    span,
+                    "files: max_bytes and max_files bound a writable grant; this one is \
+                     read-only (add `writable = true`, or leave them out)"
+                        .into(),
+                ));
+            }
+            let refused = |(span, reason): (std::ops::Range<usize>, String)| {
+                Refusal::at(span, format!("files: {reason}"))
+            };
             files.push(FileGrant {
                 source,
                 destination: destination.clone(),
                 writable: grant.writable,
+                max_bytes: bounds::MAX_BYTES.read(grant.max_bytes).map_err(refused)?.0,
+                max_files: bounds::MAX_FILES.read(grant.max_files).map_err(refused)?,
             });
         }
         Ok(files)
@@ -111,9 +144,17 @@ impl Capability for Directories {
                 source: unplaced(source),
                 destination: unplaced(destination.to_owned()),
                 writable,
+                max_bytes: None,
+                max_files: None,
             }));
         }
         Ok(())
+    }
+
+    /// Every grant's writes go through the quotas, and no link is made
+    /// (`quota.rs`).
+    fn link<S: GrantedStore>(linker: &mut Linker<S>) -> wasmtime::Result<()> {
+        super::quota::link(linker)
     }
 
     fn unit(files: &Vec<FileGrant>) -> Option<Self> {
@@ -123,12 +164,19 @@ impl Capability for Directories {
         let dirs = files
             .iter()
             .map(|grant| {
-                let perms = if grant.writable {
-                    FsPerms::ReadWrite
+                let (perms, quota) = if grant.writable {
+                    let quota =
+                        Quota::new(&grant.source, grant.max_bytes, u64::from(grant.max_files));
+                    (FsPerms::ReadWrite, Some(quota))
                 } else {
-                    FsPerms::ReadOnly
+                    (FsPerms::ReadOnly, None)
                 };
-                (grant.source.clone(), grant.destination.clone(), perms)
+                (
+                    grant.source.clone(),
+                    grant.destination.clone(),
+                    perms,
+                    quota,
+                )
             })
             .collect();
         Some(Directories { dirs })
@@ -137,7 +185,10 @@ impl Capability for Directories {
 
 impl Grant for Directories {
     fn apply(&self, attempt: &mut Granting<'_>) -> Result<(), GrantApplyError> {
-        for (source, destination, perms) in &self.dirs {
+        for (source, destination, perms, quota) in &self.dirs {
+            if let Some(quota) = quota {
+                attempt.files.grant(destination, quota.clone());
+            }
             attempt
                 .wasi
                 .preopened_dir(source, destination, *perms)

@@ -35,11 +35,13 @@ mod add_jobs;
 mod env;
 mod files;
 mod http;
+mod quota;
 
 pub use add_jobs::AddJobs;
 pub use env::{Environment, EnvironmentConfig, Secret};
 pub use files::{Directories, FileGrant};
 pub use http::{HttpConfig, Outbound, OutboundHttp, is_non_public, set_host_connections};
+pub use quota::{FileQuotas, Quota, QuotaStore};
 
 use super::job_api::Jobs;
 use super::mask::Mask;
@@ -85,7 +87,7 @@ pub trait Capability: Grant + Sized + 'static {
 
 /// What an attempt's store gives the imports the capabilities serve (the
 /// sandbox's `JobState`).
-pub trait GrantedStore: wasmtime_wasi_http::WasiHttpView + Send + 'static {}
+pub trait GrantedStore: wasmtime_wasi_http::WasiHttpView + QuotaStore + Send + 'static {}
 
 /// What a check may consult.
 pub struct Checking<'a> {
@@ -257,6 +259,8 @@ pub struct Granting<'a> {
     pub outbound: &'a mut Outbound,
     /// The attempt's `jobs` imports (adding denied until granted).
     pub jobs: &'a mut Jobs,
+    /// The attempt's file quotas (none until a writable grant).
+    pub files: &'a mut FileQuotas,
 }
 
 /// One capability given to a queue's guests.
