@@ -399,3 +399,60 @@ async fn a_writable_grant_holds_at_most_its_quota_and_no_link() {
     all_complete(&calm, &ids, Duration::from_secs(30), &host).await;
     assert_eq!(http_get(&metrics, "/healthz").0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploys_keep_the_data_dir_within_its_cache_size() {
+    let redis = RedisServer::start();
+    // 1 MiB holds no compiled module: only the serving ones are kept.
+    let host = RunningHost::start_with_modules(
+        &redis,
+        "cache_size = \"1MiB\"\n\n[queues.q]\nmodule = \"q.wasm\"\n\n\
+         [queues.calm]\nmodule = \"echo.wasm\"\n",
+        &[("q.wasm", &bullpen_tests::guest("misbehave"))],
+    );
+    let sha = |module: &str| {
+        bullpen::sandbox::sha256_hex(&std::fs::read(bullpen_tests::guest(module)).unwrap())
+    };
+    for module in ["json-transform", "flaky", "validate"] {
+        let path = bullpen_tests::guest(module);
+        let (code, stdout, stderr) = host.cli(&["deploy", path.to_str().unwrap(), "--queue", "q"]);
+        assert_eq!(code, 0, "{stdout}\n{stderr}\n{}", host.log());
+    }
+    let serving = [sha("validate"), sha("echo")];
+    let data_dir = host.dir.path().join(".bullpen");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut stale = Vec::new();
+        for dir in ["cache", "versions"] {
+            for entry in std::fs::read_dir(data_dir.join(dir)).unwrap().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let is_entry =
+                    name.len() >= 64 && name[..64].bytes().all(|b| b.is_ascii_hexdigit());
+                if is_entry && !serving.iter().any(|s| name.starts_with(s.as_str())) {
+                    stale.push(format!("{dir}/{name}"));
+                }
+            }
+        }
+        if stale.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still kept: {stale:?}\n{}",
+            host.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // What serves was never removed: both still load from the cache.
+    for sha in &serving {
+        let cached = std::fs::read_dir(data_dir.join("cache"))
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(sha.as_str()));
+        assert!(cached, "{sha} was removed");
+    }
+    assert!(host.log().contains("least recently used"), "{}", host.log());
+    let calm = open(&redis, "calm").await;
+    let ids = add(&calm, 5, json!({"n": 1})).await;
+    all_complete(&calm, &ids, Duration::from_secs(30), &host).await;
+}
