@@ -29,6 +29,18 @@ async fn add(queue: &Queue, n: usize, data: serde_json::Value) -> Vec<String> {
     ids
 }
 
+/// A host on `queues` serving its metrics; where they are served.
+fn host_with_metrics(redis: &RedisServer, queues: &str) -> (RunningHost, String) {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let host = RunningHost::start(redis, &format!("metrics = \"{metrics}\"\n\n{queues}"));
+    (host, metrics)
+}
+
+/// Adds one job; its id.
+async fn add_one(queue: &Queue, name: &str, data: serde_json::Value) -> String {
+    queue.add(name, data).await.unwrap().id().to_owned()
+}
+
 /// Every job of `ids` completes within `timeout`.
 async fn all_complete(queue: &Queue, ids: &[String], timeout: Duration, host: &RunningHost) {
     for id in ids {
@@ -73,15 +85,12 @@ async fn a_queue_that_opens_connections_cannot_take_another_queues() {
     );
     let hog = open(&redis, "hog").await;
     let victim = open(&redis, "victim").await;
-    let hog_id = hog
-        .add(
-            "hog",
-            json!({"mode": "connections", "times": 1500, "url": hooks.url("http", "/hang")}),
-        )
-        .await
-        .unwrap()
-        .id()
-        .to_owned();
+    let hog_id = add_one(
+        &hog,
+        "hog",
+        json!({"mode": "connections", "times": 1500, "url": hooks.url("http", "/hang")}),
+    )
+    .await;
     // While the hog holds its connections: the victim's requests go
     // through and /healthz answers.
     let ids = add(
@@ -118,26 +127,21 @@ async fn a_queue_that_opens_connections_cannot_take_another_queues() {
 async fn an_attempt_holds_at_most_its_connections() {
     let redis = RedisServer::start();
     let hooks = HookServer::start().await;
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let host = RunningHost::start(
+    let (host, metrics) = host_with_metrics(
         &redis,
         &format!(
-            "metrics = \"{metrics}\"\n\n\
-             [queues.many]\nmodule = \"misbehave.wasm\"\ntimeout = \"3s\"\n\
+            "[queues.many]\nmodule = \"misbehave.wasm\"\ntimeout = \"3s\"\n\
              allowed_outbound_hosts = [\"http://{}\"]\n",
             hooks.addr
         ),
     );
     let many = open(&redis, "many").await;
-    let id = many
-        .add(
-            "many",
-            json!({"mode": "connections", "times": 100, "url": hooks.url("http", "/hang")}),
-        )
-        .await
-        .unwrap()
-        .id()
-        .to_owned();
+    let id = add_one(
+        &many,
+        "many",
+        json!({"mode": "connections", "times": 100, "url": hooks.url("http", "/hang")}),
+    )
+    .await;
     let (state, job) = finished(&many, &id, Duration::from_secs(30)).await;
     assert_eq!(state, "failed", "{}", host.log());
     // The default: 64 at once.
@@ -158,14 +162,10 @@ async fn an_attempt_holds_at_most_its_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spinning_guests_take_turns_beside_another_queues_short_jobs() {
     let redis = RedisServer::start();
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let host = RunningHost::start(
+    let (host, metrics) = host_with_metrics(
         &redis,
-        &format!(
-            "metrics = \"{metrics}\"\n\n\
-             [queues.spin]\nmodule = \"misbehave.wasm\"\nconcurrency = 16\ntimeout = \"3s\"\n\n\
-             [queues.short]\nmodule = \"echo.wasm\"\nconcurrency = 4\n"
-        ),
+        "[queues.spin]\nmodule = \"misbehave.wasm\"\nconcurrency = 16\ntimeout = \"3s\"\n\n\
+             [queues.short]\nmodule = \"echo.wasm\"\nconcurrency = 4\n",
     );
     let spin = open(&redis, "spin").await;
     let short = open(&redis, "short").await;
@@ -195,35 +195,25 @@ async fn spinning_guests_take_turns_beside_another_queues_short_jobs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_cannot_flood_the_hosts_log() {
     let redis = RedisServer::start();
-    let metrics = format!("127.0.0.1:{}", free_port());
     // A port nothing listens on: every connect fails.
     let closed = format!("127.0.0.1:{}", free_port());
-    let host = RunningHost::start(
+    let (host, metrics) = host_with_metrics(
         &redis,
         &format!(
-            "metrics = \"{metrics}\"\n\n\
-             [queues.loud]\nmodule = \"misbehave.wasm\"\n\
+            "[queues.loud]\nmodule = \"misbehave.wasm\"\n\
              allowed_outbound_hosts = [\"http://{closed}\"]\n\n\
              [queues.quiet]\nmodule = \"echo.wasm\"\n"
         ),
     );
     let loud = open(&redis, "loud").await;
     let quiet = open(&redis, "quiet").await;
-    let flood = loud
-        .add("flood", json!({"mode": "flood"}))
-        .await
-        .unwrap()
-        .id()
-        .to_owned();
-    let refused = loud
-        .add(
-            "refused",
-            json!({"mode": "connections", "times": 60, "url": format!("http://{closed}/")}),
-        )
-        .await
-        .unwrap()
-        .id()
-        .to_owned();
+    let flood = add_one(&loud, "flood", json!({"mode": "flood"})).await;
+    let refused = add_one(
+        &loud,
+        "refused",
+        json!({"mode": "connections", "times": 60, "url": format!("http://{closed}/")}),
+    )
+    .await;
     let ids = add(&quiet, 10, json!({"n": 1})).await;
     all_complete(&quiet, &ids, Duration::from_secs(30), &host).await;
     let (state, _) = finished(&loud, &flood, Duration::from_secs(30)).await;
@@ -266,15 +256,11 @@ async fn a_guest_cannot_flood_the_hosts_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fork_bomb_stops_at_its_queues_depth() {
     let redis = RedisServer::start();
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let host = RunningHost::start(
+    let (host, metrics) = host_with_metrics(
         &redis,
-        &format!(
-            "metrics = \"{metrics}\"\n\n\
-             [queues.bomb]\nmodule = \"misbehave.wasm\"\nconcurrency = 4\n\
+        "[queues.bomb]\nmodule = \"misbehave.wasm\"\nconcurrency = 4\n\
              add_to_queues = [\"bomb\"]\nmax_target_depth = 200\n\n\
-             [queues.calm]\nmodule = \"echo.wasm\"\n"
-        ),
+             [queues.calm]\nmodule = \"echo.wasm\"\n",
     );
     let bomb = open(&redis, "bomb").await;
     let calm = open(&redis, "calm").await;
@@ -313,18 +299,16 @@ async fn a_fork_bomb_stops_at_its_queues_depth() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writable_grant_holds_at_most_its_quota_and_no_link() {
     let redis = RedisServer::start();
-    let metrics = format!("127.0.0.1:{}", free_port());
     let outside = tempfile::tempdir().unwrap();
     let rw = outside.path().join("rw");
     std::fs::create_dir(&rw).unwrap();
     std::fs::write(outside.path().join("outside.txt"), "not the guest's").unwrap();
     std::fs::write(rw.join("kept.txt"), "x".repeat(1000)).unwrap();
     std::fs::create_dir(rw.join("big")).unwrap();
-    let host = RunningHost::start(
+    let (host, metrics) = host_with_metrics(
         &redis,
         &format!(
-            "metrics = \"{metrics}\"\n\n\
-             [queues.disk]\nmodule = \"misbehave.wasm\"\n\
+            "[queues.disk]\nmodule = \"misbehave.wasm\"\n\
              files = [{{ source = \"{}\", destination = \"/out\", writable = true, \
              max_bytes = \"64KiB\", max_files = 20 }}]\n\n\
              [queues.calm]\nmodule = \"echo.wasm\"\n",

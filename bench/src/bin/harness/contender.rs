@@ -158,6 +158,39 @@ impl Running {
     }
 }
 
+/// `bullpen run` on `queues` (tables after `[redis] url`), with the
+/// examples `modules` in its `modules/`: its directory and process, once it
+/// takes jobs.
+pub async fn bullpen_host(
+    redis_url: &str,
+    queues: &str,
+    modules: &[&str],
+    bullpen: &Path,
+) -> (tempfile::TempDir, Child) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("modules")).unwrap();
+    for module in modules {
+        std::fs::copy(
+            guest(module),
+            dir.path().join(format!("modules/{module}.wasm")),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        dir.path().join("bullpen.toml"),
+        format!("[redis]\nurl = \"{redis_url}\"\n\n{queues}"),
+    )
+    .unwrap();
+    let mut command = Command::new(bullpen);
+    command
+        .arg("run")
+        .arg("-c")
+        .arg(dir.path().join("bullpen.toml"))
+        .env_remove("BULLPEN_LOG");
+    let child = spawn_until(command, "taking jobs", true).await;
+    (dir, child)
+}
+
 /// SIGTERM, then SIGKILL after 10 s.
 pub async fn terminate(mut child: Child) {
     if let Some(pid) = child.id() {

@@ -5,7 +5,6 @@
 use crate::probe;
 use bullpen::queue::RedisTarget;
 use bullpen::queue::bullmq::{BulkJob, Queue};
-use bullpen_tests::guest;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -33,23 +32,12 @@ async fn host(
     redis_url: &str,
     bullpen: &Path,
 ) -> (tempfile::TempDir, tokio::process::Child) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("modules")).unwrap();
-    std::fs::copy(guest("echo"), dir.path().join("modules/echo.wasm")).unwrap();
-    let mut config = format!("[redis]\nurl = \"{redis_url}\"\n\n");
+    let mut config = String::new();
     for i in 0..queues {
         config +=
             &format!("[queues.q{i}]\nmodule = \"echo.wasm\"\nconcurrency = {concurrency}\n\n");
     }
-    std::fs::write(dir.path().join("bullpen.toml"), config).unwrap();
-    let mut command = tokio::process::Command::new(bullpen);
-    command
-        .arg("run")
-        .arg("-c")
-        .arg(dir.path().join("bullpen.toml"))
-        .env_remove("BULLPEN_LOG");
-    let child = crate::contender::spawn_until(command, "taking jobs", true).await;
-    (dir, child)
+    crate::contender::bullpen_host(redis_url, &config, &["echo"], bullpen).await
 }
 
 async fn info_number(

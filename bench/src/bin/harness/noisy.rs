@@ -7,7 +7,6 @@
 use crate::events::EventStream;
 use bullpen::queue::RedisTarget;
 use bullpen::queue::bullmq::{BulkJob, Queue};
-use bullpen_tests::guest;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -30,32 +29,11 @@ pub struct Noisy {
 pub const SPINNERS: usize = 16;
 
 async fn host(redis_url: &str, bullpen: &Path) -> (tempfile::TempDir, tokio::process::Child) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("modules")).unwrap();
-    for module in ["echo", "misbehave"] {
-        std::fs::copy(
-            guest(module),
-            dir.path().join(format!("modules/{module}.wasm")),
-        )
-        .unwrap();
-    }
-    std::fs::write(
-        dir.path().join("bullpen.toml"),
-        format!(
-            "[redis]\nurl = \"{redis_url}\"\n\n\
-             [queues.b]\nmodule = \"echo.wasm\"\nconcurrency = 8\n\n\
-             [queues.a]\nmodule = \"misbehave.wasm\"\nconcurrency = {SPINNERS}\ntimeout = \"1h\"\n"
-        ),
-    )
-    .unwrap();
-    let mut command = tokio::process::Command::new(bullpen);
-    command
-        .arg("run")
-        .arg("-c")
-        .arg(dir.path().join("bullpen.toml"))
-        .env_remove("BULLPEN_LOG");
-    let child = crate::contender::spawn_until(command, "taking jobs", true).await;
-    (dir, child)
+    let queues = format!(
+        "[queues.b]\nmodule = \"echo.wasm\"\nconcurrency = 8\n\n\
+         [queues.a]\nmodule = \"misbehave.wasm\"\nconcurrency = {SPINNERS}\ntimeout = \"1h\"\n"
+    );
+    crate::contender::bullpen_host(redis_url, &queues, &["echo", "misbehave"], bullpen).await
 }
 
 async fn open(redis_url: &str, name: &str) -> Queue {
@@ -89,28 +67,8 @@ async fn drain(b: &Queue, jobs: usize) -> f64 {
 /// `completed`.
 async fn trickle(redis_url: &str, b: &Queue, jobs: usize) -> (Duration, Duration) {
     let mut events = EventStream::open(redis_url, "b").await;
-    let mut samples = Vec::new();
-    for i in 0..jobs {
-        events.skip_to_now().await;
-        let added = Instant::now();
-        let job = b
-            .add("latency", serde_json::json!({ "i": i }))
-            .await
-            .unwrap();
-        let seen = events
-            .wait_for(
-                job.id(),
-                &["completed"],
-                "completed",
-                Duration::from_secs(10),
-            )
-            .await;
-        samples.push(seen[0].unwrap() - added);
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    (at(0.5), at(0.99))
+    let seen = crate::latency::trickle(b, &mut events, jobs, &["completed"]).await;
+    crate::latency::percentiles(seen.into_iter().map(|s| s[0].unwrap()).collect())
 }
 
 async fn side(

@@ -177,6 +177,12 @@ impl Quota {
     fn remove_file(&self) {
         Self::give(&self.usage.files, 1);
     }
+
+    /// An entry (its type, size and links) was removed or replaced.
+    fn removed(&self, entry: (DescriptorType, u64, u64)) {
+        self.shrink(freed(entry));
+        self.remove_file();
+    }
 }
 
 /// One attempt's quotas: each preopened grant's, and which descriptor is
@@ -469,8 +475,7 @@ fn link_replacements<S: QuotaStore>(linker: &mut Linker<S>) -> wasmtime::Result<
                         HostDescriptor::unlink_file_at(&mut fs, fd, path).await
                     };
                     if let (Some(quota), Some(entry), Ok(())) = (&quota, entry, &result) {
-                        quota.shrink(freed(entry));
-                        quota.remove_file();
+                        quota.removed(entry);
                     }
                     Ok((result.map_err(code).transpose_code()?,))
                 })
@@ -510,8 +515,7 @@ fn link_replacements<S: QuotaStore>(linker: &mut Linker<S>) -> wasmtime::Result<
                 )
                 .await;
                 if let (Some(quota), Some(entry), Ok(())) = (&to, replaced, &result) {
-                    quota.shrink(freed(entry));
-                    quota.remove_file();
+                    quota.removed(entry);
                 }
                 Ok((result.map_err(code).transpose_code()?,))
             })
