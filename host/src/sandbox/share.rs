@@ -7,7 +7,10 @@
 //! of them while its queue is the only one with attempts running, and its
 //! `cpu_weight`'s part of them (one at least) while other queues have
 //! attempts too. The others wait, parked, in order; each turn lasts until
-//! the guest's next tick, when the longest waiting guest goes next.
+//! the guest's next tick, when the longest waiting guest goes next. Beside
+//! busy queues, a guest that computed a tick also pauses, its turn held,
+//! for a tick per weight of theirs per weight of its own (at most 10 ms),
+//! so that the busy queues get the threads' time, not only their number.
 //!
 //! Parked guests are off the runtime's run queue: sixteen spinners on one
 //! queue used to stand, a millisecond each, between every wake-up of
@@ -79,14 +82,7 @@ impl CpuShare {
 
     /// How many of `lane`'s guests may compute at once now.
     fn allowed(&self, lane: &Lane) -> usize {
-        let now = self.now_ms();
-        let lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
-        let busy_weights: u64 = lanes
-            .iter()
-            .filter_map(Weak::upgrade)
-            .filter(|other| !std::ptr::eq(&**other, lane) && other.busy_at(now))
-            .map(|other| u64::from(other.weight))
-            .sum();
+        let busy_weights = self.busy_weights(lane);
         if busy_weights == 0 {
             return self.threads;
         }
@@ -94,7 +90,42 @@ impl CpuShare {
         let share = self.threads as u64 * weight / (weight + busy_weights);
         (share as usize).clamp(1, self.threads)
     }
+
+    /// The weights of the queues busy now besides `lane`'s.
+    fn busy_weights(&self, lane: &Lane) -> u64 {
+        let now = self.now_ms();
+        let lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        lanes
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|other| !std::ptr::eq(&**other, lane) && other.busy_at(now))
+            .map(|other| u64::from(other.weight))
+            .sum()
+    }
+
+    /// How long a guest of `lane` that just computed a tick leaves its
+    /// thread to the busy queues before its next turn: [`PAUSE_PER_WEIGHT`]
+    /// for each weight of theirs per weight of its own (at most
+    /// [`MAX_PAUSE`]), nothing while no other queue is busy.
+    fn pause(&self, lane: &Lane) -> Duration {
+        let busy = self.busy_weights(lane);
+        if busy == 0 {
+            return Duration::ZERO;
+        }
+        (PAUSE_PER_WEIGHT * busy as u32 / lane.weight).min(MAX_PAUSE)
+    }
 }
+
+/// A computing guest's pause per weight of the busy queues beside it (per
+/// weight of its own), after each tick it computed: one tick. (Two or four
+/// did not keep a no-op queue beside 16 spinners more of its throughput:
+/// what it loses is its wake-ups waiting behind a spinner's slice, not
+/// CPU; docs/BENCHMARKS.md.)
+const PAUSE_PER_WEIGHT: Duration = Duration::from_millis(1);
+
+/// The longest a computing guest leaves its thread to busier queues at a
+/// time.
+const MAX_PAUSE: Duration = Duration::from_millis(10);
 
 /// One queue's place in the [`CpuShare`].
 #[derive(Debug)]
@@ -166,6 +197,20 @@ impl Lane {
     /// busy (a queue alone only takes turns among its own guests).
     pub async fn next_turn(self: Arc<Self>, held: Arc<Held>) -> bool {
         self.call_started();
+        // Beside busy queues, a tick computed is paid for with a pause, the
+        // turn still held: a queue of short jobs needs more than the
+        // threads the spinners leave it (its Redis round trips run on the
+        // same cores), and would keep 38 % of its throughput with one
+        // thread given up to spinners whole.
+        let pause = if held.is_set() {
+            self.share.pause(&self)
+        } else {
+            Duration::ZERO
+        };
+        if !pause.is_zero() {
+            self.waits.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(pause).await;
+        }
         let waited = {
             let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
             if held.take() {
@@ -189,10 +234,13 @@ impl Lane {
         };
         match waited {
             None => {
-                // Behind the tasks already waiting, timers and I/O
-                // included (a self-wake would take the worker's LIFO slot).
-                tokio::task::yield_now().await;
-                false
+                if pause.is_zero() {
+                    // Behind the tasks already waiting, timers and I/O
+                    // included (a self-wake would take the worker's LIFO
+                    // slot).
+                    tokio::task::yield_now().await;
+                }
+                !pause.is_zero()
             }
             Some((rx, shared)) => {
                 if shared {
@@ -204,7 +252,7 @@ impl Lane {
                 // sender is only a lane being torn down: go on.
                 let _ = rx.await;
                 held.set();
-                shared
+                shared || !pause.is_zero()
             }
         }
     }
@@ -276,6 +324,10 @@ impl Held {
     fn set(&self) {
         self.0.store(true, Ordering::Release);
     }
+
+    fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 #[cfg(test)]
@@ -298,8 +350,12 @@ mod tests {
         // Another queue gets busy (weight 3): the spinner's share is one
         // thread of four. Its guests give up their turns at their ticks and
         // only one comes back.
+        assert_eq!(share.pause(&spinner), Duration::ZERO, "alone");
         let other = share.lane("b", 3);
         other.call_started();
+        // A tick per weight of the busy queue's, per weight of its own.
+        assert_eq!(share.pause(&spinner), Duration::from_millis(3));
+        assert_eq!(share.pause(&other), Duration::from_millis(1) / 3);
         for h in &held[..4] {
             spinner.release(h);
         }
