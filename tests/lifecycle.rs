@@ -437,7 +437,7 @@ fn too_few_open_files_for_the_queues_is_said_at_once_with_what_is_needed() {
         stderr.contains(
             "the queues hold about 180 Redis connections (1 + 2 × workers per queue, one more \
              per queue a processor adds to: docs/CONFIG.md), and this process may open only 128 \
-             files; raise the limit (`ulimit -n 256`"
+             files; raise the limit (`ulimit -n 512`"
         ),
         "{stderr}"
     );

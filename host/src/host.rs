@@ -292,7 +292,7 @@ impl Host {
             ..SandboxOptions::default()
         };
         let guest_connections = ensure_open_files(config)?;
-        crate::sandbox::grants::set_host_connections(guest_connections as usize);
+        crate::sandbox::grants::set_guest_descriptors(guest_connections as usize);
         let mut config = config.clone();
         fit_connections(&mut config, guest_connections);
         let config = &config;

@@ -37,6 +37,9 @@
 //! - `fill`: writes `times` files of `bytes` bytes each, `f0`, `f1`, …, in
 //!   the directory `path`; fails at the first refusal, naming the file and
 //!   the error;
+//! - `open`: opens the file at `path` `times` times, holding each (closing
+//!   each at once with `"how": "close"`); fails at the first refusal,
+//!   naming its number;
 //! - `link`: makes a symbolic link at `path` to `text`, then a hard link at
 //!   `path` + `.hard` to `text`; completes with what each got;
 //! - `copies`: adds `times` copies of itself to its own queue (granted in
@@ -205,6 +208,19 @@ impl Processor for Misbehave {
                     })?;
                 }
                 return Ok(serde_json::json!({ "files": plan.times }));
+            }
+            "open" => {
+                // The file at `path`, opened `times` times and held.
+                let mut held = Vec::new();
+                for i in 0..plan.times {
+                    let file = std::fs::File::open(&plan.path).map_err(|e| {
+                        Error::failed(format!("open {} #{i}: {e} ({:?})", plan.path, e.kind()))
+                    })?;
+                    if plan.how != "close" {
+                        held.push(file);
+                    }
+                }
+                return Ok(serde_json::json!({ "open": held.len() }));
             }
             "link" => {
                 // std's symlink is unstable on WASI: raw wasi:filesystem,

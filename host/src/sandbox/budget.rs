@@ -17,9 +17,13 @@ pub enum Budget {
     /// An outbound connection refused: the queue's attempts hold their
     /// most.
     QueueConnections,
-    /// An outbound connection refused: the guests of all queues hold every
-    /// descriptor the host leaves them.
-    HostConnections,
+    /// An outbound connection or a file refused: the guests of all queues
+    /// hold every descriptor the host leaves them.
+    HostDescriptors,
+    /// A file not opened: the attempt holds [`MAX_OPEN_FILES`] open.
+    ///
+    /// [`MAX_OPEN_FILES`]: crate::sandbox::grants::MAX_OPEN_FILES
+    OpenFiles,
     /// A write refused: the writable grant holds its most bytes.
     FileBytes,
     /// A file or directory refused: the writable grant holds its most
@@ -37,11 +41,12 @@ pub enum Budget {
 
 impl Budget {
     /// Every budget, in the order of [`Budget::index`].
-    pub const ALL: [Budget; 10] = [
+    pub const ALL: [Budget; 11] = [
         Budget::CpuTurn,
         Budget::AttemptConnections,
         Budget::QueueConnections,
-        Budget::HostConnections,
+        Budget::HostDescriptors,
+        Budget::OpenFiles,
         Budget::FileBytes,
         Budget::FileCount,
         Budget::FileLink,
@@ -64,7 +69,8 @@ impl Budget {
             Budget::CpuTurn => "cpu-turn",
             Budget::AttemptConnections => "attempt-connections",
             Budget::QueueConnections => "queue-connections",
-            Budget::HostConnections => "host-connections",
+            Budget::HostDescriptors => "host-descriptors",
+            Budget::OpenFiles => "open-files",
             Budget::FileBytes => "file-bytes",
             Budget::FileCount => "file-count",
             Budget::FileLink => "file-link",
@@ -89,9 +95,12 @@ impl Budget {
                 "an outbound connection was refused: the queue's attempts hold \
                  `max_queue_outbound_connections` already (a key of the queue)"
             }
-            Budget::HostConnections => {
-                "an outbound connection was refused: the guests of all queues hold every \
-                 descriptor the host leaves them (raise the open-file limit, `ulimit -n`)"
+            Budget::HostDescriptors => {
+                "an outbound connection or a file was refused: the guests of all queues hold \
+                 every descriptor the host leaves them (raise the open-file limit, `ulimit -n`)"
+            }
+            Budget::OpenFiles => {
+                "a file was not opened (EDQUOT): the attempt holds 256 files open already"
             }
             Budget::FileBytes => {
                 "a write was refused (no space): the writable grant holds its `max_bytes`"

@@ -22,7 +22,8 @@
 //! 5. Connections held open at once are bounded three ways: per attempt
 //!    (`max_outbound_connections`), per queue
 //!    (`max_queue_outbound_connections`), and for all guests together by
-//!    the descriptors the host leaves them ([`set_host_connections`]); past
+//!    the descriptors the host leaves them
+//!    ([`set_guest_descriptors`](super::set_guest_descriptors)); past
 //!    any of them the guest gets `connection-limit-reached`, and the
 //!    attempt's log says which budget once.
 //! 6. What goes wrong on a connection is the guest's to hear, and the log's
@@ -70,25 +71,6 @@ struct Policy {
     per_attempt: u32,
     /// Connections the queue's attempts hold, against its budget.
     queue_connections: Arc<Semaphore>,
-}
-
-/// Connections all guests together may hold: the descriptors the host
-/// leaves them ([`set_host_connections`]).
-static HOST_CONNECTIONS: OnceLock<Arc<Semaphore>> = OnceLock::new();
-
-/// All guests' connections when the host has not said (`bullpen exec`,
-/// tests).
-const DEFAULT_HOST_CONNECTIONS: usize = 1024;
-
-/// Sets how many connections all guests together may hold open: the
-/// descriptors the process may open less those the host keeps for itself
-/// (its Redis connections, the listener, modules). The first call wins.
-pub fn set_host_connections(connections: usize) {
-    let _ = HOST_CONNECTIONS.set(Arc::new(Semaphore::new(connections)));
-}
-
-fn host_connections() -> &'static Arc<Semaphore> {
-    HOST_CONNECTIONS.get_or_init(|| Arc::new(Semaphore::new(DEFAULT_HOST_CONNECTIONS)))
 }
 
 /// A queue's `allowed_outbound_hosts` and `max_response_size`, checked.
@@ -250,10 +232,10 @@ impl Outbound {
             .clone()
             .try_acquire_owned()
             .map_err(|_| Budget::QueueConnections)?;
-        let host = host_connections()
+        let host = super::guest_descriptors()
             .clone()
             .try_acquire_owned()
-            .map_err(|_| Budget::HostConnections)?;
+            .map_err(|_| Budget::HostDescriptors)?;
         Ok(Admitted {
             _permits: [attempt, queue, host],
         })

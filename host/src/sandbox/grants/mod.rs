@@ -40,8 +40,8 @@ mod quota;
 pub use add_jobs::AddJobs;
 pub use env::{Environment, EnvironmentConfig, Secret};
 pub use files::{Directories, FileGrant};
-pub use http::{HttpConfig, Outbound, OutboundHttp, is_non_public, set_host_connections};
-pub use quota::{FileQuotas, Quota, QuotaStore};
+pub use http::{HttpConfig, Outbound, OutboundHttp, is_non_public};
+pub use quota::{FileQuotas, MAX_OPEN_FILES, Quota, QuotaStore};
 
 use super::job_api::Jobs;
 use super::mask::Mask;
@@ -53,6 +53,28 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use wasmtime::component::Linker;
 use wasmtime_wasi::WasiCtxBuilder;
+
+/// Descriptors all guests together may hold (outbound connections, open
+/// files): what the host leaves them ([`set_guest_descriptors`]).
+static GUEST_DESCRIPTORS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> =
+    std::sync::OnceLock::new();
+
+/// All guests' descriptors when the host has not said (`bullpen exec`,
+/// tests).
+const DEFAULT_GUEST_DESCRIPTORS: usize = 1024;
+
+/// Sets how many descriptors all guests together may hold open (outbound
+/// connections, open files): those the process may open less those the
+/// host keeps for itself (its Redis connections, the listener, modules).
+/// The first call wins.
+pub fn set_guest_descriptors(descriptors: usize) {
+    let _ = GUEST_DESCRIPTORS.set(Arc::new(tokio::sync::Semaphore::new(descriptors)));
+}
+
+fn guest_descriptors() -> &'static Arc<tokio::sync::Semaphore> {
+    GUEST_DESCRIPTORS
+        .get_or_init(|| Arc::new(tokio::sync::Semaphore::new(DEFAULT_GUEST_DESCRIPTORS)))
+}
 
 /// One kind of grant, with its life cycle.
 pub trait Capability: Grant + Sized + 'static {

@@ -19,6 +19,11 @@
 //!   that later read the directory outside it.
 //! - A rename between two grants gets `cross-device` (programs copy then),
 //!   so that no file moves from one grant's count to another's.
+//! - An attempt holds at most [`MAX_OPEN_FILES`] files open (each is a
+//!   descriptor of the host's), and all guests together what the host
+//!   leaves them; past either, opening gets `quota` (EDQUOT). A descriptor
+//!   gives its place back when the guest drops it, or when the attempt
+//!   ends.
 
 use crate::sandbox::{Budget, JobObserver};
 use std::collections::HashMap;
@@ -26,8 +31,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
+use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::StoreContextMut;
-use wasmtime::component::{Linker, Resource};
+use wasmtime::component::{Linker, Resource, ResourceType};
 use wasmtime_wasi::filesystem::{Descriptor, WasiFilesystemView};
 use wasmtime_wasi::p2::bindings::filesystem::preopens;
 use wasmtime_wasi::p2::bindings::filesystem::types::{
@@ -41,6 +47,9 @@ use wasmtime_wasi::p2::{
 /// wasmtime-wasi links them.
 const TYPES: &str = "wasi:filesystem/types@0.2.12";
 const PREOPENS: &str = "wasi:filesystem/preopens@0.2.12";
+
+/// Files one attempt may hold open at once.
+pub const MAX_OPEN_FILES: usize = 256;
 
 /// How often a grant's directory may be counted again before a refusal.
 const RECOUNT_EVERY: Duration = Duration::from_secs(1);
@@ -192,6 +201,9 @@ pub struct FileQuotas {
     grants: Vec<(String, Arc<Quota>)>,
     /// Descriptors (their table index) inside a grant with a quota.
     inside: HashMap<u32, Arc<Quota>>,
+    /// Descriptors the guest opened, each holding its place in the
+    /// guests' descriptors.
+    open: HashMap<u32, OwnedSemaphorePermit>,
     observer: Arc<dyn JobObserver>,
 }
 
@@ -201,6 +213,7 @@ impl FileQuotas {
         FileQuotas {
             grants: Vec::new(),
             inside: HashMap::new(),
+            open: HashMap::new(),
             observer,
         }
     }
@@ -225,8 +238,20 @@ impl FileQuotas {
         self.observer.over_budget(budget);
         match budget {
             Budget::FileLink => ErrorCode::NotPermitted,
+            Budget::OpenFiles | Budget::HostDescriptors => ErrorCode::Quota,
             _ => ErrorCode::InsufficientSpace,
         }
+    }
+
+    /// A place for one more open file, in the attempt's and the guests'.
+    fn admit(&self) -> Result<OwnedSemaphorePermit, Budget> {
+        if self.open.len() >= MAX_OPEN_FILES {
+            return Err(Budget::OpenFiles);
+        }
+        super::guest_descriptors()
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Budget::HostDescriptors)
     }
 }
 
@@ -313,6 +338,18 @@ fn link_replacements<S: QuotaStore>(linker: &mut Linker<S>) -> wasmtime::Result<
     )?;
 
     let mut types = linker.instance(TYPES)?;
+    // A dropped descriptor gives back its place among the open files.
+    types.resource(
+        "descriptor",
+        ResourceType::host::<Descriptor>(),
+        |mut store: StoreContextMut<'_, S>, rep: u32| {
+            let state = store.data_mut();
+            let quotas = state.file_quotas();
+            quotas.open.remove(&rep);
+            quotas.inside.remove(&rep);
+            HostDescriptor::drop(&mut state.filesystem(), Resource::new_own(rep))
+        },
+    )?;
     types.func_wrap_async(
         "[method]descriptor.write",
         |mut store: StoreContextMut<'_, S>,
@@ -388,6 +425,10 @@ fn link_replacements<S: QuotaStore>(linker: &mut Linker<S>) -> wasmtime::Result<
         )| {
             Box::new(async move {
                 let state = store.data_mut();
+                let place = match state.file_quotas().admit() {
+                    Ok(place) => place,
+                    Err(budget) => return Ok((Err(state.file_quotas().refused(budget)),)),
+                };
                 let quota = state.file_quotas().of(&fd);
                 let (mut added, mut truncated) = (false, 0);
                 if let Some(quota) = &quota
@@ -420,7 +461,9 @@ fn link_replacements<S: QuotaStore>(linker: &mut Linker<S>) -> wasmtime::Result<
                         if let Some(quota) = &quota {
                             quota.shrink(truncated);
                         }
-                        state.file_quotas().set(&new, quota);
+                        let quotas = state.file_quotas();
+                        quotas.set(&new, quota);
+                        quotas.open.insert(new.rep(), place);
                         Ok((Ok(new),))
                     }
                     Err(error) => {
