@@ -359,12 +359,12 @@ impl Metrics {
                     kind,
                 })
             }),
-            budget_hits: Budget::ALL.map(|budget| {
+            budget_hits: BudgetHits(Arc::new(Budget::ALL.map(|budget| {
                 self.budget_hits.get_or_create_owned(&BudgetLabels {
                     queue: name.to_owned(),
                     budget: budget.as_str(),
                 })
-            }),
+            }))),
             duration: self.duration.get_or_create_owned(&queue),
             instantiate: self.instantiate.get_or_create_owned(&queue),
             peak_memory: self.peak_memory.get_or_create_owned(&queue),
@@ -417,7 +417,7 @@ pub struct QueueMetrics {
     name: Arc<str>,
     attempts: [Counter; Outcome::ALL.len()],
     crashes: [Counter; CRASH_KINDS.len()],
-    budget_hits: [Counter; Budget::ALL.len()],
+    budget_hits: BudgetHits,
     duration: Histogram,
     instantiate: Histogram,
     peak_memory: Histogram,
@@ -485,10 +485,10 @@ impl QueueMetrics {
         }
     }
 
-    /// A budget of what queues share held one of the queue's guests back
-    /// or refused it.
-    pub fn over_budget(&self, budget: Budget) {
-        self.budget_hits[budget.index()].inc();
+    /// Where the queue's attempts count their budget hits: one handle for
+    /// all of them (an attempt clones it, not the whole of this).
+    pub fn budget_hits(&self) -> BudgetHits {
+        self.budget_hits.clone()
     }
 
     /// A Redis command of the queue failed.
@@ -537,6 +537,18 @@ impl QueueMetrics {
     /// A changed module file was not swapped in.
     pub fn deploy_rejected(&self) {
         self.rejected_deploys.inc();
+    }
+}
+
+/// A queue's `bullpen_budget_hits_total` series, one per budget.
+#[derive(Debug, Clone)]
+pub struct BudgetHits(Arc<[Counter; Budget::ALL.len()]>);
+
+impl BudgetHits {
+    /// A budget of what queues share held one of the queue's guests back
+    /// or refused it.
+    pub fn hit(&self, budget: Budget) {
+        self.0[budget.index()].inc();
     }
 }
 

@@ -165,11 +165,6 @@ impl Eq for Lane {}
 const SAY_EVERY: Duration = Duration::from_secs(60);
 
 impl Lane {
-    /// The queue this lane is for.
-    pub fn queue(&self) -> &str {
-        &self.queue
-    }
-
     /// Turns its guests waited for because other queues were busy.
     pub fn waits(&self) -> u64 {
         self.waits.load(Ordering::Relaxed)

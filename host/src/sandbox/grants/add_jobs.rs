@@ -62,22 +62,21 @@ impl Capability for AddJobs {
             }
             queues.push(queue.into_inner());
         }
-        let refused = |(span, reason)| Refusal::at(span, reason);
         Ok(AddAllowance {
             queues: queues.into_iter().collect(),
             max_jobs: bounds::MAX_ADDED_JOBS
                 .read(raw.max_added_jobs)
-                .map_err(refused)?,
+                .map_err(Refusal::from)?,
             max_size: bounds::MAX_ADDED_SIZE
                 .read(raw.max_added_size)
-                .map_err(refused)?
+                .map_err(Refusal::from)?
                 .0,
             per_second: bounds::MAX_ADDS_PER_SECOND
                 .read(raw.max_adds_per_second)
-                .map_err(refused)?,
+                .map_err(Refusal::from)?,
             max_target_depth: bounds::MAX_TARGET_DEPTH
                 .read(raw.max_target_depth)
-                .map_err(refused)?,
+                .map_err(Refusal::from)?,
         })
     }
 

@@ -128,17 +128,16 @@ impl Capability for OutboundHttp {
             })?;
             allowed_outbound_hosts.push(parsed);
         }
-        let refused = |(span, reason)| Refusal::at(span, reason);
         let max_response_size = bounds::MAX_RESPONSE_SIZE
             .read(raw.max_response_size)
-            .map_err(refused)?
+            .map_err(Refusal::from)?
             .0;
         let max_outbound_connections = bounds::MAX_OUTBOUND_CONNECTIONS
             .read(raw.max_outbound_connections)
-            .map_err(refused)?;
+            .map_err(Refusal::from)?;
         let max_queue_outbound_connections = bounds::MAX_QUEUE_OUTBOUND_CONNECTIONS
             .read(raw.max_queue_outbound_connections)
-            .map_err(refused)?;
+            .map_err(Refusal::from)?;
         Ok(HttpConfig {
             allowed_outbound_hosts,
             max_response_size,

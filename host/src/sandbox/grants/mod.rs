@@ -134,6 +134,13 @@ impl Refusal {
     }
 }
 
+/// A key out of its [`Bound`](crate::config::bounds::Bound): where, and why.
+impl From<(Range<usize>, String)> for Refusal {
+    fn from((span, reason): (Range<usize>, String)) -> Self {
+        Refusal::at(span, reason)
+    }
+}
+
 /// `bullpen exec`'s grant flags, as given.
 #[derive(Debug, Clone, Default)]
 pub struct GrantFlags {

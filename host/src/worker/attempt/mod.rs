@@ -165,8 +165,11 @@ impl Attempts {
             targets: self.targets.clone(),
             waiting_children: moved.clone(),
         };
-        let (observer, reports, rx) =
-            Forward::new(&self.call_options, requests, self.metrics.clone());
+        let (observer, reports, rx) = Forward::new(
+            &self.call_options,
+            requests,
+            self.metrics.as_ref().map(QueueMetrics::budget_hits),
+        );
         let writer = Writer {
             queue: &self.queue,
             trouble: &self.trouble,

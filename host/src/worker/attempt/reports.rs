@@ -6,7 +6,7 @@
 use super::super::job_requests::JobRequests;
 use super::super::lock::Trouble;
 use crate::json;
-use crate::observe::metrics::QueueMetrics;
+use crate::observe::metrics::BudgetHits;
 use crate::outcome::options as job_options;
 use crate::queue::fields;
 use crate::sandbox::job_api::{AddJob, ChildrenSoFar, JobApi};
@@ -37,7 +37,7 @@ pub(super) struct Forward {
     tx: mpsc::Sender<ToWrite>,
     pending: Arc<Pending>,
     requests: JobRequests,
-    metrics: Option<QueueMetrics>,
+    budget_hits: Option<BudgetHits>,
     /// The budgets already said in the log this attempt, a bit each.
     budgets_said: AtomicU32,
 }
@@ -67,7 +67,7 @@ impl Forward {
     pub(super) fn new(
         call_options: &CallOptions,
         requests: JobRequests,
-        metrics: Option<QueueMetrics>,
+        budget_hits: Option<BudgetHits>,
     ) -> (Arc<Self>, Arc<Pending>, mpsc::Receiver<ToWrite>) {
         let capacity = (call_options.reports / REPORT_OVERHEAD).clamp(1, 1 << 16) as usize + 1;
         let (tx, rx) = mpsc::channel(capacity);
@@ -76,7 +76,7 @@ impl Forward {
             tx,
             pending: pending.clone(),
             requests,
-            metrics,
+            budget_hits,
             budgets_said: AtomicU32::new(0),
         };
         (Arc::new(forward), pending, rx)
@@ -146,8 +146,8 @@ impl JobObserver for Forward {
     /// said by the queue's lane, once a minute; dropped log lines by the
     /// attempt's end, with their number).
     fn over_budget(&self, budget: Budget) {
-        if let Some(metrics) = &self.metrics {
-            metrics.over_budget(budget);
+        if let Some(hits) = &self.budget_hits {
+            hits.hit(budget);
         }
         let bit = 1 << budget.index();
         if !matches!(budget, Budget::CpuTurn | Budget::LogLines)
