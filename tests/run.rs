@@ -596,6 +596,7 @@ async fn add_jobs_and_status_from_the_cli() {
             "LAST_MS",
             "CPU_MS",
             "PEAK_MEMORY",
+            "INSTANCE",
             "FAILED_REASON"
         ],
         "{stdout}"
@@ -604,7 +605,7 @@ async fn add_jobs_and_status_from_the_cli() {
         lines[1]
             .starts_with("first  signup  failed  1              1                 validate.wasm@")
             && lines[1].ends_with(
-                "  -        -       -            Invalid job data: \"email\" is required"
+                "  -        -       -            -         Invalid job data: \"email\" is required"
             ),
         "{stdout}"
     );

@@ -5,8 +5,8 @@
 //! processor. The two secrets overlap (one is the other's prefix), and they
 //! are said where the host cuts a panic message.
 
+use bullpen::queue::bullmq::JobOptions;
 use bullpen::queue::bullmq::types::BackoffStrategy;
-use bullpen::queue::bullmq::{JobOptions, Queue};
 use bullpen_tests::{
     RedisServer, RunningHost, finished, free_port, http_get, queue as open, script_guest,
 };
@@ -108,19 +108,6 @@ fn cases() -> Vec<(&'static str, JobOptions, &'static str)> {
     ]
 }
 
-/// The job's hash and log, as text.
-async fn stored(queue: &Queue, id: &str) -> String {
-    use redis::AsyncCommands;
-    let mut connection = queue.connection().connection();
-    let key = queue.keys().job_key(id);
-    let hash: Vec<(String, String)> = connection.hgetall(&key).await.unwrap();
-    let log: Vec<String> = connection
-        .lrange(format!("{key}:logs"), 0, -1)
-        .await
-        .unwrap();
-    format!("{hash:?}\nlogs: {log:?}")
-}
-
 async fn nothing_leaks(leaker: Leaker, log_format: &str) {
     set_secrets();
     let redis = RedisServer::start();
@@ -153,7 +140,7 @@ async fn nothing_leaks(leaker: Leaker, log_format: &str) {
             job.failed_reason(),
             host.log()
         );
-        let text = stored(&queue, &id).await;
+        let text = bullpen_tests::stored(&queue, &id).await;
         assert_masked(&format!("job `{how}` in Redis"), &text);
         // Masked, not dropped: each path still says what it said.
         assert!(text.contains("***"), "{how}: {text}");

@@ -7,7 +7,11 @@
 // - throw-string / throw-object: throws a value that is not an Error;
 // - reject: returns a promise rejected with an Error after a timer;
 // - fetch: fetches `url` and completes with {status, body};
+// - count: completes with {count: N}, N the attempts this instance has run
+//   (a global: 1 in a fresh instance);
 // - ok: completes with "fine".
+let runs = 0;
+
 export async function process(job) {
   const { mode, url } = job.data ?? {};
   switch (mode) {
@@ -28,6 +32,9 @@ export async function process(job) {
       const response = await fetch(url);
       return { status: response.status, body: await response.text() };
     }
+    case 'count':
+      runs += 1;
+      return { count: runs };
     case 'ok':
       return 'fine';
     default:

@@ -872,6 +872,19 @@ pub async fn field(queue: &bullpen::queue::bullmq::Queue, id: &str, name: &str) 
         .unwrap()
 }
 
+/// Job `id`'s hash and log, as text: where a leak would show.
+pub async fn stored(queue: &bullpen::queue::bullmq::Queue, id: &str) -> String {
+    use redis::AsyncCommands;
+    let mut connection = queue.connection().connection();
+    let key = queue.keys().job_key(id);
+    let hash: Vec<(String, String)> = connection.hgetall(&key).await.unwrap();
+    let log: Vec<String> = connection
+        .lrange(format!("{key}:logs"), 0, -1)
+        .await
+        .unwrap();
+    format!("{hash:?}\nlogs: {log:?}")
+}
+
 /// A job's `attemptsMade` and `attemptsStarted` as a JSON peer reported them.
 pub fn attempts(job: &serde_json::Value) -> (Option<u64>, Option<u64>) {
     (

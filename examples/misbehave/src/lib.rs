@@ -49,6 +49,8 @@
 //!   fills the buffer and sleeps `ms` milliseconds: N is what an earlier
 //!   attempt in the same memory left behind (0 when every attempt starts
 //!   fresh);
+//! - `count`: completes with `{"count": N}`, N the attempts this instance
+//!   has run (a global counter: 1 in a fresh instance);
 //! - `leak`: says the values of the environment variables in `names`
 //!   (joined by a space) on every path a guest has: a log message, a
 //!   job-log line, progress, stdout, stderr; then, by `how`:
@@ -195,6 +197,11 @@ impl Processor for Misbehave {
                 scratch.fill(0xAB);
                 std::thread::sleep(std::time::Duration::from_millis(plan.ms));
                 return Ok(serde_json::json!({ "left": left }));
+            }
+            "count" => {
+                static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let count = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                return Ok(serde_json::json!({ "count": count }));
             }
             "leak" => return leak(job, &plan),
             "connections" => return connections(&plan),

@@ -41,7 +41,7 @@ pub(super) async fn run(args: JobsArgs) -> anyhow::Result<ExitCode> {
     queue.close().await;
     connected.close().await;
     let jobs = jobs?;
-    let rows: Vec<[String; 10]> = jobs
+    let rows: Vec<[String; 11]> = jobs
         .iter()
         .map(|(job, state)| {
             let cost = costs.get(job.id());
@@ -60,6 +60,14 @@ pub(super) async fn run(args: JobsArgs) -> anyhow::Result<ExitCode> {
                     .map_or_else(|| "-".into(), |ms| format!("{ms:.3}")),
                 cost.and_then(|c| c.peak_memory)
                     .map_or_else(|| "-".into(), |bytes| ByteSize(bytes).to_string()),
+                // `fresh`, or the instance's run: `reused:3` ran 3 before.
+                cost.and_then(|c| c.reused).map_or_else(
+                    || "-".into(),
+                    |runs| match runs {
+                        0 => "fresh".into(),
+                        runs => format!("reused:{runs}"),
+                    },
+                ),
                 job.failed_reason().replace('\n', " "),
             ]
         })
@@ -75,6 +83,7 @@ pub(super) async fn run(args: JobsArgs) -> anyhow::Result<ExitCode> {
             "LAST_MS",
             "CPU_MS",
             "PEAK_MEMORY",
+            "INSTANCE",
             "FAILED_REASON",
         ],
         &rows,

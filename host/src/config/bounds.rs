@@ -166,6 +166,21 @@ const fn count(key: &'static str, default: u32, min: u32, max: u32) -> Bound<u32
 /// `cpu_weight`: the queue's share of the CPU beside other busy queues.
 pub const CPU_WEIGHT: Bound<u32> = count("cpu_weight", 1, 1, 1_000);
 
+/// `max_instance_reuse_count`: attempts one instance runs (1: a fresh
+/// instance for each).
+pub const MAX_INSTANCE_REUSE_COUNT: Bound<u32> = count("max_instance_reuse_count", 1, 1, u32::MAX);
+
+/// `idle_instance_timeout`: how long a reused instance waits for its next
+/// attempt.
+pub const IDLE_INSTANCE_TIMEOUT: Bound<HumanDuration> =
+    duration("idle_instance_timeout", Duration::from_secs(10));
+
+/// `max_instance_memory`: linear memory past which a reused instance is
+/// dropped after its attempt. Its default is half the queue's `memory`,
+/// and it may not be more than `memory`.
+pub const MAX_INSTANCE_MEMORY: Bound<ByteSize> =
+    size("max_instance_memory", 32 << 20, 1 << 20, 4 << 30);
+
 /// `max_outbound_connections`: connections one attempt may hold open at
 /// once (an ordinary job holds one or a few).
 pub const MAX_OUTBOUND_CONNECTIONS: Bound<u32> = count("max_outbound_connections", 64, 1, 65_536);

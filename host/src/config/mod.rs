@@ -197,6 +197,17 @@ pub struct QueueConfig {
     /// that compute past a millisecond take turns on this weight's part of
     /// the runtime's threads (one at least). Default 1.
     pub cpu_weight: u32,
+    /// Attempts one instance runs before it is dropped, one at a time;
+    /// 1 (the default) gives every attempt a fresh instance. Past 1, a job
+    /// may see what an earlier job of the queue left in the instance's
+    /// memory (docs/SECURITY.md).
+    pub max_instance_reuse_count: u32,
+    /// How long a reused instance waits for its next attempt before it is
+    /// dropped. Default 10 s.
+    pub idle_instance_timeout: HumanDuration,
+    /// Linear memory past which a reused instance is dropped once its
+    /// attempt ends. Default: half of `memory`.
+    pub max_instance_memory: ByteSize,
     /// What the processor may reach: `files`, `environment`, `secrets`,
     /// `allowed_outbound_hosts` (and `max_response_size`).
     /// Default: nothing.
@@ -263,7 +274,7 @@ struct RawHost {
 
 /// The keys of a queue's table that are its own, in the order a refusal
 /// lists them (the capabilities' follow).
-const QUEUE_KEYS: [&str; 14] = [
+const QUEUE_KEYS: [&str; 17] = [
     "module",
     "concurrency",
     "workers",
@@ -278,6 +289,9 @@ const QUEUE_KEYS: [&str; 14] = [
     "max_started_attempts",
     "max_data_size",
     "cpu_weight",
+    "max_instance_reuse_count",
+    "idle_instance_timeout",
+    "max_instance_memory",
 ];
 
 /// Every queue's keys, where they are written.
@@ -333,6 +347,9 @@ struct RawQueue {
     max_started_attempts: Option<Spanned<u32>>,
     max_data_size: Option<Spanned<ByteSize>>,
     cpu_weight: Option<Spanned<u32>>,
+    max_instance_reuse_count: Option<Spanned<u32>>,
+    idle_instance_timeout: Option<Spanned<HumanDuration>>,
+    max_instance_memory: Option<Spanned<ByteSize>>,
 }
 
 fn one() -> Spanned<u32> {
@@ -561,6 +578,22 @@ impl Config {
             .read(queue.max_started_attempts)
             .map_err(bounded)?;
         let cpu_weight = bounds::CPU_WEIGHT.read(queue.cpu_weight).map_err(bounded)?;
+        let max_instance_reuse_count = bounds::MAX_INSTANCE_REUSE_COUNT
+            .read(queue.max_instance_reuse_count)
+            .map_err(bounded)?;
+        let idle_instance_timeout = bounds::IDLE_INSTANCE_TIMEOUT
+            .read(queue.idle_instance_timeout)
+            .map_err(bounded)?;
+        let max_instance_memory = match queue.max_instance_memory {
+            None => ByteSize(memory.0 / 2),
+            Some(given) if *given.get_ref() > memory => {
+                return Err(error(
+                    given.span(),
+                    format!("max_instance_memory must be at most the queue's memory ({memory})"),
+                ));
+            }
+            given => bounds::MAX_INSTANCE_MEMORY.read(given).map_err(bounded)?,
+        };
         let lock_duration = bounds::LOCK_DURATION
             .read(queue.lock_duration)
             .map_err(bounded)?;
@@ -600,6 +633,9 @@ impl Config {
                 max_started_attempts,
                 max_data_size,
                 cpu_weight,
+                max_instance_reuse_count,
+                idle_instance_timeout,
+                max_instance_memory,
                 grants,
             },
             module_span,
@@ -861,10 +897,36 @@ on_crash = "fail"
     }
 
     #[test]
+    fn instance_reuse_is_off_by_default_and_its_memory_within_the_cap() {
+        let q = "[queues.q]\nmodule = \"a.wasm\"\nmemory = \"64MiB\"\n";
+        let config = parse(q).unwrap();
+        let queue = &config.queues["q"];
+        assert_eq!(queue.max_instance_reuse_count, 1);
+        assert_eq!(queue.idle_instance_timeout.0, Duration::from_secs(10));
+        assert_eq!(queue.max_instance_memory, ByteSize(32 << 20));
+        let reusing = parse(&format!(
+            "{q}max_instance_reuse_count = 500\nidle_instance_timeout = \"2s\"\nmax_instance_memory = \"48MiB\"\n"
+        ))
+        .unwrap();
+        let queue = &reusing.queues["q"];
+        assert_eq!(queue.max_instance_reuse_count, 500);
+        assert_eq!(queue.idle_instance_timeout.0, Duration::from_secs(2));
+        assert_eq!(queue.max_instance_memory, ByteSize(48 << 20));
+        assert_eq!(
+            error(&format!("{q}max_instance_memory = \"65MiB\"\n")),
+            "/etc/bullpen/bullpen.toml:4:23: queues.q: max_instance_memory must be at most the queue's memory (64 MiB)"
+        );
+        assert_eq!(
+            error(&format!("{q}max_instance_reuse_count = 0\n")),
+            "/etc/bullpen/bullpen.toml:4:28: queues.q: max_instance_reuse_count must be at least 1"
+        );
+    }
+
+    #[test]
     fn unknown_keys_name_the_line() {
         assert_eq!(
             error("[queues.q]\nmodule = \"a.wasm\"\nconcurency = 4\n"),
-            "/etc/bullpen/bullpen.toml:3:1: unknown field `concurency`, expected one of `module`, `concurrency`, `workers`, `timeout`, `memory`, `limiter`, `lock_duration`, `stalled_interval`, `max_stalled_count`, `on_crash`, `report_budget`, `max_started_attempts`, `max_data_size`, `cpu_weight`, `files`, `environment`, `secrets`, `allowed_outbound_hosts`, `max_response_size`, `max_outbound_connections`, `max_queue_outbound_connections`, `add_to_queues`, `max_added_jobs`, `max_added_size`, `max_adds_per_second`, `max_target_depth`"
+            "/etc/bullpen/bullpen.toml:3:1: unknown field `concurency`, expected one of `module`, `concurrency`, `workers`, `timeout`, `memory`, `limiter`, `lock_duration`, `stalled_interval`, `max_stalled_count`, `on_crash`, `report_budget`, `max_started_attempts`, `max_data_size`, `cpu_weight`, `max_instance_reuse_count`, `idle_instance_timeout`, `max_instance_memory`, `files`, `environment`, `secrets`, `allowed_outbound_hosts`, `max_response_size`, `max_outbound_connections`, `max_queue_outbound_connections`, `add_to_queues`, `max_added_jobs`, `max_added_size`, `max_adds_per_second`, `max_target_depth`"
         );
     }
 

@@ -23,6 +23,10 @@ pub struct AttemptCost {
     pub peak_memory: Option<u64>,
     /// The CPU time it spent in the sandbox.
     pub cpu_ms: Option<f64>,
+    /// Attempts its instance had run before it: 0 for a fresh instance
+    /// (absent from a host older than instance reuse).
+    #[serde(default)]
+    pub reused: Option<u32>,
     /// When it ended, ms since the epoch.
     pub finished_at: u64,
 }
@@ -130,6 +134,7 @@ mod tests {
             duration_ms: Some(1.0),
             peak_memory: Some(65536),
             cpu_ms: Some(0.5),
+            reused: Some(0),
             finished_at: job,
         }
     }

@@ -127,6 +127,17 @@ struct CrashLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstanceLabels {
+    queue: String,
+    instance: &'static str,
+}
+
+/// The `instance` labels of `bullpen_attempt_instances_total`: an attempt
+/// ran in a fresh instance, or in one an earlier attempt of its queue ran
+/// in (`max_instance_reuse_count`).
+const INSTANCE_KINDS: [&str; 2] = ["fresh", "reused"];
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BudgetLabels {
     queue: String,
     budget: &'static str,
@@ -167,6 +178,7 @@ pub struct Metrics {
     attempts: Family<OutcomeLabels, Counter>,
     crashes: Family<CrashLabels, Counter>,
     budget_hits: Family<BudgetLabels, Counter>,
+    instances: Family<InstanceLabels, Counter>,
     duration: HistogramFamily,
     instantiate: HistogramFamily,
     peak_memory: HistogramFamily,
@@ -221,6 +233,7 @@ impl Metrics {
             attempts: Family::default(),
             crashes: Family::default(),
             budget_hits: Family::default(),
+            instances: Family::default(),
             duration: histograms(DURATION_BUCKETS),
             instantiate: histograms(INSTANTIATE_BUCKETS),
             peak_memory: histograms(MEMORY_BUCKETS),
@@ -254,6 +267,12 @@ impl Metrics {
             "Times a budget of what queues share held a guest back or refused it, by budget \
              (cpu-turn, attempt-connections, file-bytes, add-rate, log-lines, …)",
             metrics.budget_hits.clone(),
+        );
+        registry.register(
+            "bullpen_attempt_instances",
+            "Attempts the guest ran, by instance: fresh, or reused from an earlier attempt of the \
+             queue (max_instance_reuse_count)",
+            metrics.instances.clone(),
         );
         registry.register(
             "bullpen_attempt_duration_seconds",
@@ -365,6 +384,12 @@ impl Metrics {
                     budget: budget.as_str(),
                 })
             }))),
+            instances: INSTANCE_KINDS.map(|instance| {
+                self.instances.get_or_create_owned(&InstanceLabels {
+                    queue: name.to_owned(),
+                    instance,
+                })
+            }),
             duration: self.duration.get_or_create_owned(&queue),
             instantiate: self.instantiate.get_or_create_owned(&queue),
             peak_memory: self.peak_memory.get_or_create_owned(&queue),
@@ -418,6 +443,7 @@ pub struct QueueMetrics {
     attempts: [Counter; Outcome::ALL.len()],
     crashes: [Counter; CRASH_KINDS.len()],
     budget_hits: BudgetHits,
+    instances: [Counter; INSTANCE_KINDS.len()],
     duration: Histogram,
     instantiate: Histogram,
     peak_memory: Histogram,
@@ -443,6 +469,8 @@ pub struct Spent {
     pub peak_memory: u64,
     /// The CPU time it spent.
     pub cpu: Option<Duration>,
+    /// Attempts its instance had run before it (0: a fresh instance).
+    pub reused: u32,
 }
 
 impl QueueMetrics {
@@ -460,6 +488,7 @@ impl QueueMetrics {
             .expect("every outcome is listed")]
         .inc();
         if let Some(spent) = spent {
+            self.instances[usize::from(spent.reused > 0)].inc();
             self.duration.observe(spent.wall.as_secs_f64());
             self.instantiate.observe(spent.instantiate.as_secs_f64());
             self.peak_memory.observe(spent.peak_memory as f64);
@@ -474,6 +503,7 @@ impl QueueMetrics {
             duration_ms: spent.map(|s| s.wall.as_secs_f64() * 1e3),
             peak_memory: spent.map(|s| s.peak_memory),
             cpu_ms: spent.and_then(|s| s.cpu).map(|cpu| cpu.as_secs_f64() * 1e3),
+            reused: spent.map(|s| s.reused),
             finished_at: crate::timer::now_ms(),
         });
     }

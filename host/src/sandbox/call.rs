@@ -1,5 +1,6 @@
-//! Running one call of a module: a fresh store and instance, the job's
-//! budgets, captured output, and what the call cost.
+//! Running one call of a module: a fresh store and instance (or one the
+//! queue keeps, `reuse.rs`), the job's budgets, captured output, and what
+//! the call cost.
 
 use super::Budget;
 use super::bindings::{BackoffDecision, Failure, Instance, Job, ProcessAnswer};
@@ -13,8 +14,9 @@ use super::mask::Mask;
 use super::module::Module;
 use super::output::{CapturePipe, Captured};
 use super::report::{Dropped, JobObserver, MAX_REPORT_LEN, Reporter};
+use super::reuse::{Instances, Relay, Warm};
 use super::share::{Held, Lane};
-use super::state::JobState;
+use super::state::{AttemptParts, JobState};
 use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,6 +46,11 @@ pub struct CallOptions {
     /// The queue's place in the CPU share: a guest that computes past a
     /// tick takes turns there. Without one it only yields to other tasks.
     pub lane: Option<Arc<Lane>>,
+    /// The queue's waiting instances, when it reuses them
+    /// (`max_instance_reuse_count`): a `process` call runs in one of them
+    /// if one waits, and its instance waits there after a clean end.
+    /// Without it every call has a fresh instance.
+    pub instances: Option<Arc<Instances>>,
 }
 
 impl Default for CallOptions {
@@ -57,6 +64,7 @@ impl Default for CallOptions {
             grants: Grants::default(),
             cpu_time: false,
             lane: None,
+            instances: None,
         }
     }
 }
@@ -74,9 +82,12 @@ pub struct Cost {
     /// CPU time spent running the call (the guest and the host's work for
     /// it), when [`CallOptions::cpu_time`] asked for it.
     pub cpu: Option<Duration>,
+    /// Attempts its instance had run before this one: 0 for a fresh
+    /// instance.
+    pub reused: u32,
 }
 
-/// The result of one call into a fresh instance.
+/// The result of one call.
 #[derive(Debug, Clone)]
 pub struct Run<T> {
     /// The guest's answer, or why there is none.
@@ -167,7 +178,8 @@ impl Export for Backoff<'_> {
 }
 
 impl Module {
-    /// Runs one attempt of `job` in a fresh instance.
+    /// Runs one attempt of `job` in a fresh instance, or in one of the
+    /// queue's waiting instances ([`CallOptions::instances`]).
     ///
     /// Never fails: a guest that traps, spins, or runs out of memory yields a
     /// [`Crash`] in [`Run::outcome`], and the host is unaffected.
@@ -177,7 +189,8 @@ impl Module {
         options: &CallOptions,
         observer: Arc<dyn JobObserver>,
     ) -> Run<ProcessAnswer> {
-        self.call(Process(job), options, observer).await
+        self.call(Process(job), options, observer, options.instances.as_ref())
+            .await
     }
 
     /// Asks a fresh instance's `backoff` export when the failed `job` should
@@ -197,34 +210,39 @@ impl Module {
             failure,
             job,
         };
-        self.call(export, options, observer).await
+        // Always a fresh instance: a strategy is asked rarely, and its
+        // answer must not depend on what the queue's attempts left.
+        self.call(export, options, observer, None).await
     }
 
-    /// The one path of every call: a fresh store under `options`, the
+    /// The one path of every call: an instance (a fresh one, or for a
+    /// process call of a queue in `instances`, one that waits there), the
     /// guest's reports through the gate to `observer`, the export called,
     /// and what the guest left (its answer, output, stack) through the gate
-    /// into the [`Run`].
+    /// into the [`Run`]. An instance that ends its call cleanly goes back
+    /// to `instances`.
     async fn call<E: Export>(
         &self,
         export: E,
         options: &CallOptions,
         observer: Arc<dyn JobObserver>,
+        instances: Option<&Arc<Instances>>,
     ) -> Run<E::Answer> {
         let started = Instant::now();
         let mask = options.grants.mask();
-        // From here on, the only observer there is: the gated one.
-        let observer: Arc<dyn JobObserver> = Gated::new(observer, mask.clone());
-        let stdout = CapturePipe::new(options.capture);
-        let stderr = CapturePipe::new(options.capture);
+        let warm = instances.and_then(|pool| pool.take(self));
+        // From here on, the only observer there is: the gated one, which
+        // the instance's imports reach through its relay while this
+        // attempt runs.
+        let relay = warm
+            .as_ref()
+            .map_or_else(Relay::new, |warm| warm.relay.clone());
+        relay.serve(Gated::new(observer, mask.clone()));
+        let reporting: Arc<dyn JobObserver> = relay.clone();
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false);
-        let mut outbound = Outbound::new(observer.clone());
-        let mut jobs = Jobs::new(observer.clone());
-        let mut files = FileQuotas::new(observer.clone());
+        let mut outbound = Outbound::new(reporting.clone());
+        let mut jobs = Jobs::new(reporting.clone());
+        let mut files = FileQuotas::new(reporting.clone());
         let granted = options.grants.apply(&mut Granting {
             wasi: &mut wasi,
             outbound: &mut outbound,
@@ -232,6 +250,7 @@ impl Module {
             files: &mut files,
         });
         if let Err(e) = granted {
+            relay.end();
             return Run {
                 outcome: Err(Crash::Instantiate(mask.mask(&e.to_string()).into_owned())),
                 cost: Cost {
@@ -239,6 +258,7 @@ impl Module {
                     instantiate: started.elapsed(),
                     peak_memory: 0,
                     cpu: None,
+                    reused: 0,
                 },
                 stdout: Captured::default(),
                 stderr: Captured::default(),
@@ -246,19 +266,45 @@ impl Module {
                 failure_stack: None,
             };
         }
-        let turn_observer = observer.clone();
-        let state = JobState {
-            wasi: wasi.build(),
-            table: ResourceTable::new(),
-            http: WasiHttpCtx::new(),
+        let parts = AttemptParts {
             outbound,
-            limiter: MemoryLimiter::new(options.memory),
-            reporter: Reporter::new(observer, options.reports),
             jobs,
-            files,
+            reporter: Reporter::new(reporting.clone(), options.reports),
         };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limiter);
+        // A waiting instance keeps its WASI context (its queue's
+        // environment and directories) and its files' quotas; the rest is
+        // this attempt's.
+        let (mut store, instance, pipes, reused) = match warm {
+            Some(mut warm) => {
+                warm.store.data_mut().next_attempt(parts);
+                let pipes = (warm.stdout, warm.stderr);
+                (warm.store, Some(warm.instance), pipes, warm.runs)
+            }
+            None => {
+                let pipes = (
+                    CapturePipe::new(options.capture),
+                    CapturePipe::new(options.capture),
+                );
+                wasi.stdout(pipes.0.clone())
+                    .stderr(pipes.1.clone())
+                    .allow_tcp(false)
+                    .allow_udp(false)
+                    .allow_ip_name_lookup(false);
+                let state = JobState {
+                    wasi: wasi.build(),
+                    table: ResourceTable::new(),
+                    http: WasiHttpCtx::new(),
+                    outbound: parts.outbound,
+                    limiter: MemoryLimiter::new(options.memory),
+                    reporter: parts.reporter,
+                    jobs: parts.jobs,
+                    files,
+                };
+                let mut store = Store::new(&self.engine, state);
+                store.limiter(|state| &mut state.limiter);
+                (store, None, pipes, 0)
+            }
+        };
         let deadline_at = started + options.timeout;
         let _ticking = self.clock.as_ref().map(|clock| clock.hold());
         let turn = Turn {
@@ -276,10 +322,10 @@ impl Module {
             // without a lane, for tokio's `yield_now`, which puts it behind
             // the tasks already waiting, timers and I/O included (a plain
             // self-wake would take the worker's LIFO slot and run again
-            // first).
+            // first). Set anew for each attempt: the deadline is its own.
             store.set_epoch_deadline(1);
             let (lane, held) = (turn.lane.clone(), turn.held.clone());
-            let observer = turn_observer;
+            let observer = reporting;
             store.epoch_deadline_callback(move |_| {
                 if Instant::now() >= deadline_at {
                     return Ok(UpdateDeadline::Interrupt);
@@ -305,44 +351,57 @@ impl Module {
         let mut instantiated: Option<Duration> = None;
         let deadline = tokio::time::Instant::from_std(started) + options.timeout;
         let call = crate::timer::within(deadline, async {
-            let instance = self.pre.instantiate(&mut store).await?;
+            let instance = match instance {
+                Some(instance) => instance,
+                None => self.pre.instantiate(&mut store).await?,
+            };
             instantiated = Some(started.elapsed());
-            export.call(&instance, &mut store, mask).await
+            let answer = export.call(&instance, &mut store, mask).await?;
+            Ok::<_, wasmtime::Error>((answer, instance))
         });
         let (result, cpu) = CpuTimed::new(std::pin::pin!(call), options.cpu_time).await;
+        relay.end();
 
-        let stdout = through_gate(stdout.captured(), mask);
-        let stderr = through_gate(stderr.captured(), mask);
+        let stdout = through_gate(pipes.0.take(), mask);
+        let stderr = through_gate(pipes.1.take(), mask);
         let state = store.data();
-        let outcome = match result {
-            Err(_elapsed) => Err(Crash::Timeout(options.timeout)),
-            Ok(Ok(answer)) => answer,
+        let (outcome, instance) = match result {
+            Err(_elapsed) => (Err(Crash::Timeout(options.timeout)), None),
+            // A bad answer is a crash too: the instance is not kept.
+            Ok(Ok((answer, instance))) => {
+                let clean = answer.is_ok();
+                (answer, clean.then_some(instance))
+            }
             // The epoch callback's interrupt: the budget ran out while the
             // guest computed.
             Ok(Err(error))
                 if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt)
                     && Instant::now() >= deadline_at =>
             {
-                Err(Crash::Timeout(options.timeout))
+                (Err(Crash::Timeout(options.timeout)), None)
             }
-            Ok(Err(error)) => Err(crash::classify(
-                &error,
-                Evidence {
-                    memory_cap_hit: state.limiter.cap_hit(),
-                    memory_cap: options.memory,
-                    stderr: &stderr.text,
-                    instantiating: instantiated.is_none(),
-                },
-                mask,
-            )),
+            Ok(Err(error)) => {
+                let crash = crash::classify(
+                    &error,
+                    Evidence {
+                        memory_cap_hit: state.limiter.cap_hit(),
+                        memory_cap: options.memory,
+                        stderr: &stderr.text,
+                        instantiating: instantiated.is_none(),
+                    },
+                    mask,
+                );
+                (Err(crash), None)
+            }
         };
-        Run {
+        let run = Run {
             outcome,
             cost: Cost {
                 wall: started.elapsed(),
                 instantiate: instantiated.unwrap_or_else(|| started.elapsed()),
                 peak_memory: state.limiter.peak(),
                 cpu,
+                reused,
             },
             stdout,
             stderr,
@@ -356,7 +415,11 @@ impl Module {
                 let end = super::mask::floor_char_boundary(&masked, MAX_REPORT_LEN);
                 masked[..end].to_owned()
             }),
+        };
+        if let (Some(pool), Some(instance)) = (instances, instance) {
+            pool.give_back(Warm::new(store, instance, pipes, relay, self, reused + 1));
         }
+        run
     }
 }
 

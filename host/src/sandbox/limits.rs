@@ -37,6 +37,18 @@ impl MemoryLimiter {
     pub fn cap_hit(&self) -> bool {
         self.cap_hit
     }
+
+    /// The linear memory the instance holds now, in bytes.
+    pub fn in_use(&self) -> u64 {
+        self.in_use
+    }
+
+    /// A next attempt in the same instance: its peak starts from what the
+    /// instance holds, and the cap is not yet hit.
+    pub fn next_attempt(&mut self) {
+        self.peak = self.in_use;
+        self.cap_hit = false;
+    }
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {

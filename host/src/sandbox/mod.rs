@@ -36,6 +36,7 @@ mod mask;
 mod module;
 mod output;
 mod report;
+mod reuse;
 mod share;
 mod state;
 
@@ -56,6 +57,7 @@ pub use report::{
     Dropped, Ignore, JobObserver, MAX_REPORT_LEN, MAX_REPORTS_PER_JOB, REPORT_OVERHEAD, Recorder,
     Report, level_name,
 };
+pub use reuse::{Instances, Reuse};
 pub use share::{CpuShare, Lane};
 pub use state::JobState;
 

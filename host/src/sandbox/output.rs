@@ -42,13 +42,17 @@ impl CapturePipe {
         }
     }
 
-    /// What was written so far.
-    pub fn captured(&self) -> Captured {
-        let buffer = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        Captured {
+    /// What was written since the last take, leaving the pipe empty for
+    /// the next attempt of an instance.
+    pub fn take(&self) -> Captured {
+        let mut buffer = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let captured = Captured {
             text: String::from_utf8_lossy(&buffer.bytes).into_owned(),
             dropped: buffer.dropped,
-        }
+        };
+        buffer.bytes.clear();
+        buffer.dropped = 0;
+        captured
     }
 
     fn append(&self, data: &[u8]) {
@@ -135,10 +139,19 @@ mod tests {
         pipe.append(b"hel");
         pipe.append(b"lo world");
         assert_eq!(
-            pipe.captured(),
+            pipe.take(),
             Captured {
                 text: "hell".into(),
                 dropped: 7
+            }
+        );
+        // The next attempt of an instance starts from nothing.
+        pipe.append(b"again");
+        assert_eq!(
+            pipe.take(),
+            Captured {
+                text: "agai".into(),
+                dropped: 1
             }
         );
     }

@@ -22,6 +22,25 @@ pub struct JobState {
     pub(crate) files: FileQuotas,
 }
 
+/// What is an attempt's own in a store: given anew to each attempt an
+/// instance runs (its connections, its jobs allowance, its report budget).
+pub(crate) struct AttemptParts {
+    pub outbound: Outbound,
+    pub jobs: Jobs,
+    pub reporter: Reporter,
+}
+
+impl JobState {
+    /// A next attempt in this store's instance: `parts` replace the last
+    /// attempt's, and its memory peak starts from what the instance holds.
+    pub(crate) fn next_attempt(&mut self, parts: AttemptParts) {
+        self.outbound = parts.outbound;
+        self.jobs = parts.jobs;
+        self.reporter = parts.reporter;
+        self.limiter.next_attempt();
+    }
+}
+
 impl WasiView for JobState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {

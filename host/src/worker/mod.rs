@@ -16,7 +16,7 @@ use crate::observe::depth;
 use crate::observe::metrics::QueueMetrics;
 use crate::queue::RedisTarget;
 use crate::registry::Serving;
-use crate::sandbox::{CallOptions, Lane};
+use crate::sandbox::{CallOptions, Instances, Lane, Reuse};
 use attempt::Attempts;
 use bullmq::worker::{CancellationToken, WorkerEvent};
 use bullmq::{Job, RateLimiterOptions, Worker, WorkerOptions};
@@ -177,6 +177,16 @@ impl QueueWorker {
                 // Counted for the metrics only: two clock reads per poll.
                 cpu_time: metrics.is_some(),
                 lane: Some(lane),
+                instances: (config.max_instance_reuse_count > 1).then(|| {
+                    Instances::new(
+                        Reuse {
+                            max_count: config.max_instance_reuse_count,
+                            idle_timeout: config.idle_instance_timeout.0,
+                            max_memory: config.max_instance_memory.0,
+                        },
+                        config.concurrency,
+                    )
+                }),
                 ..CallOptions::default()
             },
             on_crash: config.on_crash,

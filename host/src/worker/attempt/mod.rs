@@ -203,6 +203,7 @@ impl Attempts {
             instantiate: run.cost.instantiate,
             peak_memory: run.cost.peak_memory,
             cpu: run.cost.cpu,
+            reused: run.cost.reused,
         });
         if let (Err(crash), Some(metrics)) = (&run.outcome, &self.metrics) {
             metrics.crashed(crash.kind());
