@@ -469,3 +469,44 @@ async fn fail_job(queue: &bullpen::queue::bullmq::Queue, data: serde_json::Value
     assert_eq!(state, "failed", "{}", job.returnvalue());
     job.failed_reason().to_owned()
 }
+
+/// What a JavaScript or Python processor asked for before its rate limit
+/// is its attempt's own: a later attempt of the instance that throws
+/// `RateLimitError` without asking waits 0 ms, not the earlier wait.
+#[tokio::test]
+async fn a_script_processors_rate_limit_is_its_attempts_own() {
+    let scripts = Sandbox::new(SandboxOptions {
+        // Compiled once by `script_guest`, into the cache it shares.
+        cache_dir: Some(bullpen_tests::shared_data_dir().join("cache")),
+        ..SandboxOptions::default()
+    })
+    .unwrap();
+    let cases = [
+        (
+            "examples/js/misbehave.js",
+            r#"{"mode":"rate-limit","ms":700}"#,
+            r#"{"mode":"rate-limit"}"#,
+        ),
+        (
+            "tests/fixtures/python/count.py",
+            r#"{"rate_limit":700}"#,
+            r#"{"rate_limit":null}"#,
+        ),
+    ];
+    for (source, asking, bare) in cases {
+        let module = scripts
+            .load(&bullpen_tests::script_guest(source))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let reused = pool(100);
+        let options = reusing(&reused);
+        let asked = run(&module, &options, asking).await;
+        assert_eq!(
+            asked.outcome,
+            Ok(Err(JobError::RateLimited(700))),
+            "{source}"
+        );
+        let again = run(&module, &options, bare).await;
+        assert_eq!(again.cost.reused, 1, "{source}");
+        assert_eq!(again.outcome, Ok(Err(JobError::RateLimited(0))), "{source}");
+    }
+}

@@ -13,7 +13,7 @@
 use bullpen::config::{FileGrant, GrantsConfig};
 use bullpen::sandbox::grants::{EnvironmentConfig, Grants, HttpConfig};
 use bullpen::sandbox::{
-    CallOptions, Ignore, JobObserver, Module, Sandbox, SandboxOptions, test_job,
+    CallOptions, Ignore, Instances, JobObserver, Module, Reuse, Sandbox, SandboxOptions, test_job,
 };
 use bullpen_bench::records;
 use bullpen_tests::{guest, script_guest};
@@ -245,10 +245,9 @@ fn script_processors(
 ) {
     println!();
     println!(
-        "| processor | component | compile (no cache) | load from cache | attempt: median | p99 | back to back, with teardown: mean | instantiate: median | peak linear memory |"
+        "| processor | component | compile (no cache) | load from cache | attempt: median | p99 | back to back, with teardown: mean | instantiate: median | peak linear memory | reused instance: median | back to back, reused: mean |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
-    let observer: Arc<dyn JobObserver> = Arc::new(Ignore);
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for source in ["examples/js/echo.js", "examples/python/echo.py"] {
         let file = script_guest(source);
         let cache = tempfile::tempdir().unwrap();
@@ -265,30 +264,27 @@ fn script_processors(
         let compiled = load();
         let module = load();
         assert_eq!(module.loaded_from().as_str(), "cache");
-        let (mut walls, mut instantiations, mut peak) = (Vec::new(), Vec::new(), 0);
-        let mut timed = None;
-        runtime.block_on(async {
-            for i in 0..jobs + jobs / 10 {
-                if i == jobs / 10 {
-                    timed = Some(std::time::Instant::now());
-                }
-                let run = module
-                    .process(&test_job(data), limits, observer.clone())
-                    .await;
-                assert!(matches!(run.outcome, Ok(Ok(_))), "{:?}", run.outcome);
-                if i >= jobs / 10 {
-                    walls.push(run.cost.wall);
-                    instantiations.push(run.cost.instantiate);
-                    peak = peak.max(run.cost.peak_memory);
-                }
-            }
-        });
-        // Back to back: the instance's teardown (its memory slot reset)
-        // included, which the attempt's own time is not.
-        let per_attempt = timed.unwrap().elapsed() / jobs as u32;
-        let (walls, instantiations) = (stats(walls), stats(instantiations));
+        let (costs, per_attempt) = attempts(runtime, &module, limits, data, jobs);
+        let walls = stats(costs.iter().map(|cost| cost.wall).collect());
+        let instantiations = stats(costs.iter().map(|cost| cost.instantiate).collect());
+        let peak = costs.iter().map(|cost| cost.peak_memory).max().unwrap_or(0);
+        // The same attempts in one instance (`max_instance_reuse_count`).
+        let reusing = CallOptions {
+            instances: Some(Instances::new(
+                Reuse {
+                    max_count: u32::MAX,
+                    idle_timeout: Duration::from_secs(60),
+                    max_memory: limits.memory,
+                },
+                1,
+            )),
+            ..limits.clone()
+        };
+        let (costs, per_reused) = attempts(runtime, &module, &reusing, data, jobs);
+        assert!(costs.iter().all(|cost| cost.reused > 0));
+        let reused_walls = stats(costs.iter().map(|cost| cost.wall).collect());
         println!(
-            "| `{source}` | {:.1} MiB | {:.2} s | {:.0} ms | {} | {} | {} | {} | {:.1} MiB |",
+            "| `{source}` | {:.1} MiB | {:.2} s | {:.0} ms | {} | {} | {} | {} | {:.1} MiB | {} | {} |",
             std::fs::metadata(&file).unwrap().len() as f64 / (1 << 20) as f64,
             compiled.load_time().as_secs_f64(),
             module.load_time().as_secs_f64() * 1e3,
@@ -296,7 +292,40 @@ fn script_processors(
             micros(walls.p99),
             micros(per_attempt),
             micros(instantiations.p50),
-            peak as f64 / (1 << 20) as f64
+            peak as f64 / (1 << 20) as f64,
+            micros(reused_walls.p50),
+            micros(per_reused)
         );
     }
+}
+
+/// Runs `jobs` attempts after a tenth as many to warm up; returns the timed
+/// attempts' costs and the mean time per attempt back to back, which
+/// includes each instance's teardown (its memory slot reset), as an
+/// attempt's own wall time does not.
+fn attempts(
+    runtime: &tokio::runtime::Runtime,
+    module: &bullpen::sandbox::Module,
+    options: &CallOptions,
+    data: &str,
+    jobs: usize,
+) -> (Vec<bullpen::sandbox::Cost>, Duration) {
+    let observer: Arc<dyn JobObserver> = Arc::new(Ignore);
+    let mut costs = Vec::new();
+    let mut timed = None;
+    runtime.block_on(async {
+        for i in 0..jobs + jobs / 10 {
+            if i == jobs / 10 {
+                timed = Some(std::time::Instant::now());
+            }
+            let run = module
+                .process(&test_job(data), options, observer.clone())
+                .await;
+            assert!(matches!(run.outcome, Ok(Ok(_))), "{:?}", run.outcome);
+            if i >= jobs / 10 {
+                costs.push(run.cost);
+            }
+        }
+    });
+    (costs, timed.unwrap().elapsed() / jobs as u32)
 }

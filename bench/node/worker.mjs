@@ -2,8 +2,8 @@
 // processor (MODE=inprocess), or a sandboxed one from a file, in child
 // processes (MODE=processes) or worker threads (MODE=threads). WORK=noop
 // (default) returns the job's data, as the echo guest does; WORK=transform
-// does the json-transform guest's work, WORK=webhook POSTs the job's payload
-// with fetch (both in-process only).
+// does the json-transform guest's work (sandboxed: transform-sandboxed.js),
+// WORK=webhook POSTs the job's payload with fetch (in-process only).
 // Runs until killed; the harness times it from outside.
 //
 //   REDIS_URL=... QUEUE=bench CONCURRENCY=8 MODE=inprocess WORK=noop node worker.mjs
@@ -16,7 +16,7 @@ const connection = { host: url.hostname, port: Number(url.port) };
 const concurrency = Number(process.env.CONCURRENCY ?? 1);
 const mode = process.env.MODE ?? 'inprocess';
 const work = process.env.WORK ?? 'noop';
-if (work !== 'noop' && mode !== 'inprocess') throw new Error(`WORK=${work} runs in-process only`);
+if (work === 'webhook' && mode !== 'inprocess') throw new Error(`WORK=${work} runs in-process only`);
 // WORK=webhook: what a Node developer writes to call a webhook with the
 // built-in fetch (undici, which keeps connections alive between jobs).
 const webhook = async (job) => {
@@ -35,8 +35,9 @@ const inProcess =
     : work === 'webhook'
       ? webhook
       : async (job) => job.data;
+const sandboxed = work === 'transform' ? './transform-sandboxed.js' : './noop.js';
 const processor =
-  mode === 'inprocess' ? inProcess : fileURLToPath(new URL('./noop.js', import.meta.url));
+  mode === 'inprocess' ? inProcess : fileURLToPath(new URL(sandboxed, import.meta.url));
 const worker = new Worker(process.env.QUEUE, processor, {
   connection,
   concurrency,

@@ -7,13 +7,17 @@
 // - throw-string / throw-object: throws a value that is not an Error;
 // - reject: returns a promise rejected with an Error after a timer;
 // - fetch: fetches `url` and completes with {status, body};
+// - rate-limit: throws RateLimitError, after worker.rateLimit(`ms`) when
+//   `ms` is given;
 // - count: completes with {count: N}, N the attempts this instance has run
 //   (a global: 1 in a fresh instance);
 // - ok: completes with "fine".
+import { RateLimitError, worker } from 'bullpen';
+
 let runs = 0;
 
 export async function process(job) {
-  const { mode, url } = job.data ?? {};
+  const { mode, url, ms } = job.data ?? {};
   switch (mode) {
     case 'spin':
       for (;;) {}
@@ -32,6 +36,9 @@ export async function process(job) {
       const response = await fetch(url);
       return { status: response.status, body: await response.text() };
     }
+    case 'rate-limit':
+      if (ms !== undefined) await worker.rateLimit(ms);
+      throw new RateLimitError();
     case 'count':
       runs += 1;
       return { count: runs };

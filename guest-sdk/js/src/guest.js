@@ -18,8 +18,8 @@ export { UnrecoverableError, RateLimitError, DelayedError, WaitingChildrenError 
 
 // What the processor asked for before throwing RateLimitError or
 // DelayedError, as BullMQ's `worker.rateLimit` and `job.moveToDelayed` do
-// before the matching throw. One attempt per instance, so module state is
-// the attempt's.
+// before the matching throw. Forgotten when each attempt starts: a reused
+// instance (`max_instance_reuse_count`) runs several.
 const asked = { rateLimitMs: undefined, delayedUntil: undefined };
 
 // Node's `process.env`: the queue's `environment` and `secrets` grants,
@@ -190,6 +190,8 @@ export async function __process(processor, raw) {
   }
   let value;
   environment = undefined;
+  asked.rateLimitMs = undefined;
+  asked.delayedUntil = undefined;
   try {
     current = new Job(raw);
     value = await run(current, `bullpen:${raw.id}`);

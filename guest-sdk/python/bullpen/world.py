@@ -89,6 +89,9 @@ def world(processor):
             run = getattr(processor, "process", None)
             if not callable(run):
                 raise Err(types.JobError_Unrecoverable("the processor module has no process(job) function"))
+            # Forgotten when each attempt starts: a reused instance
+            # (max_instance_reuse_count) runs several.
+            _job.asked.update(rate_limit_ms=None, delayed_until=None)
             try:
                 current = _job.Job(job)
                 _job._current = current

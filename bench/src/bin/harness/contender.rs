@@ -82,7 +82,18 @@ pub enum Contender {
     BullpenJs,
     /// bullpen running `bench/python/noop.py` componentized (no-op only).
     BullpenPython,
+    /// `Bullpen` with `max_instance_reuse_count` set: what reuse does for
+    /// (or costs) a Rust guest.
+    BullpenReused,
+    /// `BullpenJs` with `max_instance_reuse_count` set.
+    BullpenJsReused,
+    /// `BullpenPython` with `max_instance_reuse_count` set.
+    BullpenPythonReused,
 }
+
+/// The `max_instance_reuse_count` of the reusing contenders: high enough
+/// that a run's instances are never dropped for their count.
+const REUSE_COUNT: u32 = 1_000_000;
 
 impl Contender {
     pub fn label(self) -> &'static str {
@@ -95,8 +106,11 @@ impl Contender {
             Contender::BullpenGranted => "bullpen, all three grants",
             Contender::BullpenBaseline => "bullpen, --baseline binary",
             Contender::BullpenMetrics => "bullpen, metrics on",
-            Contender::BullpenJs => "bullpen, JavaScript (the same noop.js)",
+            Contender::BullpenJs => "bullpen, JavaScript (the same file)",
             Contender::BullpenPython => "bullpen, Python",
+            Contender::BullpenReused => "bullpen, reused instances",
+            Contender::BullpenJsReused => "bullpen, JavaScript, reused instances",
+            Contender::BullpenPythonReused => "bullpen, Python, reused instances",
         }
     }
 }
@@ -121,6 +135,15 @@ impl Work {
             Work::Noop => "no-op",
             Work::Transform => "json-transform",
             Work::Webhook => "webhook",
+        }
+    }
+
+    /// The JavaScript file BullMQ's sandboxes and bullpen's JavaScript
+    /// contenders run.
+    fn script(self) -> &'static str {
+        match self {
+            Work::Transform => "bench/node/transform-sandboxed.js",
+            _ => "bench/node/noop.js",
         }
     }
 
@@ -284,16 +307,31 @@ pub async fn start(case: Case, redis_url: &str, bullpen: &Path) -> Running {
         | Contender::BullpenBaseline
         | Contender::BullpenMetrics
         | Contender::BullpenJs
-        | Contender::BullpenPython => {
+        | Contender::BullpenPython
+        | Contender::BullpenReused
+        | Contender::BullpenJsReused
+        | Contender::BullpenPythonReused => {
             let module = match case.work {
                 Work::Noop => "echo",
                 Work::Transform => "json-transform",
                 Work::Webhook => "webhook",
             };
             let module = match case.contender {
-                Contender::BullpenJs => script_guest("bench/node/noop.js"),
-                Contender::BullpenPython => script_guest("bench/python/noop.py"),
+                Contender::BullpenJs | Contender::BullpenJsReused => {
+                    script_guest(case.work.script())
+                }
+                Contender::BullpenPython | Contender::BullpenPythonReused => {
+                    script_guest("bench/python/noop.py")
+                }
                 _ => guest(module),
+            };
+            let reuse = match case.contender {
+                Contender::BullpenReused
+                | Contender::BullpenJsReused
+                | Contender::BullpenPythonReused => {
+                    format!("max_instance_reuse_count = {REUSE_COUNT}\n")
+                }
+                _ => String::new(),
             };
             let dir = tempfile::tempdir().unwrap();
             std::fs::create_dir_all(dir.path().join("modules")).unwrap();
@@ -321,7 +359,7 @@ pub async fn start(case: Case, redis_url: &str, bullpen: &Path) -> Running {
             std::fs::write(
                 &config,
                 format!(
-                    "[redis]\nurl = \"{redis_url}\"\n\n{host}[queues.{QUEUE}]\nmodule = \"guest.wasm\"\nconcurrency = {concurrency}\n{workers}{grants}",
+                    "[redis]\nurl = \"{redis_url}\"\n\n{host}[queues.{QUEUE}]\nmodule = \"guest.wasm\"\nconcurrency = {concurrency}\n{workers}{reuse}{grants}",
                 ),
             )
             .unwrap();

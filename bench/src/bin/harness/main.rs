@@ -170,6 +170,13 @@ fn cases() -> Vec<Case> {
         case(Bullpen, Webhook, 64),
         case(BullpenJs, Noop, 8),
         case(BullpenPython, Noop, 8),
+        case(BullpenReused, Noop, 8),
+        case(BullpenJsReused, Noop, 8),
+        case(BullpenPythonReused, Noop, 8),
+        case(NodeProcesses, Transform, 8),
+        case(NodeThreads, Transform, 8),
+        case(BullpenJs, Transform, 8),
+        case(BullpenJsReused, Transform, 8),
     ];
     if contender::BASELINE.get().is_some() {
         // Beside the baseline: json-transform at 1 and 64 too, for this
