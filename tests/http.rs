@@ -306,3 +306,35 @@ async fn https_works_against_a_server_the_hosts_roots_trust_and_only_such() {
     assert_eq!(state, "failed");
     assert!(why.contains("HTTP-request-denied"), "{why}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_get_body_written_after_the_response_is_taken() {
+    // wasi:http lets a guest write a request's body at any time after
+    // `handle`; hyper sends none with a GET and used to drop it at once,
+    // so a guest that wrote its empty body late (or a busy guest, slower
+    // than the host's connect) got `connection reset`.
+    let server = HookServer::start().await;
+    let redis = RedisServer::start();
+    let host = RunningHost::start(
+        &redis,
+        &format!(
+            "[queues.late]\nmodule = \"misbehave.wasm\"\ntimeout = \"5s\"\n\
+             allowed_outbound_hosts = [\"http://{}\"]\n",
+            server.addr
+        ),
+    );
+    let late = open(&redis, "late").await;
+    let (state, value, why, _) = run(
+        &late,
+        json!({"mode": "late-body", "url": server.url("http", "/ok")}),
+        1,
+    )
+    .await;
+    assert_eq!(
+        (state.as_str(), &value["status"]),
+        ("completed", &json!(200)),
+        "{why}\n{}",
+        host.log()
+    );
+    assert_eq!(server.received_on("/ok").len(), 1);
+}

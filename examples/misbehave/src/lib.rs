@@ -34,6 +34,8 @@
 //!   at once, each on its own connection, and waits up to a second for
 //!   their answers; fails naming the error codes some of them ended with,
 //!   else completes with `{"answered": N, "waiting": N}`;
+//! - `late-body`: sends a GET to `url` and writes its empty body only once
+//!   the response is in; completes with `{"status": N}`;
 //! - `fill`: writes `times` files of `bytes` bytes each, `f0`, `f1`, …, in
 //!   the directory `path`; fails at the first refusal, naming the file and
 //!   the error;
@@ -205,6 +207,7 @@ impl Processor for Misbehave {
             }
             "leak" => return leak(job, &plan),
             "connections" => return connections(&plan),
+            "late-body" => return late_body(&plan),
             "fill" => {
                 // `times` files of `bytes` each under the directory `path`.
                 let chunk = vec![b'x'; plan.bytes];
@@ -315,23 +318,52 @@ fn recurse(depth: u64) -> u64 {
 
 bullpen_guest::export!(Misbehave);
 
+/// A GET whose (empty) body is written only once the response is in: the
+/// order is the guest's to choose (wasi:http lets it write the body at any
+/// time after `handle`).
+fn late_body(plan: &Plan) -> Result<serde_json::Value> {
+    use wasip2::http::outgoing_handler;
+    use wasip2::http::types::OutgoingBody;
+    let request = get_request(&plan.url)?;
+    let body = request.body().expect("the body is taken once");
+    let response = outgoing_handler::handle(request, None)
+        .map_err(|code| Error::failed(format!("handle: {code:?}")))?;
+    response.subscribe().block();
+    let status = match response.get() {
+        Some(Ok(Ok(response))) => response.status(),
+        other => return Err(Error::failed(format!("no response: {other:?}"))),
+    };
+    let stream = body.write().expect("the stream is taken once");
+    stream
+        .blocking_write_and_flush(b"")
+        .map_err(|e| Error::failed(format!("writing the body after the response: {e:?}")))?;
+    drop(stream);
+    OutgoingBody::finish(body, None)
+        .map_err(|code| Error::failed(format!("finishing the body: {code:?}")))?;
+    Ok(serde_json::json!({ "status": status }))
+}
+
+/// A raw wasi:http GET of `url` (`http://host:port/path`).
+fn get_request(url: &str) -> Result<wasip2::http::types::OutgoingRequest> {
+    use wasip2::http::types::{Fields, OutgoingRequest, Scheme};
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| Error::unrecoverable(format!("{url}: the url must be http://")))?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let request = OutgoingRequest::new(Fields::new());
+    let _ = request.set_scheme(Some(&Scheme::Http));
+    let _ = request.set_authority(Some(authority));
+    let _ = request.set_path_with_query(Some(if path.is_empty() { "/" } else { path }));
+    Ok(request)
+}
+
 /// `times` requests to `plan.url` in flight at once; see the module's docs.
 fn connections(plan: &Plan) -> Result<serde_json::Value> {
     use wasip2::http::outgoing_handler;
-    use wasip2::http::types::{Fields, OutgoingRequest, Scheme};
-    let rest = plan
-        .url
-        .strip_prefix("http://")
-        .ok_or_else(|| Error::unrecoverable("connections: the url must be http://"))?;
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let mut errors: std::collections::BTreeMap<String, u64> = Default::default();
     let mut in_flight = Vec::new();
     for _ in 0..plan.times {
-        let request = OutgoingRequest::new(Fields::new());
-        let _ = request.set_scheme(Some(&Scheme::Http));
-        let _ = request.set_authority(Some(authority));
-        let _ = request.set_path_with_query(Some(if path.is_empty() { "/" } else { path }));
-        match outgoing_handler::handle(request, None) {
+        match outgoing_handler::handle(get_request(&plan.url)?, None) {
             Ok(response) => in_flight.push(response),
             Err(code) => *errors.entry(format!("{code:?}")).or_default() += 1,
         }

@@ -415,11 +415,37 @@ async fn refuse(
     Err(error)
 }
 
+/// The request as hyper will send it: a GET, HEAD or CONNECT that names no
+/// length goes out with no body, and hyper drops its body at once.
+///
+/// The guest may still be writing that (usually empty) body when hyper
+/// drops it, and its write then fails (`connection reset`, wstd says) — a
+/// race with the host's connect that a guest slowed by its CPU share loses.
+/// So the body is read to its end here, alongside the request, as a server
+/// that ignores it would; the task ends when the guest finishes or drops it.
+fn unsent_body_drained(request: http::Request<WasiBody>) -> http::Request<WasiBody> {
+    use http::{Method, header};
+    let sends_body = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::CONNECT
+    ) || request.headers().contains_key(header::CONTENT_LENGTH)
+        || request.headers().contains_key(header::TRANSFER_ENCODING);
+    if sends_body {
+        return request;
+    }
+    let (head, mut body) = request.into_parts();
+    tokio::spawn(async move { while let Some(Ok(_)) = body.frame().await {} });
+    let empty = http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    http::Request::from_parts(head, empty)
+}
+
 /// Connects to an allowed request's server and sends the request.
 async fn send(
     policy: Arc<Policy>,
     target: Target,
-    mut request: http::Request<WasiBody>,
+    request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
     refusals: Refusals,
     admitted: Admitted,
@@ -428,6 +454,7 @@ async fn send(
         Ok(connection) => connection,
         Err(error) => return refuse(request, error).await,
     };
+    let mut request = unsent_body_drained(request);
     // The connection is to the server itself, not a proxy: the request line
     // carries only the path and query.
     *request.uri_mut() = http::Uri::builder()
