@@ -39,8 +39,8 @@ try {
     stdin: {
       contents: `import * as processor from ${JSON.stringify(`./${basename(source)}`)};
 import { __process, __backoff } from 'bullpen';
-export async function process(job) { return __process(processor, job); }
-export async function backoff(attemptsMade, strategy, error, job) { return __backoff(processor, attemptsMade, strategy, error, job); }
+export function process(job) { return __process(processor, job); }
+export function backoff(attemptsMade, strategy, error, job) { return __backoff(processor, attemptsMade, strategy, error, job); }
 `,
       resolveDir: sourceDir,
       sourcefile: 'bullpen-entry.js',
