@@ -175,7 +175,7 @@ macro_rules! export {
 pub mod __private {
     pub mod bindings {
         wit_bindgen::generate!({
-            path: "../wit",
+            path: "wit",
             world: "processor",
             pub_export_macro: true,
             export_macro_name: "__export_processor_world",

@@ -1,0 +1,142 @@
+//! The SDKs as a processor written outside this repository gets them
+//! (issue 29): from their packed artifacts, in a directory of its own.
+
+use bullpen_tests::{bullpen, workspace_root};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Runs `command`, panicking with its output unless it succeeds.
+fn run(command: &mut Command) -> String {
+    let output = command.output().expect("starting the command");
+    assert!(
+        output.status.success(),
+        "{command:?} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The workspace's target directory, where the projects outside it build
+/// too: their dependencies are built once, not once per test run.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// `cargo` in `dir`, with none of the variables cargo set for this test
+/// process, building into [`target_dir`].
+fn cargo(dir: &Path) -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_") && name != "CARGO_TARGET_DIR" && name != "CARGO_HOME" {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", target_dir());
+    command
+}
+
+/// `cargo package`s the Rust SDK and unpacks the `.crate` into `into`;
+/// the crate's directory.
+fn packed_rust_sdk(into: &Path) -> PathBuf {
+    let listed = run(cargo(&workspace_root()).args([
+        "package",
+        "-p",
+        "bullpen-guest",
+        "--allow-dirty",
+        "--no-verify",
+        "--list",
+    ]));
+    assert!(
+        listed.lines().any(|file| file == "wit/processor.wit"),
+        "the crate carries no WIT:\n{listed}"
+    );
+    assert!(
+        !listed
+            .lines()
+            .any(|file| file.starts_with("js/") || file.starts_with("python/")),
+        "the crate carries the other languages' SDKs:\n{listed}"
+    );
+    let packages = target_dir().join("package");
+    let sdk_crates = || {
+        std::fs::read_dir(&packages)
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| Some(entry.ok()?.path()))
+            .filter(|path| {
+                path.file_name()
+                    .and_then(|name| name.to_str())
+                    .is_some_and(|name| {
+                        name.starts_with("bullpen-guest-") && name.ends_with(".crate")
+                    })
+            })
+            .collect::<Vec<_>>()
+    };
+    // Another version's, from an earlier run, is not this one.
+    for stale in sdk_crates() {
+        std::fs::remove_file(stale).unwrap();
+    }
+    run(cargo(&workspace_root()).args([
+        "package",
+        "-p",
+        "bullpen-guest",
+        "--allow-dirty",
+        "--no-verify",
+        "--quiet",
+    ]));
+    let packed = sdk_crates()
+        .pop()
+        .expect("cargo package wrote no bullpen-guest .crate");
+    run(Command::new("tar")
+        .arg("xzf")
+        .arg(&packed)
+        .arg("-C")
+        .arg(into));
+    let name = packed.file_stem().unwrap().to_owned();
+    into.join(name)
+}
+
+#[test]
+fn a_rust_processor_builds_outside_the_repository_against_the_packed_sdk() {
+    let outside = tempfile::tempdir().unwrap();
+    let sdk = packed_rust_sdk(outside.path());
+    let project = outside.path().join("area");
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    std::fs::write(
+        project.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"area\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
+             [lib]\ncrate-type = [\"cdylib\"]\n\n\
+             [dependencies]\nbullpen-guest = {{ path = {:?} }}\nserde = {{ version = \"1\", features = [\"derive\"] }}\n\n\
+             [workspace]\n",
+            sdk.display().to_string()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("src/lib.rs"),
+        "use bullpen_guest::{Job, Processor, Result};\n\
+         #[derive(serde::Deserialize)]\nstruct Size { width: u32, height: u32 }\n\
+         struct Area;\n\
+         impl Processor for Area {\n    fn process(job: Job) -> Result<impl serde::Serialize> {\n        \
+         let size: Size = job.data()?;\n        Ok(size.width * size.height)\n    }\n}\n\
+         bullpen_guest::export!(Area);\n",
+    )
+    .unwrap();
+    run(cargo(&project).args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"]));
+    let module = target_dir().join("wasm32-wasip2/release/area.wasm");
+    let report: Value = serde_json::from_str(&run(bullpen()
+        .arg("exec")
+        .arg(&module)
+        .args(["--data", r#"{"width": 6, "height": 7}"#, "--data-dir"])
+        .arg(outside.path().join("data"))))
+    .unwrap();
+    assert_eq!(report["outcome"], "completed", "{report}");
+    assert_eq!(report["return_value"], json!(42));
+}
