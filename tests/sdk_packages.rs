@@ -102,41 +102,71 @@ fn packed_rust_sdk(into: &Path) -> PathBuf {
     into.join(name)
 }
 
+/// Runs `bullpen new rust NAME --sdk SDK --dir DIR`: its exit status,
+/// stdout and stderr.
+fn new_rust(name: &str, sdk: &Path, dir: &Path) -> (bool, String, String) {
+    let output = bullpen()
+        .args(["new", "rust", name, "--sdk"])
+        .arg(sdk)
+        .arg("--dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 #[test]
-fn a_rust_processor_builds_outside_the_repository_against_the_packed_sdk() {
+fn bullpen_new_rust_makes_a_project_that_tests_builds_and_runs_outside_the_repository() {
     let outside = tempfile::tempdir().unwrap();
     let sdk = packed_rust_sdk(outside.path());
-    let project = outside.path().join("area");
-    std::fs::create_dir_all(project.join("src")).unwrap();
-    std::fs::write(
-        project.join("Cargo.toml"),
-        format!(
-            "[package]\nname = \"area\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
-             [lib]\ncrate-type = [\"cdylib\"]\n\n\
-             [dependencies]\nbullpen-guest = {{ path = {:?} }}\nserde = {{ version = \"1\", features = [\"derive\"] }}\n\n\
-             [workspace]\n",
-            sdk.display().to_string()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        project.join("src/lib.rs"),
-        "use bullpen_guest::{Job, Processor, Result};\n\
-         #[derive(serde::Deserialize)]\nstruct Size { width: u32, height: u32 }\n\
-         struct Area;\n\
-         impl Processor for Area {\n    fn process(job: Job) -> Result<impl serde::Serialize> {\n        \
-         let size: Size = job.data()?;\n        Ok(size.width * size.height)\n    }\n}\n\
-         bullpen_guest::export!(Area);\n",
-    )
-    .unwrap();
+    let (ok, said, errors) = new_rust("order-totals", &sdk, outside.path());
+    assert!(ok, "{errors}");
+    assert!(said.contains("order-totals"), "{said}");
+    let project = outside.path().join("order-totals");
+
+    // Its own tests pass as created, natively, through the SDK's helpers.
+    let tested = run(cargo(&project).args(["test", "--quiet"]));
+    assert!(tested.contains("2 passed"), "{tested}");
     run(cargo(&project).args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"]));
-    let module = target_dir().join("wasm32-wasip2/release/area.wasm");
+    let module = target_dir().join("wasm32-wasip2/release/order_totals.wasm");
+    let checked = run(bullpen().arg("check").arg(&module));
+    assert!(
+        checked.contains("ok: a bullpen:processor@0.2.1 processor"),
+        "{checked}"
+    );
     let report: Value = serde_json::from_str(&run(bullpen()
         .arg("exec")
         .arg(&module)
-        .args(["--data", r#"{"width": 6, "height": 7}"#, "--data-dir"])
+        .args([
+            "--data",
+            r#"{"items": [{"price_cents": 250, "quantity": 2}]}"#,
+            "--data-dir",
+        ])
         .arg(outside.path().join("data"))))
     .unwrap();
     assert_eq!(report["outcome"], "completed", "{report}");
-    assert_eq!(report["return_value"], json!(42));
+    assert_eq!(report["return_value"], json!({"total_cents": 500}));
+    let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
+    assert!(readme.contains("bullpen exec target/wasm32-wasip2/release/order_totals.wasm"));
+
+    // What it refuses, saying why.
+    let (ok, _, errors) = new_rust("order-totals", &sdk, outside.path());
+    assert!(
+        !ok && errors.contains("order-totals: already exists"),
+        "{errors}"
+    );
+    let (ok, _, errors) = new_rust("other", &project, outside.path());
+    assert!(
+        !ok && errors.contains("is the package \"order-totals\", not bullpen-guest"),
+        "{errors}"
+    );
+    let (ok, _, errors) = new_rust("9 lives", &sdk, outside.path());
+    assert!(
+        !ok && errors.contains("a project name starts with a letter"),
+        "{errors}"
+    );
 }

@@ -7,6 +7,7 @@ mod connect;
 mod deploy;
 mod exec;
 mod jobs;
+mod new;
 mod retry;
 mod run;
 mod status;
@@ -68,6 +69,9 @@ pub enum Command {
     /// Make the running host read its config file again.
     #[command(after_help = deploy::RELOAD_AFTER_HELP)]
     Reload(deploy::ReloadArgs),
+    /// Write a new processor project: an example, its test, its README.
+    #[command(after_help = new::AFTER_HELP)]
+    New(new::NewArgs),
 }
 
 /// Parses the command line, runs the subcommand and returns the process's
@@ -109,6 +113,7 @@ pub fn main_with(on_idle: fn()) -> ExitCode {
             Command::Deploy(args) => deploy::deploy(args).await,
             Command::Rollback(args) => deploy::rollback(args).await,
             Command::Reload(args) => deploy::reload(args).await,
+            Command::New(args) => new::run(args),
         }
     });
     match result {
