@@ -1,7 +1,7 @@
 //! The SDKs as a processor written outside this repository gets them
 //! (issue 29): from their packed artifacts, in a directory of its own.
 
-use bullpen_tests::{bullpen, workspace_root};
+use bullpen_tests::{RedisServer, RunningHost, bullpen, node_with, workspace_root};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -150,6 +150,24 @@ fn bullpen_new_rust_makes_a_project_that_tests_builds_and_runs_outside_the_repos
     .unwrap();
     assert_eq!(report["outcome"], "completed", "{report}");
     assert_eq!(report["return_value"], json!({"total_cents": 500}));
+    // Under `bullpen run`, a job from BullMQ's Node client.
+    let redis = RedisServer::start();
+    let host = RunningHost::start_with_modules(
+        &redis,
+        "[queues.orders]\nmodule = \"order_totals.wasm\"\n",
+        &[("order_totals.wasm", &module)],
+    );
+    let job = node_with(
+        "add-and-wait.mjs",
+        &[
+            "orders",
+            "order",
+            r#"{"items": [{"price_cents": 99, "quantity": 3}]}"#,
+        ],
+        &redis,
+    );
+    assert_eq!(job["state"], "completed", "{job}\n{}", host.log());
+    assert_eq!(job["returnvalue"], json!({"total_cents": 297}));
     let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
     assert!(readme.contains("bullpen exec target/wasm32-wasip2/release/order_totals.wasm"));
 
