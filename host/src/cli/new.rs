@@ -119,14 +119,15 @@ edition = "2024"
 crate-type = ["cdylib"]
 
 [dependencies]
-bullpen-guest = {{ path = {sdk:?} }}
+bullpen-guest = {{ path = {sdk} }}
 serde = {{ version = "1", features = ["derive"] }}
 serde_json = "1"
 
 # A project of its own, not a member of a workspace above it.
 [workspace]
 "#,
-        sdk = sdk.display().to_string(),
+        // A TOML string, escaped as TOML escapes (a path may hold `"` or `\`).
+        sdk = toml::Value::from(sdk.display().to_string()),
     );
     let source = r##"//! A bullpen job processor: what `process` returns decides the job's fate.
 
