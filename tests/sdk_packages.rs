@@ -1,7 +1,7 @@
 //! The SDKs as a processor written outside this repository gets them
 //! (issue 29): from their packed artifacts, in a directory of its own.
 
-use bullpen_tests::{RedisServer, RunningHost, bullpen, node_with, workspace_root};
+use bullpen_tests::{RedisServer, RunningHost, bullpen, cargo_command, node_with, workspace_root};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,19 +26,10 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target"))
 }
 
-/// `cargo` in `dir`, with none of the variables cargo set for this test
-/// process, building into [`target_dir`].
+/// `cargo` in `dir`, building into [`target_dir`].
 fn cargo(dir: &Path) -> Command {
-    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("CARGO_") && name != "CARGO_TARGET_DIR" && name != "CARGO_HOME" {
-            command.env_remove(name.as_ref());
-        }
-    }
-    command
-        .current_dir(dir)
-        .env("CARGO_TARGET_DIR", target_dir());
+    let mut command = cargo_command(dir);
+    command.env("CARGO_TARGET_DIR", target_dir());
     command
 }
 

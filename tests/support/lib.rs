@@ -146,15 +146,14 @@ pub fn bullpen() -> Command {
     command
 }
 
-/// Runs `cargo build <args> --message-format=json` at the workspace root and
-/// returns the artifacts whose file names end with `suffix`.
-fn cargo_build(args: &[&str], suffix: &str) -> Vec<PathBuf> {
+/// `cargo` run from `dir`, without what cargo set for this test process
+/// (CARGO_MANIFEST_DIR=tests/, CARGO_PKG_NAME=bullpen-tests, ...), which
+/// is not what the outer `cargo test` had: build scripts that watch those
+/// (ring's) would run again and rebuild the host here, then once more in
+/// the next `cargo test`.
+pub fn cargo_command(dir: &Path) -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
-    // What cargo sets for this test process (CARGO_MANIFEST_DIR=tests/,
-    // CARGO_PKG_NAME=bullpen-tests, ...) is not what the outer `cargo test`
-    // had: build scripts that watch those (ring's) would run again and
-    // rebuild the host here, then once more in the next `cargo test`.
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy();
         if name.starts_with("CARGO_PKG_")
@@ -167,11 +166,18 @@ fn cargo_build(args: &[&str], suffix: &str) -> Vec<PathBuf> {
             command.env_remove(name.as_ref());
         }
     }
+    command.current_dir(dir);
+    command
+}
+
+/// Runs `cargo build <args> --message-format=json` at the workspace root and
+/// returns the artifacts whose file names end with `suffix`.
+fn cargo_build(args: &[&str], suffix: &str) -> Vec<PathBuf> {
+    let mut command = cargo_command(&workspace_root());
     let output = command
         .arg("build")
         .args(args)
         .arg("--message-format=json-render-diagnostics")
-        .current_dir(workspace_root())
         .output()
         .expect("running cargo");
     if !output.status.success() {
