@@ -1,5 +1,5 @@
 //! Processors written in JavaScript and Python (`examples/js`,
-//! `examples/python`), built by `scripts/build-processor` and run by
+//! `examples/python`), built by `bullpen build` and run by
 //! `bullpen run`.
 //!
 //! The oracle: the same JavaScript file runs in BullMQ's own Node `Worker`

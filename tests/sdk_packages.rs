@@ -1,7 +1,9 @@
 //! The SDKs as a processor written outside this repository gets them
 //! (issue 29): from their packed artifacts, in a directory of its own.
 
-use bullpen_tests::{RedisServer, RunningHost, bullpen, cargo_command, node_with, workspace_root};
+use bullpen_tests::{
+    RedisServer, RunningHost, bullpen, cargo_command, node_with, without_cargo_env, workspace_root,
+};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,6 +32,18 @@ fn target_dir() -> PathBuf {
 fn cargo(dir: &Path) -> Command {
     let mut command = cargo_command(dir);
     command.env("CARGO_TARGET_DIR", target_dir());
+    command
+}
+
+/// `bullpen build` run from `dir`, building a Rust project into
+/// [`target_dir`].
+fn bullpen_build(dir: &Path) -> Command {
+    let mut command = bullpen();
+    without_cargo_env(&mut command);
+    command
+        .arg("build")
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", target_dir());
     command
 }
 
@@ -122,12 +136,12 @@ fn bullpen_new_rust_makes_a_project_that_tests_builds_and_runs_outside_the_repos
     // Its own tests pass as created, natively, through the SDK's helpers.
     let tested = run(cargo(&project).args(["test", "--quiet"]));
     assert!(tested.contains("2 passed"), "{tested}");
-    run(cargo(&project).args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"]));
-    let module = target_dir().join("wasm32-wasip2/release/order_totals.wasm");
-    let checked = run(bullpen().arg("check").arg(&module));
+    // `bullpen build`: cargo for wasm32-wasip2, then the check.
+    let module = project.join("order_totals.wasm");
+    let built = run(bullpen_build(&project).args(["-o", "order_totals.wasm"]));
     assert!(
-        checked.contains("ok: a bullpen:processor@0.2.1 processor"),
-        "{checked}"
+        built.contains("order_totals.wasm: ok: a bullpen:processor@0.2.1 processor"),
+        "{built}"
     );
     let report: Value = serde_json::from_str(&run(bullpen()
         .arg("exec")
@@ -160,7 +174,10 @@ fn bullpen_new_rust_makes_a_project_that_tests_builds_and_runs_outside_the_repos
     assert_eq!(job["state"], "completed", "{job}\n{}", host.log());
     assert_eq!(job["returnvalue"], json!({"total_cents": 297}));
     let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
-    assert!(readme.contains("bullpen exec target/wasm32-wasip2/release/order_totals.wasm"));
+    assert!(
+        readme.contains("bullpen build -o order_totals.wasm"),
+        "{readme}"
+    );
 
     // What it refuses, saying why.
     let (ok, _, errors) = new_rust("order-totals", &sdk, outside.path());
@@ -178,4 +195,105 @@ fn bullpen_new_rust_makes_a_project_that_tests_builds_and_runs_outside_the_repos
         !ok && errors.contains("a project name starts with a letter"),
         "{errors}"
     );
+}
+
+#[test]
+fn bullpen_new_rust_without_sdk_uses_the_sdk_bullpen_ships() {
+    let outside = tempfile::tempdir().unwrap();
+    let cache = outside.path().join("cache");
+    let output = bullpen()
+        .args(["new", "rust", "shipped", "--dir"])
+        .arg(outside.path())
+        .env("BULLPEN_CACHE", &cache)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let manifest = std::fs::read_to_string(outside.path().join("shipped/Cargo.toml")).unwrap();
+    let manifest: toml::Table = manifest.parse().unwrap();
+    let sdk = PathBuf::from(
+        manifest["dependencies"]["bullpen-guest"]["path"]
+            .as_str()
+            .unwrap(),
+    );
+    assert!(sdk.starts_with(cache.join("sdk")), "{sdk:?}");
+    // The shipped SDK is guest-sdk/ as it is: the same crate, contract
+    // included.
+    for file in ["Cargo.toml", "src/lib.rs", "wit/processor.wit"] {
+        assert_eq!(
+            std::fs::read(sdk.join(file)).unwrap(),
+            std::fs::read(workspace_root().join("guest-sdk").join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    let tested = run(cargo(&outside.path().join("shipped")).args(["test", "--quiet"]));
+    assert!(tested.contains("2 passed"), "{tested}");
+}
+
+#[test]
+fn bullpen_build_bundles_typescript_and_refuses_what_it_cannot_build() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(
+        outside.path().join("totals.ts"),
+        r#"interface Order { items: { price_cents: number; quantity: number }[] }
+
+export async function process(job: { data: Order }): Promise<{ total_cents: number }> {
+  const total: number = job.data.items.reduce((sum, item) => sum + item.price_cents * item.quantity, 0);
+  return { total_cents: total };
+}
+"#,
+    )
+    .unwrap();
+    let built = run(bullpen_build(outside.path()).args(["totals.ts", "--data-dir", "data"]));
+    assert!(
+        built.contains("totals.wasm: ok: a bullpen:processor@0.2.1 processor"),
+        "{built}"
+    );
+    let report: Value = serde_json::from_str(&run(bullpen().current_dir(outside.path()).args([
+        "exec",
+        "totals.wasm",
+        "--data",
+        r#"{"items": [{"price_cents": 250, "quantity": 2}]}"#,
+        "--data-dir",
+        "data",
+    ])))
+    .unwrap();
+    assert_eq!(
+        report["return_value"],
+        json!({"total_cents": 500}),
+        "{report}"
+    );
+
+    // What it refuses, saying why.
+    std::fs::write(outside.path().join("job.rb"), "puts 1\n").unwrap();
+    let refused = |args: &[&str]| {
+        let output = bullpen_build(outside.path()).args(args).output().unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let said = refused(&["job.rb"]);
+    assert!(
+        said.contains("job.rb: a processor is a Cargo project, or a .ts"),
+        "{said}"
+    );
+    let said = refused(&["missing.ts"]);
+    assert!(
+        said.contains("missing.ts: no such file or directory"),
+        "{said}"
+    );
+    let said = refused(&[]);
+    assert!(
+        said.contains("holds no Cargo.toml, package.json or pyproject.toml"),
+        "{said}"
+    );
+    std::fs::write(
+        outside.path().join("broken.ts"),
+        "export function process(job {\n",
+    )
+    .unwrap();
+    let said = refused(&["broken.ts"]);
+    assert!(said.contains("broken.ts"), "{said}");
 }

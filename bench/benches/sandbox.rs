@@ -234,7 +234,7 @@ fn main() {
     script_processors(&runtime, &limits, small, if quick { 50 } else { 2_000 });
 }
 
-/// The JavaScript and Python `echo` (built by `scripts/build-processor`):
+/// The JavaScript and Python `echo` (built by `bullpen build`):
 /// what compiling them costs, cold and from the cache, and what an attempt
 /// costs, of which how much is making the instance, and its peak memory.
 fn script_processors(

@@ -1,7 +1,7 @@
 // The no-op processor, in JavaScript: returns the job's data, as the echo
 // guest does. The same file runs in BullMQ's sandboxed processors (child
 // processes, worker threads: they import its default export) and, built by
-// scripts/build-processor, in bullpen.
+// bullpen build, in bullpen.
 export default async function process(job) {
   return job.data;
 }

@@ -1,6 +1,6 @@
 // The json-transform work as a sandboxed processor file: BullMQ's child
 // processes and worker threads import its default export, and bullpen runs
-// it built by scripts/build-processor. SpiderMonkey in WebAssembly has no
+// it built by bullpen build. SpiderMonkey in WebAssembly has no
 // JIT, so this is where bullpen's JavaScript is furthest from Node's.
 import { transform } from './transform.mjs';
 

@@ -1,5 +1,5 @@
 """The no-op processor, in Python: returns the job's data, as the echo
-guest does (built by scripts/build-processor for bullpen)."""
+guest does (built by bullpen build for bullpen)."""
 
 
 def process(job):

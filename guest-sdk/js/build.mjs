@@ -1,10 +1,10 @@
-// Builds a JavaScript processor into a bullpen component:
-//   node guest-sdk/js/build.mjs <processor.js> <out.wasm> <js-tools dir> <wit dir> [cache dir]
+// Builds a JavaScript or TypeScript processor into a bullpen component:
+//   node build.mjs <processor.js|.ts> <out.wasm> <js-tools dir> <wit dir> [cache dir]
 // esbuild bundles the processor, its npm dependencies and this package's
 // bullpen side into one module; ComponentizeJS embeds that module in
 // SpiderMonkey against the world `processor-js` of the wit dir (staged by
-// scripts/build-processor: wit/processor.wit, ./world.wit and the WASI
-// packages they import), which installs the tools and calls this. With a
+// `bullpen build`: the contract, ./world.wit and the WASI packages they
+// import), which installs the tools and calls this. With a
 // cache dir, a bundle built before (same bytes, same WIT, same tools) is
 // not componentized again: the same component comes back, byte for byte,
 // so bullpen's compile cache hits too.

@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod authoring;
 pub mod cli;
 pub mod config;
 pub mod embedded_redis;

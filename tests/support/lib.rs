@@ -44,11 +44,15 @@ pub fn guest(name: &str) -> PathBuf {
         .clone()
 }
 
-/// A JavaScript or Python processor (`source` relative to the workspace,
-/// e.g. `examples/js/echo.js`) built into a component by
-/// `scripts/build-processor`, once per test process. The script keeps what
-/// it built by the hash of its inputs (in `~/.cache/bullpen/processors`),
-/// so only a changed processor takes the ~20 s of a real build.
+/// A JavaScript, TypeScript or Python processor (`source` relative to the
+/// workspace, e.g. `examples/js/echo.js`) built into a component by
+/// `bullpen build`, once per test process. bullpen keeps what it built by
+/// the hash of its inputs (in `~/.cache/bullpen/processors`), so only a
+/// changed processor takes the ~20 s of a real build; its check compiles
+/// the component into the shared compile cache that
+/// [`RunningHost::start_with_modules`] copies into each host's data dir (a
+/// 12 MB component takes a debug host ~15 s to compile, a cached one
+/// milliseconds).
 pub fn script_guest(source: &str) -> PathBuf {
     static BUILT: OnceLock<std::sync::Mutex<std::collections::HashMap<String, PathBuf>>> =
         OnceLock::new();
@@ -61,32 +65,20 @@ pub fn script_guest(source: &str) -> PathBuf {
         .parent()
         .expect("script-guests/data has a parent")
         .join(format!("{}.wasm", source.replace(['/', '.'], "-")));
-    let output = Command::new(workspace_root().join("scripts/build-processor"))
+    let output = Command::new(bullpen_binary())
+        .arg("build")
         .arg(source)
         .arg("-o")
         .arg(&out)
+        .arg("--data-dir")
+        .arg(shared_data_dir())
         .current_dir(workspace_root())
         .output()
-        .expect("running scripts/build-processor");
+        .expect("running bullpen build");
     assert!(
         output.status.success(),
-        "scripts/build-processor {source} failed:\n{}",
+        "bullpen build {source} failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
-    );
-    // Compile it once into the shared cache that start_with_modules copies
-    // into each host's data dir: a 12 MB component takes a debug host
-    // ~15 s to compile, a cached one milliseconds.
-    let compiled = Command::new(bullpen_binary())
-        .args(["exec", "--data-dir"])
-        .arg(shared_data_dir())
-        .arg(&out)
-        .output()
-        .expect("running bullpen exec");
-    assert!(
-        compiled.status.code().is_some(),
-        "bullpen exec {} was killed:\n{}",
-        out.display(),
-        String::from_utf8_lossy(&compiled.stderr)
     );
     built.insert(source.to_owned(), out.clone());
     out
@@ -154,6 +146,15 @@ pub fn bullpen() -> Command {
 pub fn cargo_command(dir: &Path) -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
+    without_cargo_env(&mut command);
+    command.current_dir(dir);
+    command
+}
+
+/// Removes from `command`'s environment what cargo set for this test
+/// process (see [`cargo_command`]): for any command that runs cargo itself,
+/// such as `bullpen build` of a Rust project.
+pub fn without_cargo_env(command: &mut Command) {
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy();
         if name.starts_with("CARGO_PKG_")
@@ -166,8 +167,6 @@ pub fn cargo_command(dir: &Path) -> Command {
             command.env_remove(name.as_ref());
         }
     }
-    command.current_dir(dir);
-    command
 }
 
 /// Runs `cargo build <args> --message-format=json` at the workspace root and

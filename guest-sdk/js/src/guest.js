@@ -1,6 +1,6 @@
 // The `bullpen` package as a processor sees it inside bullpen: BullMQ's
 // error classes and job methods, over the bullpen:processor WIT imports.
-// scripts/build-processor bundles it with the processor (esbuild condition
+// bullpen build bundles it with the processor (esbuild condition
 // `bullpen`); in Node the package is src/node.js instead.
 
 import { log as hostLog, progress as hostProgress, addLog, failureStack } from 'bullpen:processor/host@0.2.1';

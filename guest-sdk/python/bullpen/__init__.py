@@ -2,7 +2,7 @@
 
 A processor is a module with a ``process(job, token)`` function, sync or
 ``async``, and optionally ``backoff(attempts_made, type, err, job)`` (BullMQ's
-``settings.backoffStrategy``). ``scripts/build-processor processor.py``
+``settings.backoffStrategy``). ``bullpen build processor.py``
 turns it into a component that bullpen runs in a fresh sandbox per attempt.
 
 What ``process`` does decides the job's fate, as in BullMQ::

@@ -1,5 +1,5 @@
 """The exports of the processor world over a processor module: what
-``scripts/build-processor`` puts around ``process`` and ``backoff``."""
+``bullpen build`` puts around ``process`` and ``backoff``."""
 
 import inspect
 import json

@@ -1,7 +1,8 @@
 //! `bullpen check`: is this file a processor this host can run?
 
+use crate::sandbox::Module;
 use crate::sandbox::{CONTRACT_PACKAGE, Sandbox, SandboxOptions};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub(super) const AFTER_HELP: &str = "\
@@ -27,12 +28,7 @@ pub(super) fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut all_valid = true;
     for path in &args.modules {
         match sandbox.load(path) {
-            Ok(module) => super::say!(
-                "{}: ok: a {CONTRACT_PACKAGE}@{} processor (sha256 {})",
-                path.display(),
-                module.contract_version(),
-                module.short_hash()
-            )?,
+            Ok(module) => say_valid(path, &module)?,
             Err(e) => {
                 all_valid = false;
                 eprintln!("{e}");
@@ -44,4 +40,14 @@ pub(super) fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The line that says `path` is a processor this host runs.
+pub(super) fn say_valid(path: &Path, module: &Module) -> std::io::Result<()> {
+    super::say!(
+        "{}: ok: a {CONTRACT_PACKAGE}@{} processor (sha256 {})",
+        path.display(),
+        module.contract_version(),
+        module.short_hash()
+    )
 }

@@ -2,6 +2,7 @@
 //! subcommand, each a thin layer over the library.
 
 mod add;
+mod build;
 mod check;
 mod connect;
 mod deploy;
@@ -72,6 +73,9 @@ pub enum Command {
     /// Write a new processor project: an example, its test, its README.
     #[command(after_help = new::AFTER_HELP)]
     New(new::NewArgs),
+    /// Build a processor project or file into a component, and check it.
+    #[command(after_help = build::AFTER_HELP)]
+    Build(build::BuildArgs),
 }
 
 /// Parses the command line, runs the subcommand and returns the process's
@@ -114,6 +118,7 @@ pub fn main_with(on_idle: fn()) -> ExitCode {
             Command::Rollback(args) => deploy::rollback(args).await,
             Command::Reload(args) => deploy::reload(args).await,
             Command::New(args) => new::run(args),
+            Command::Build(args) => build::run(args),
         }
     });
     match result {

@@ -8,10 +8,9 @@ use std::process::ExitCode;
 
 pub(super) const AFTER_HELP: &str = "\
 Examples:
-  cargo package -p bullpen-guest        # in bullpen's checkout: the SDK's crate
-  tar xzf target/package/bullpen-guest-0.2.1.crate -C ~/sdk
-  bullpen new rust thumbnails --sdk ~/sdk/bullpen-guest-0.2.1
-  cd thumbnails && cargo test && cargo build --release --target wasm32-wasip2";
+  bullpen new rust thumbnails           # against the SDK this bullpen ships
+  cd thumbnails && cargo test && bullpen build
+  bullpen new rust thumbnails --sdk ~/sdk/bullpen-guest-0.2.1   # an unpacked SDK crate";
 
 /// The languages `bullpen new` writes projects in.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -30,8 +29,10 @@ pub struct NewArgs {
     pub name: String,
     /// The Rust SDK (`bullpen-guest`) the project depends on by path: an
     /// unpacked `cargo package` crate, or guest-sdk/ of bullpen's checkout.
+    /// Default: the SDK this bullpen ships, unpacked into ~/.cache/bullpen
+    /// ($BULLPEN_CACHE).
     #[arg(long)]
-    pub sdk: PathBuf,
+    pub sdk: Option<PathBuf>,
     /// Where to create the project's directory.
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
@@ -56,7 +57,10 @@ pub(super) fn run(args: NewArgs) -> anyhow::Result<ExitCode> {
             project.display()
         );
     }
-    let sdk = sdk_crate(&args.sdk)?;
+    let sdk = match &args.sdk {
+        Some(path) => sdk_crate(path)?,
+        None => crate::authoring::shipped::sdk_dir(&crate::authoring::cache_dir()?)?,
+    };
     let files = match args.language {
         Language::Rust => rust_project(name, &sdk),
     };
@@ -69,7 +73,7 @@ pub(super) fn run(args: NewArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     super::say!(
-        "{}: a {} processor; see its README.md (cargo test, then cargo build --release --target wasm32-wasip2)",
+        "{}: a {} processor; see its README.md (cargo test, then bullpen build)",
         project.display(),
         match args.language {
             Language::Rust => "Rust",
@@ -190,10 +194,9 @@ mod tests {
 A [bullpen](https://github.com/bullpen-rs/bullpen) job processor in Rust.
 
 ```sh
-cargo test                                        # the processor's own tests, natively
-cargo build --release --target wasm32-wasip2      # rustup target add wasm32-wasip2, once
-bullpen check target/wasm32-wasip2/release/{module}.wasm
-bullpen exec target/wasm32-wasip2/release/{module}.wasm --data '{{"items": [{{"price_cents": 250, "quantity": 2}}]}}'
+cargo test                          # the processor's own tests, natively
+bullpen build -o {module}.wasm      # cargo build --release --target wasm32-wasip2, then a check
+bullpen exec {module}.wasm --data '{{"items": [{{"price_cents": 250, "quantity": 2}}]}}'
 ```
 
 To run it on a BullMQ queue, copy the `.wasm` into bullpen's module

@@ -1,0 +1,114 @@
+//! Embeds what bullpen ships for writing processors (`src/authoring`): the
+//! guest SDKs of `../guest-sdk`, and the WIT of the WASI version the host
+//! implements, taken from the wasmtime-wasi-http crate it links, so that a
+//! processor's build can never target another WASI than the one it runs on.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
+    let sdk_root = manifest_dir.join("../guest-sdk");
+    println!("cargo:rerun-if-changed={}", sdk_root.display());
+    let mut sdk = Vec::new();
+    collect(&sdk_root, &sdk_root, &mut sdk);
+    sdk.sort();
+    let wasi = wasi_wit(&manifest_dir);
+
+    let mut out = String::new();
+    out.push_str("/// The guest SDKs' files, by path under guest-sdk/.\npub const SDK_FILES: &[(&str, &str)] = &[\n");
+    for (name, path) in &sdk {
+        println!("cargo:rerun-if-changed={}", path.display());
+        writeln!(out, "    ({name:?}, include_str!({:?})),", path.display()).unwrap();
+    }
+    out.push_str("];\n/// The WIT of the WASI packages the host implements, by file name.\npub const WASI_WIT: &[(&str, &str)] = &[\n");
+    for (name, path) in &wasi {
+        println!("cargo:rerun-if-changed={}", path.display());
+        writeln!(out, "    ({name:?}, include_str!({:?})),", path.display()).unwrap();
+    }
+    out.push_str("];\n");
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
+    std::fs::write(out_dir.join("shipped.rs"), out).unwrap();
+}
+
+/// Every file under `dir`, by its `/`-separated path relative to `root`:
+/// what an SDK package holds, not what building or running it left behind.
+fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with('.')
+            || ["node_modules", "__pycache__", "target"].contains(&name.as_str())
+        {
+            continue;
+        }
+        if path.is_dir() {
+            // A directory named in rerun-if-changed is watched for files
+            // added or removed.
+            println!("cargo:rerun-if-changed={}", path.display());
+            collect(root, &path, files);
+        } else {
+            let relative = path.strip_prefix(root).unwrap();
+            let parts: Vec<_> = relative.iter().map(|p| p.to_string_lossy()).collect();
+            files.push((parts.join("/"), path.canonicalize().unwrap()));
+        }
+    }
+}
+
+/// The WASI WIT files of the wasmtime-wasi-http crate this host links (as
+/// cargo resolved it), by file name: wasi:http and every package it uses,
+/// the same files wasmtime-wasi implements.
+fn wasi_wit(manifest_dir: &Path) -> Vec<(String, PathBuf)> {
+    let cargo = std::env::var_os("CARGO").unwrap();
+    let output = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .current_dir(manifest_dir)
+        .output()
+        .expect("running cargo metadata");
+    assert!(
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let packages = metadata["packages"].as_array().unwrap();
+    let host = packages
+        .iter()
+        .find(|p| p["name"] == "bullpen")
+        .expect("cargo metadata lists the bullpen package");
+    let version = host["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "wasmtime-wasi-http")
+        .expect("bullpen depends on wasmtime-wasi-http")["req"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches('=')
+        .to_owned();
+    let package = packages
+        .iter()
+        .find(|p| p["name"] == "wasmtime-wasi-http" && p["version"] == version.as_str())
+        .unwrap_or_else(|| panic!("cargo metadata lists wasmtime-wasi-http {version}"));
+    let deps = Path::new(package["manifest_path"].as_str().unwrap())
+        .parent()
+        .unwrap()
+        .join("wit/deps");
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&deps).unwrap_or_else(|e| panic!("{}: {e}", deps.display())) {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "wit") {
+            files.push((
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                path,
+            ));
+        }
+    }
+    files.sort();
+    assert!(
+        files.iter().any(|(n, _)| n == "http.wit") && files.iter().any(|(n, _)| n == "cli.wit"),
+        "{}: no WASI WIT there: {files:?}",
+        deps.display()
+    );
+    files
+}

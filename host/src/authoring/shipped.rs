@@ -1,0 +1,83 @@
+//! The guest SDKs and the WASI WIT compiled into the binary (see the host's
+//! build.rs), and their copy on disk, which new projects depend on and
+//! builds read.
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+mod files {
+    include!(concat!(env!("OUT_DIR"), "/shipped.rs"));
+}
+pub use files::{SDK_FILES, WASI_WIT};
+
+/// The shipped SDKs on disk (guest-sdk/ as it was when bullpen was built):
+/// `<cache>/sdk/<bullpen version>-<content hash>/`, written once. The Rust
+/// SDK is its root, the JavaScript one `js/`, the Python one `python/`.
+pub fn sdk_dir(cache: &Path) -> anyhow::Result<PathBuf> {
+    let mut hash = Sha256::new();
+    for (path, text) in SDK_FILES {
+        hash.update(path.as_bytes());
+        hash.update([0]);
+        hash.update(text.as_bytes());
+        hash.update([0]);
+    }
+    let hash = hash.finalize();
+    let id = format!(
+        "{}-{}",
+        env!("CARGO_PKG_VERSION"),
+        hash.iter()
+            .take(6)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let parent = cache.join("sdk");
+    let dir = parent.join(&id);
+    if dir.is_dir() {
+        return Ok(dir);
+    }
+    // Written beside, then renamed into place: a reader never sees half an
+    // SDK, and of two bullpens writing at once one wins, both are served.
+    let stage = parent.join(format!(".{id}.{}", std::process::id()));
+    write_files(&stage, SDK_FILES)?;
+    match std::fs::rename(&stage, &dir) {
+        Ok(()) => Ok(dir),
+        Err(_) if dir.is_dir() => {
+            let _ = std::fs::remove_dir_all(&stage);
+            Ok(dir)
+        }
+        Err(e) => {
+            Err(e).with_context(|| format!("moving {} to {}", stage.display(), dir.display()))
+        }
+    }
+}
+
+/// Writes into `dir` the WIT a script processor is built against: the
+/// contract (`processor.wit`), the language's world (`world`, the text of
+/// its SDK's world.wit) and the WASI packages under `deps/`.
+pub fn stage_wit(dir: &Path, world: &str) -> anyhow::Result<()> {
+    let contract = sdk_file("wit/processor.wit")?;
+    write_files(dir, &[("processor.wit", contract), ("world.wit", world)])?;
+    write_files(&dir.join("deps"), WASI_WIT)
+}
+
+/// The text of a shipped SDK file, by its path under guest-sdk/.
+pub fn sdk_file(path: &str) -> anyhow::Result<&'static str> {
+    SDK_FILES
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(_, text)| *text)
+        .with_context(|| format!("this bullpen was built without guest-sdk/{path}"))
+}
+
+fn write_files(dir: &Path, files: &[(&str, &str)]) -> anyhow::Result<()> {
+    for (path, text) in files {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
