@@ -297,3 +297,104 @@ export async function process(job: { data: Order }): Promise<{ total_cents: numb
     let said = refused(&["broken.ts"]);
     assert!(said.contains("broken.ts"), "{said}");
 }
+
+/// `npm` in `dir`, quietly.
+fn npm(dir: &Path, args: &[&str]) -> String {
+    run(Command::new("npm")
+        .args(args)
+        .args(["--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(dir))
+}
+
+#[test]
+fn bullpen_new_ts_makes_a_package_that_type_checks_tests_builds_and_runs() {
+    let outside = tempfile::tempdir().unwrap();
+    // The JavaScript SDK as npm publishes it: its packed tarball.
+    npm(
+        outside.path(),
+        &[
+            "pack",
+            workspace_root().join("guest-sdk/js").to_str().unwrap(),
+        ],
+    );
+    let tarball = outside.path().join("bullpen-0.2.1.tgz");
+    assert!(tarball.is_file(), "npm pack made no bullpen-0.2.1.tgz");
+    run(bullpen()
+        .args(["new", "ts", "order-totals", "--sdk"])
+        .arg(&tarball)
+        .arg("--dir")
+        .arg(outside.path()));
+    let project = outside.path().join("order-totals");
+    npm(&project, &["install"]);
+    // The SDK is installed from the tarball, types included.
+    assert!(
+        project
+            .join("node_modules/bullpen/src/index.d.ts")
+            .is_file()
+    );
+    // tsc --noEmit, then node --test through the SDK's Node side.
+    let tested = npm(&project, &["test"]);
+    assert!(tested.contains("# pass 2"), "{tested}");
+
+    let built = run(bullpen_build(&project).args(["-o", "order-totals.wasm"]));
+    assert!(
+        built.contains("order-totals.wasm: ok: a bullpen:processor@0.2.1 processor"),
+        "{built}"
+    );
+    let module = project.join("order-totals.wasm");
+    let report: Value = serde_json::from_str(&run(bullpen().current_dir(&project).args([
+        "exec",
+        "order-totals.wasm",
+        "--data",
+        r#"{"items": [{"price_cents": 250, "quantity": 2}]}"#,
+    ])))
+    .unwrap();
+    assert_eq!(
+        report["return_value"],
+        json!({"total_cents": 500}),
+        "{report}"
+    );
+    assert_eq!(report["job_log"], json!(["1 items"]), "{report}");
+
+    let redis = RedisServer::start();
+    let host = RunningHost::start_with_modules(
+        &redis,
+        "[queues.orders]\nmodule = \"order-totals.wasm\"\n",
+        &[("order-totals.wasm", &module)],
+    );
+    let job = node_with(
+        "add-and-wait.mjs",
+        &["orders", "order", r#"{"items": "none"}"#],
+        &redis,
+    );
+    assert_eq!(job["state"], "failed", "{job}\n{}", host.log());
+    assert_eq!(job["failedReason"], "not an order: \"items\" is not a list");
+}
+
+#[test]
+fn bullpen_new_js_without_sdk_installs_the_package_bullpen_ships() {
+    let outside = tempfile::tempdir().unwrap();
+    let cache = outside.path().join("cache");
+    run(bullpen()
+        .args(["new", "js", "plain", "--dir"])
+        .arg(outside.path())
+        .env("BULLPEN_CACHE", &cache));
+    let project = outside.path().join("plain");
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(project.join("package.json")).unwrap())
+            .unwrap();
+    let dependency = manifest["dependencies"]["bullpen"].as_str().unwrap();
+    assert!(
+        dependency.starts_with(&format!("file:{}", cache.join("sdk").display()))
+            && dependency.ends_with("/bullpen-0.2.1.tgz"),
+        "{dependency}"
+    );
+    npm(&project, &["install"]);
+    let tested = npm(&project, &["test"]);
+    assert!(tested.contains("# pass 2"), "{tested}");
+    let built = run(&mut bullpen_build(&project));
+    assert!(
+        built.contains("processor.wasm: ok: a bullpen:processor@0.2.1 processor"),
+        "{built}"
+    );
+}

@@ -44,6 +44,9 @@ export const worker = {
   },
 };
 
+/** In Node, names the BullMQ Worker; inside bullpen the host is the worker, so there is nothing to name. */
+export function useWorker() {}
+
 /** BullMQ's `Worker.RateLimitError()`. */
 export const Worker = {
   RateLimitError() {

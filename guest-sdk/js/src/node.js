@@ -2,7 +2,9 @@
 // bullpen runs unchanged in a BullMQ `Worker`: the same error classes
 // (BullMQ's worker recognises them by name and message, as it does its own)
 // and a `worker.rateLimit` that forwards to the Worker given to `useWorker`.
-// Jobs are BullMQ's own there, with every method bullpen's have.
+// Jobs are BullMQ's own there, with every method bullpen's have; `Queue`
+// is BullMQ's, on the Worker's connection. src/testing.js makes jobs for a
+// processor's own tests, without Redis.
 
 import { RateLimitError } from './errors.js';
 
@@ -22,6 +24,22 @@ export const worker = {
     await running.rateLimit(ms);
   },
 };
+
+/** BullMQ's `Queue` on the connection (and prefix) of the Worker given to `useWorker`. */
+export class Queue {
+  constructor(name) {
+    this.name = name;
+  }
+
+  async add(name, data, opts) {
+    if (!running) throw new Error('bullpen in Node: call useWorker(worker) before new Queue(...).add');
+    // BullMQ is the Worker's own, installed beside this package: resolved
+    // when first used, so that a processor's tests need no BullMQ.
+    const { Queue: BullQueue } = await import('bullmq');
+    this.queue ??= new BullQueue(this.name, { connection: running.opts.connection, prefix: running.opts.prefix });
+    return this.queue.add(name, data, opts);
+  }
+}
 
 /** BullMQ's `Worker.RateLimitError()`. */
 export const Worker = {

@@ -6,6 +6,7 @@
 
 pub mod build;
 pub mod shipped;
+pub mod templates;
 pub mod tools;
 
 use anyhow::Context;

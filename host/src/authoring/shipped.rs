@@ -2,7 +2,7 @@
 //! build.rs), and their copy on disk, which new projects depend on and
 //! builds read.
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -50,6 +50,40 @@ pub fn sdk_dir(cache: &Path) -> anyhow::Result<PathBuf> {
             Err(e).with_context(|| format!("moving {} to {}", stage.display(), dir.display()))
         }
     }
+}
+
+/// The shipped JavaScript SDK as npm installs a package: its tarball,
+/// packed by `npm pack` beside the unpacked SDK (`sdk` is [`sdk_dir`]'s)
+/// the first time it is asked for.
+pub fn js_package(sdk: &Path) -> anyhow::Result<PathBuf> {
+    let version = serde_json::from_str::<serde_json::Value>(sdk_file("js/package.json")?)
+        .context("guest-sdk/js/package.json is not JSON")?["version"]
+        .as_str()
+        .context("guest-sdk/js/package.json has no version")?
+        .to_owned();
+    let tarball = sdk.join(format!("bullpen-{version}.tgz"));
+    if tarball.is_file() {
+        return Ok(tarball);
+    }
+    super::tools::need(
+        "npm",
+        "a JavaScript or TypeScript project installs its packages with npm (Debian: apt-get install npm)",
+    )?;
+    super::tools::run(
+        std::process::Command::new("npm")
+            .args(["pack", "--silent", "--pack-destination"])
+            .arg(sdk)
+            .arg(sdk.join("js")),
+        &format!("npm pack {}", sdk.join("js").display()),
+    )?;
+    if !tarball.is_file() {
+        bail!(
+            "npm pack of {} made no {}",
+            sdk.join("js").display(),
+            tarball.display()
+        );
+    }
+    Ok(tarball)
 }
 
 /// Writes into `dir` the WIT a script processor is built against: the

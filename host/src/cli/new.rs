@@ -2,6 +2,7 @@
 //! conventions, with an example processor, a test that passes as created and
 //! a README that says how to build, test and run it.
 
+use crate::authoring::{shipped, templates};
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,10 +14,16 @@ Examples:
   bullpen new rust thumbnails --sdk ~/sdk/bullpen-guest-0.2.1   # an unpacked SDK crate";
 
 /// The languages `bullpen new` writes projects in.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Language {
     /// A Cargo crate built for wasm32-wasip2 against the `bullpen-guest` SDK.
     Rust,
+    /// An npm package in TypeScript against the `bullpen` npm package,
+    /// tested with `node --test` (through tsx), type-checked by tsc.
+    Ts,
+    /// An npm package in JavaScript against the `bullpen` npm package,
+    /// tested with `node --test`.
+    Js,
 }
 
 /// Arguments of `bullpen new`.
@@ -27,10 +34,11 @@ pub struct NewArgs {
     pub language: Language,
     /// The project's name: its directory, and its crate's name.
     pub name: String,
-    /// The Rust SDK (`bullpen-guest`) the project depends on by path: an
-    /// unpacked `cargo package` crate, or guest-sdk/ of bullpen's checkout.
-    /// Default: the SDK this bullpen ships, unpacked into ~/.cache/bullpen
-    /// ($BULLPEN_CACHE).
+    /// The SDK the project depends on. Rust: the `bullpen-guest` crate's
+    /// directory (an unpacked `cargo package` crate, or guest-sdk/ of
+    /// bullpen's checkout). TypeScript, JavaScript: the `bullpen` npm
+    /// package's tarball (`npm pack`). Default: the SDK this bullpen ships,
+    /// unpacked into ~/.cache/bullpen ($BULLPEN_CACHE).
     #[arg(long)]
     pub sdk: Option<PathBuf>,
     /// Where to create the project's directory.
@@ -57,12 +65,26 @@ pub(super) fn run(args: NewArgs) -> anyhow::Result<ExitCode> {
             project.display()
         );
     }
-    let sdk = match &args.sdk {
-        Some(path) => sdk_crate(path)?,
-        None => crate::authoring::shipped::sdk_dir(&crate::authoring::cache_dir()?)?,
-    };
+    let shipped = || shipped::sdk_dir(&crate::authoring::cache_dir()?);
     let files = match args.language {
-        Language::Rust => rust_project(name, &sdk),
+        Language::Rust => {
+            let sdk = match &args.sdk {
+                Some(path) => sdk_crate(path)?,
+                None => shipped()?,
+            };
+            templates::rust_project(name, &sdk)
+        }
+        Language::Ts | Language::Js => {
+            let tarball = match &args.sdk {
+                Some(path) => npm_tarball(path)?,
+                None => shipped::js_package(&shipped()?)?,
+            };
+            templates::script_project(
+                name,
+                &format!("file:{}", tarball.display()),
+                args.language == Language::Ts,
+            )
+        }
     };
     for (path, text) in &files {
         let path = project.join(path);
@@ -73,10 +95,16 @@ pub(super) fn run(args: NewArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     super::say!(
-        "{}: a {} processor; see its README.md (cargo test, then bullpen build)",
+        "{}: a {} processor; see its README.md ({}, then bullpen build)",
         project.display(),
         match args.language {
             Language::Rust => "Rust",
+            Language::Ts => "TypeScript",
+            Language::Js => "JavaScript",
+        },
+        match args.language {
+            Language::Rust => "cargo test",
+            Language::Ts | Language::Js => "npm install, npm test",
         }
     )?;
     Ok(ExitCode::SUCCESS)
@@ -109,109 +137,14 @@ fn sdk_crate(path: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("--sdk {}", path.display()))
 }
 
-/// The files of a Rust processor project named `name`, by path.
-fn rust_project(name: &str, sdk: &Path) -> Vec<(&'static str, String)> {
-    let module = name.replace('-', "_");
-    let manifest = format!(
-        r#"[package]
-name = "{name}"
-version = "0.1.0"
-edition = "2024"
-
-[lib]
-# A WebAssembly component: `cargo build --release --target wasm32-wasip2`.
-crate-type = ["cdylib"]
-
-[dependencies]
-bullpen-guest = {{ path = {sdk} }}
-serde = {{ version = "1", features = ["derive"] }}
-serde_json = "1"
-
-# A project of its own, not a member of a workspace above it.
-[workspace]
-"#,
-        // A TOML string, escaped as TOML escapes (a path may hold `"` or `\`).
-        sdk = toml::Value::from(sdk.display().to_string()),
-    );
-    let source = r##"//! A bullpen job processor: what `process` returns decides the job's fate.
-
-use bullpen_guest::{Error, Job, Processor, Result};
-use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct Order {
-    items: Vec<Item>,
-}
-
-#[derive(Deserialize)]
-struct Item {
-    price_cents: u64,
-    quantity: u32,
-}
-
-/// Totals an order: `{"items": [{"price_cents": 250, "quantity": 2}]}`.
-pub struct Totals;
-
-impl Processor for Totals {
-    fn process(job: Job) -> Result<impl serde::Serialize> {
-        // Data that is not an order fails for good: no retry can fix it.
-        let order: Order = job
-            .data()
-            .map_err(|e| Error::unrecoverable(format!("not an order: {e}")))?;
-        let total: u64 = order
-            .items
-            .iter()
-            .map(|item| item.price_cents * u64::from(item.quantity))
-            .sum();
-        Ok(serde_json::json!({ "total_cents": total }))
+/// The absolute path of `path` once it is an npm tarball (`npm pack`'s
+/// `.tgz`).
+fn npm_tarball(path: &Path) -> anyhow::Result<PathBuf> {
+    if !path.is_file() || path.extension().is_none_or(|e| e != "tgz") {
+        bail!(
+            "--sdk {}: not an npm tarball (give the .tgz that `npm pack` makes of the bullpen package)",
+            path.display()
+        );
     }
-}
-
-bullpen_guest::export!(Totals);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_order_is_totalled() {
-        let job = Job::for_test(r#"{"items": [{"price_cents": 250, "quantity": 2}, {"price_cents": 99, "quantity": 1}]}"#);
-        let value = serde_json::to_value(Totals::process(job).ok().unwrap()).unwrap();
-        assert_eq!(value, serde_json::json!({ "total_cents": 599 }));
-    }
-
-    #[test]
-    fn what_is_not_an_order_fails_for_good() {
-        let job = Job::for_test(r#"{"items": "none"}"#);
-        assert!(Totals::process(job).is_err());
-    }
-}
-"##
-    .to_owned();
-    let readme = format!(
-        r#"# {name}
-
-A [bullpen](https://github.com/bullpen-rs/bullpen) job processor in Rust.
-
-```sh
-cargo test                          # the processor's own tests, natively
-bullpen build -o {module}.wasm      # cargo build --release --target wasm32-wasip2, then a check
-bullpen exec {module}.wasm --data '{{"items": [{{"price_cents": 250, "quantity": 2}}]}}'
-```
-
-To run it on a BullMQ queue, copy the `.wasm` into bullpen's module
-directory and bind it in `bullpen.toml`:
-
-```toml
-[queues.orders]
-module = "{module}.wasm"
-```
-"#
-    );
-    vec![
-        ("Cargo.toml", manifest),
-        ("src/lib.rs", source),
-        ("README.md", readme),
-        (".gitignore", "/target\n".to_owned()),
-    ]
+    std::path::absolute(path).with_context(|| format!("--sdk {}", path.display()))
 }
