@@ -397,4 +397,48 @@ fn bullpen_new_js_without_sdk_installs_the_package_bullpen_ships() {
         built.contains("processor.wasm: ok: a bullpen:processor@0.2.1 processor"),
         "{built}"
     );
+
+    // In BullMQ's own Worker, the SDK's Node side: `Queue` adds through the
+    // connection of the Worker named by `useWorker`, with BullMQ resolved
+    // from the project's own dependencies (BullMQ 6 and its ioredis, as the
+    // interop peers pin them).
+    npm(&project, &["install", "bullmq@6.7.0", "ioredis@5.9.2"]);
+    std::fs::write(
+        project.join("in-node.mjs"),
+        r#"import { Worker, Queue as BullQueue } from 'bullmq';
+import { Queue, useWorker } from 'bullpen';
+const url = new URL(process.env.REDIS_URL);
+const connection = { host: url.hostname, port: Number(url.port) };
+const worker = new Worker('orders', async (job) => {
+  await new Queue('receipts').add('receipt', { for: job.id });
+  return 'ok';
+}, { connection });
+useWorker(worker);
+const orders = new BullQueue('orders', { connection });
+const receipts = new BullQueue('receipts', { connection });
+const order = await orders.add('order', {});
+const deadline = Date.now() + 20000;
+let waiting = [];
+while (waiting.length === 0 && Date.now() < deadline) {
+  waiting = await receipts.getJobs(['waiting']);
+  if (waiting.length === 0) await new Promise((resolve) => setTimeout(resolve, 50));
+}
+console.log(JSON.stringify({ order: order.id, receipts: waiting.map((job) => job.data) }));
+await worker.close();
+await orders.close();
+await receipts.close();
+"#,
+    )
+    .unwrap();
+    let redis = RedisServer::start();
+    let said: Value = serde_json::from_str(&run(Command::new("node")
+        .arg("in-node.mjs")
+        .env("REDIS_URL", redis.url())
+        .current_dir(&project)))
+    .unwrap();
+    assert_eq!(
+        said["receipts"],
+        json!([{ "for": said["order"] }]),
+        "{said}"
+    );
 }

@@ -15,6 +15,10 @@ let running;
 /** Names the BullMQ Worker that `worker.rateLimit` forwards to. */
 export function useWorker(bullmqWorker) {
   running = bullmqWorker;
+  bullmqWorker.on?.('closed', () => {
+    for (const queue of queues.values()) queue.close();
+    queues.clear();
+  });
 }
 
 /** Forwards to the Worker given to `useWorker` (BullMQ's `worker.rateLimit`). */
@@ -24,6 +28,10 @@ export const worker = {
     await running.rateLimit(ms);
   },
 };
+
+// BullMQ's queues that `Queue` adds through, one per name (a processor may
+// make a `Queue` per job), closed when the Worker closes.
+const queues = new Map();
 
 /** BullMQ's `Queue` on the connection (and prefix) of the Worker given to `useWorker`. */
 export class Queue {
@@ -36,8 +44,13 @@ export class Queue {
     // BullMQ is the Worker's own, installed beside this package: resolved
     // when first used, so that a processor's tests need no BullMQ.
     const { Queue: BullQueue } = await import('bullmq');
-    this.queue ??= new BullQueue(this.name, { connection: running.opts.connection, prefix: running.opts.prefix });
-    return this.queue.add(name, data, opts);
+    let queue = queues.get(this.name);
+    if (!queue) {
+      const { connection, prefix } = running.opts;
+      queue = new BullQueue(this.name, prefix === undefined ? { connection } : { connection, prefix });
+      queues.set(this.name, queue);
+    }
+    return queue.add(name, data, opts);
   }
 }
 
