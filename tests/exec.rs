@@ -275,7 +275,7 @@ fn check_accepts_every_example() {
         let (code, stdout, stderr) = run(bullpen().arg("check").arg(guest(example)));
         assert_eq!(code, 0, "{example}: {stderr}");
         assert!(
-            stdout.contains(": ok: a bullpen:processor@0.2.1 processor (sha256 "),
+            stdout.contains(": ok: a bullpen:processor@0.2.2 processor (sha256 "),
             "{stdout}"
         );
     }

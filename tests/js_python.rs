@@ -490,3 +490,99 @@ fn failures_carry_the_languages_own_stack() {
         "{stack}"
     );
 }
+
+/// Both SDKs name the job's queue with the host's `[redis] prefix`
+/// (contract 0.2.2's `jobs.queue-prefix`), not a `bull:` of their own: a
+/// child whose parent is named so is accepted, one named with another
+/// prefix refused.
+#[test]
+fn both_languages_name_their_queue_with_the_configured_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = "[queues.orders]\nmodule = \"names.wasm\"\nadd_to_queues = [\"orders\"]\n";
+    let prefixed = dir.path().join("prefixed.toml");
+    std::fs::write(&prefixed, format!("[redis]\nprefix = \"shop\"\n\n{queue}")).unwrap();
+    let plain = dir.path().join("plain.toml");
+    std::fs::write(&plain, queue).unwrap();
+    for source in [
+        "tests/fixtures/js/names.js",
+        "tests/fixtures/python/names.py",
+    ] {
+        let module = script_guest(source);
+        let run = |parent_queue: &str, config: &std::path::Path| {
+            let args: Vec<String> = vec![
+                "--data".into(),
+                json!({ "parentQueue": parent_queue }).to_string(),
+                "--queue".into(),
+                "orders".into(),
+                "-c".into(),
+                config.display().to_string(),
+            ];
+            exec_report(&module, &args)
+        };
+        let report = run("shop:orders", &prefixed);
+        assert_eq!(report["outcome"], "completed", "{source}: {report}");
+        assert_eq!(
+            report["return_value"]["qualified"], "shop:orders",
+            "{source}"
+        );
+        assert_eq!(
+            report["jobs_added"].as_array().map(Vec::len),
+            Some(1),
+            "{source}: {report}"
+        );
+        let report = run("bull:orders", &prefixed);
+        assert_eq!(report["outcome"], "failed", "{source}: {report}");
+        // Without a prefix in the config, BullMQ's default.
+        let report = run("bull:orders", &plain);
+        assert_eq!(
+            report["return_value"]["qualified"], "bull:orders",
+            "{source}: {report}"
+        );
+    }
+}
+
+/// Node's built-ins that processors commonly reach for (`Buffer`, `crypto`,
+/// `events`, `path`, `url`, `util`) answer in bullpen as in Node: the same
+/// file runs in both and the answers are compared. One without a stand-in
+/// fails the build, naming it and what to use instead.
+#[test]
+fn node_builtins_answer_as_in_node_or_are_refused_at_build() {
+    let source = "tests/fixtures/js/node_builtins.js";
+    let data = json!({"text": "héllo, bullpen", "key": "the-secret"});
+    let module = script_guest(source);
+    let report = exec_report(&module, &["--data".into(), data.to_string()]);
+    assert_eq!(report["outcome"], "completed", "{report}");
+    let output = std::process::Command::new("node")
+        .arg("--input-type=module")
+        .arg("-e")
+        .arg(format!(
+            "const {{ process }} = await import({:?}); console.log(JSON.stringify(await process({{ data: {data} }})));",
+            workspace_root().join(source).display().to_string()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let in_node: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["return_value"], in_node);
+    assert_eq!(in_node["uuid"], true);
+
+    let scratch = tempfile::tempdir().unwrap();
+    let output = bullpen()
+        .args(["build", "tests/fixtures/js/node_http.js", "-o"])
+        .arg(scratch.path().join("x.wasm"))
+        .current_dir(workspace_root())
+        .output()
+        .unwrap();
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        errors.contains("\"node:http\" is a Node built-in that bullpen's sandbox does not have")
+            && errors.contains("fetch()")
+            && errors.contains("node_http.js:3"),
+        "{errors}"
+    );
+}

@@ -496,7 +496,7 @@ fn a_processor_of_another_contract_version_is_named() {
     let (reason, _) = load_error(&newer);
     assert_eq!(
         reason,
-        "built for bullpen:processor@0.3.0, but this host runs bullpen:processor 0.2.1, 0.2.0 and 0.1.0 processors"
+        "built for bullpen:processor@0.3.0, but this host runs bullpen:processor 0.2.2, 0.2.1, 0.2.0 and 0.1.0 processors"
     );
 }
 
@@ -615,7 +615,8 @@ fn a_corrupted_cache_entry_is_compiled_again_not_run() {
 }
 
 /// A module kept as it was built against an earlier contract `version`:
-/// 0.1.0 (before `jobs`) or 0.2.0 (before `host.failure-stack`).
+/// 0.1.0 (before `jobs`), 0.2.0 (before `host.failure-stack`) or 0.2.1
+/// (before `jobs.queue-prefix`).
 fn built_against(version: &str, name: &str) -> Module {
     let path = bullpen_tests::workspace_root()
         .join(format!("tests/fixtures/contract-{version}"))
@@ -627,7 +628,7 @@ fn built_against(version: &str, name: &str) -> Module {
 async fn processors_built_against_contract_0_1_0_run_unchanged() {
     let echo = built_against("0.1.0", "echo");
     assert_eq!(echo.contract_version(), "0.1.0");
-    assert_eq!(load("echo").contract_version(), "0.2.1");
+    assert_eq!(load("echo").contract_version(), "0.2.2");
     let data = r#"{"b":1,"a":[true,null]}"#;
     assert_eq!(
         process(&echo, &test_job(data)).await,
@@ -669,19 +670,19 @@ async fn processors_built_against_contract_0_1_0_run_unchanged() {
     assert_eq!(decision, Ok(BackoffDecision::After(600)));
 }
 
-/// 0.2.1 only adds a host function: a 0.2.0 processor links to it as it is,
-/// its `jobs` imports included.
-#[tokio::test]
-async fn processors_built_against_contract_0_2_0_run_unchanged() {
-    let echo = built_against("0.2.0", "echo");
-    assert_eq!(echo.contract_version(), "0.2.0");
+/// A patch version only adds functions (0.2.1 `host.failure-stack`, 0.2.2
+/// `jobs.queue-prefix`): a processor of an earlier one links to the newest
+/// as it is, its `jobs` imports included.
+async fn a_0_2_processor_runs_unchanged(version: &str) {
+    let echo = built_against(version, "echo");
+    assert_eq!(echo.contract_version(), version);
     let data = r#"{"b":1,"a":[true,null]}"#;
     assert_eq!(
         process(&echo, &test_job(data)).await,
         Ok(Ok(data.to_owned()))
     );
 
-    let (run, recorder) = first_sum_step(&built_against("0.2.0", "fan_out")).await;
+    let (run, recorder) = first_sum_step(&built_against(version, "fan_out")).await;
     assert_eq!(run.outcome, Ok(Err(JobError::WaitingChildren)));
     let added = recorder
         .reports()
@@ -689,8 +690,18 @@ async fn processors_built_against_contract_0_2_0_run_unchanged() {
         .filter(|r| matches!(r, Report::JobAdded { child: true, .. }))
         .count();
     assert_eq!(added, 2);
-    // A 0.2.0 guest cannot give a stack: the host writes its own entry.
+    // The Rust SDK gives no stack: the host writes its own entry.
     assert_eq!(run.failure_stack, None);
+}
+
+#[tokio::test]
+async fn processors_built_against_contract_0_2_0_run_unchanged() {
+    a_0_2_processor_runs_unchanged("0.2.0").await;
+}
+
+#[tokio::test]
+async fn processors_built_against_contract_0_2_1_run_unchanged() {
+    a_0_2_processor_runs_unchanged("0.2.1").await;
 }
 
 fn granting(queues: &[&str]) -> CallOptions {

@@ -1,6 +1,7 @@
 //! The SDKs as a processor written outside this repository gets them
 //! (issue 29): from their packed artifacts, in a directory of its own.
 
+use bullpen_tests::hook_server::HookServer;
 use bullpen_tests::{
     RedisServer, RunningHost, bullpen, cargo_command, node_with, without_cargo_env, workspace_root,
 };
@@ -124,6 +125,24 @@ fn new_rust(name: &str, sdk: &Path, dir: &Path) -> (bool, String, String) {
     )
 }
 
+/// Runs `module` as the queue `orders` of a `bullpen run`, and has BullMQ's
+/// Node client add a job with each of `data` and wait for it: each job as
+/// BullMQ reads it back, and the host's log.
+fn run_orders(module: &Path, data: &[&str]) -> (Vec<Value>, String) {
+    let redis = RedisServer::start();
+    let name = module.file_name().unwrap().to_str().unwrap();
+    let host = RunningHost::start_with_modules(
+        &redis,
+        &format!("[queues.orders]\nmodule = \"{name}\"\n"),
+        &[(name, module)],
+    );
+    let jobs = data
+        .iter()
+        .map(|data| node_with("add-and-wait.mjs", &["orders", "order", data], &redis))
+        .collect();
+    (jobs, host.log())
+}
+
 #[test]
 fn bullpen_new_rust_makes_a_project_that_tests_builds_and_runs_outside_the_repository() {
     let outside = tempfile::tempdir().unwrap();
@@ -140,7 +159,7 @@ fn bullpen_new_rust_makes_a_project_that_tests_builds_and_runs_outside_the_repos
     let module = project.join("order_totals.wasm");
     let built = run(bullpen_build(&project).args(["-o", "order_totals.wasm"]));
     assert!(
-        built.contains("order_totals.wasm: ok: a bullpen:processor@0.2.1 processor"),
+        built.contains("order_totals.wasm: ok: a bullpen:processor@0.2.2 processor"),
         "{built}"
     );
     let report: Value = serde_json::from_str(&run(bullpen()
@@ -156,23 +175,12 @@ fn bullpen_new_rust_makes_a_project_that_tests_builds_and_runs_outside_the_repos
     assert_eq!(report["outcome"], "completed", "{report}");
     assert_eq!(report["return_value"], json!({"total_cents": 500}));
     // Under `bullpen run`, a job from BullMQ's Node client.
-    let redis = RedisServer::start();
-    let host = RunningHost::start_with_modules(
-        &redis,
-        "[queues.orders]\nmodule = \"order_totals.wasm\"\n",
-        &[("order_totals.wasm", &module)],
+    let (jobs, log) = run_orders(
+        &module,
+        &[r#"{"items": [{"price_cents": 99, "quantity": 3}]}"#],
     );
-    let job = node_with(
-        "add-and-wait.mjs",
-        &[
-            "orders",
-            "order",
-            r#"{"items": [{"price_cents": 99, "quantity": 3}]}"#,
-        ],
-        &redis,
-    );
-    assert_eq!(job["state"], "completed", "{job}\n{}", host.log());
-    assert_eq!(job["returnvalue"], json!({"total_cents": 297}));
+    assert_eq!(jobs[0]["state"], "completed", "{}\n{log}", jobs[0]);
+    assert_eq!(jobs[0]["returnvalue"], json!({"total_cents": 297}));
     let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
     assert!(
         readme.contains("bullpen build -o order_totals.wasm"),
@@ -249,7 +257,7 @@ export async function process(job: { data: Order }): Promise<{ total_cents: numb
     .unwrap();
     let built = run(bullpen_build(outside.path()).args(["totals.ts", "--data-dir", "data"]));
     assert!(
-        built.contains("totals.wasm: ok: a bullpen:processor@0.2.1 processor"),
+        built.contains("totals.wasm: ok: a bullpen:processor@0.2.2 processor"),
         "{built}"
     );
     let report: Value = serde_json::from_str(&run(bullpen().current_dir(outside.path()).args([
@@ -317,8 +325,8 @@ fn bullpen_new_ts_makes_a_package_that_type_checks_tests_builds_and_runs() {
             workspace_root().join("guest-sdk/js").to_str().unwrap(),
         ],
     );
-    let tarball = outside.path().join("bullpen-0.2.1.tgz");
-    assert!(tarball.is_file(), "npm pack made no bullpen-0.2.1.tgz");
+    let tarball = outside.path().join("bullpen-0.2.2.tgz");
+    assert!(tarball.is_file(), "npm pack made no bullpen-0.2.2.tgz");
     run(bullpen()
         .args(["new", "ts", "order-totals", "--sdk"])
         .arg(&tarball)
@@ -338,7 +346,7 @@ fn bullpen_new_ts_makes_a_package_that_type_checks_tests_builds_and_runs() {
 
     let built = run(bullpen_build(&project).args(["-o", "order-totals.wasm"]));
     assert!(
-        built.contains("order-totals.wasm: ok: a bullpen:processor@0.2.1 processor"),
+        built.contains("order-totals.wasm: ok: a bullpen:processor@0.2.2 processor"),
         "{built}"
     );
     let module = project.join("order-totals.wasm");
@@ -356,19 +364,12 @@ fn bullpen_new_ts_makes_a_package_that_type_checks_tests_builds_and_runs() {
     );
     assert_eq!(report["job_log"], json!(["1 items"]), "{report}");
 
-    let redis = RedisServer::start();
-    let host = RunningHost::start_with_modules(
-        &redis,
-        "[queues.orders]\nmodule = \"order-totals.wasm\"\n",
-        &[("order-totals.wasm", &module)],
+    let (jobs, log) = run_orders(&module, &[r#"{"items": "none"}"#]);
+    assert_eq!(jobs[0]["state"], "failed", "{}\n{log}", jobs[0]);
+    assert_eq!(
+        jobs[0]["failedReason"],
+        "not an order: \"items\" is not a list"
     );
-    let job = node_with(
-        "add-and-wait.mjs",
-        &["orders", "order", r#"{"items": "none"}"#],
-        &redis,
-    );
-    assert_eq!(job["state"], "failed", "{job}\n{}", host.log());
-    assert_eq!(job["failedReason"], "not an order: \"items\" is not a list");
 }
 
 #[test]
@@ -386,7 +387,7 @@ fn bullpen_new_js_without_sdk_installs_the_package_bullpen_ships() {
     let dependency = manifest["dependencies"]["bullpen"].as_str().unwrap();
     assert!(
         dependency.starts_with(&format!("file:{}", cache.join("sdk").display()))
-            && dependency.ends_with("/bullpen-0.2.1.tgz"),
+            && dependency.ends_with("/bullpen-0.2.2.tgz"),
         "{dependency}"
     );
     npm(&project, &["install"]);
@@ -394,8 +395,32 @@ fn bullpen_new_js_without_sdk_installs_the_package_bullpen_ships() {
     assert!(tested.contains("# pass 2"), "{tested}");
     let built = run(&mut bullpen_build(&project));
     assert!(
-        built.contains("processor.wasm: ok: a bullpen:processor@0.2.1 processor"),
+        built.contains("/plain/plain.wasm: ok: a bullpen:processor@0.2.2 processor"),
         "{built}"
+    );
+    // Without -o, the project's name beside its package.json.
+    let module = project.join("plain.wasm");
+    let report: Value = serde_json::from_str(&run(bullpen().current_dir(&project).args([
+        "exec",
+        "plain.wasm",
+        "--data",
+        r#"{"items": [{"price_cents": 250, "quantity": 2}]}"#,
+    ])))
+    .unwrap();
+    assert_eq!(
+        report["return_value"],
+        json!({"total_cents": 500}),
+        "{report}"
+    );
+    let (jobs, log) = run_orders(
+        &module,
+        &[r#"{"items": [{"price_cents": 99, "quantity": 3}]}"#],
+    );
+    assert_eq!(
+        jobs[0]["returnvalue"],
+        json!({"total_cents": 297}),
+        "{}\n{log}",
+        jobs[0]
     );
 
     // In BullMQ's own Worker, the SDK's Node side: `Queue` adds through the
@@ -441,4 +466,323 @@ await receipts.close();
         json!([{ "for": said["order"] }]),
         "{said}"
     );
+}
+
+/// A venv at `dir` made by the machine's python3; its directory.
+fn venv(dir: &Path) -> PathBuf {
+    run(Command::new("python3").args(["-m", "venv"]).arg(dir));
+    dir.to_owned()
+}
+
+/// `pip` of the venv `venv`, quietly.
+fn pip(venv: &Path, args: &[&str]) -> String {
+    run(Command::new(venv.join("bin/pip"))
+        .args(args)
+        .args(["--quiet", "--disable-pip-version-check"]))
+}
+
+#[test]
+fn bullpen_new_python_makes_a_project_that_pytest_tests_and_bullpen_builds_with_its_pypi_dependencies()
+ {
+    let outside = tempfile::tempdir().unwrap();
+    // The Python SDK as PyPI would publish it: the wheel pip builds from its
+    // pyproject.toml.
+    let tools = venv(&outside.path().join("tools"));
+    let sdk = workspace_root().join("guest-sdk/python");
+    pip(
+        &tools,
+        &[
+            "wheel",
+            "--no-deps",
+            "--wheel-dir",
+            outside.path().to_str().unwrap(),
+            sdk.to_str().unwrap(),
+        ],
+    );
+    let wheel = outside.path().join("bullpen-0.2.2-py3-none-any.whl");
+    assert!(
+        wheel.is_file(),
+        "pip wheel made no bullpen-0.2.2-py3-none-any.whl"
+    );
+    run(bullpen()
+        .args(["new", "python", "order-totals", "--sdk"])
+        .arg(&wheel)
+        .arg("--dir")
+        .arg(outside.path()));
+    let project = outside.path().join("order-totals");
+    let env = venv(&project.join(".venv"));
+    pip(
+        &env,
+        &["install", "-e", &format!("{}[test]", project.display())],
+    );
+    // Installed from the wheel, typed, importable outside a component.
+    let typed = run(Command::new(env.join("bin/python")).args([
+        "-c",
+        "import bullpen, pathlib; print((pathlib.Path(bullpen.__file__).parent / 'py.typed').is_file())",
+    ]));
+    assert_eq!(typed.trim(), "True");
+    // A test of the user's own beside the template's: children, through the
+    // local runner, in both spellings.
+    std::fs::write(
+        project.join("tests/test_children.py"),
+        r#"from bullpen import WaitingChildrenError
+from bullpen.testing import run, test_job
+
+
+async def process(job):
+    if await job.move_to_waiting_children():
+        raise WaitingChildrenError()
+    return {
+        "values": await job.get_children_values(),
+        "ignored": await job.get_ignored_children_failures(),
+        "same": await job.getIgnoredChildrenFailures() == await job.get_ignored_children_failures(),
+    }
+
+
+def test_a_parent_waits_then_reads_its_children():
+    assert run(process, test_job({}, children={"pending": True})).kind == "waiting-children"
+    children = {"values": {"bull:c:1": 2}, "ignored": {"bull:c:2": "boom"}}
+    outcome = run(process, test_job({}, children=children))
+    assert outcome.value == {"values": {"bull:c:1": 2}, "ignored": {"bull:c:2": "boom"}, "same": True}
+"#,
+    )
+    .unwrap();
+    let tested = run(Command::new(env.join("bin/pytest"))
+        .arg("-q")
+        .current_dir(&project));
+    assert!(tested.contains("3 passed"), "{tested}");
+
+    // A dependency from PyPI, pure Python, bundled by the build; the venv is
+    // not (the component would carry pytest and pip otherwise).
+    let manifest = std::fs::read_to_string(project.join("pyproject.toml")).unwrap();
+    std::fs::write(
+        project.join("pyproject.toml"),
+        manifest.replace(
+            "dependencies = [\n",
+            "dependencies = [\n    \"python-dateutil==2.9.0.post0\",\n",
+        ),
+    )
+    .unwrap();
+    let source = std::fs::read_to_string(project.join("processor.py")).unwrap();
+    std::fs::write(
+        project.join("processor.py"),
+        source
+            .replace(
+                "from bullpen import UnrecoverableError\n",
+                "from bullpen import UnrecoverableError\nfrom dateutil import parser\n",
+            )
+            .replace(
+                "    return {\"total_cents\": total}",
+                "    due = parser.isoparse(job.data.get(\"due\", \"2026-12-04\")).strftime(\"%A\")\n    return {\"total_cents\": total, \"due\": due}",
+            ),
+    )
+    .unwrap();
+    let built = run(bullpen_build(&project).args(["-o", "order_totals.wasm"]));
+    assert!(
+        built.contains("order_totals.wasm: ok: a bullpen:processor@0.2.2 processor"),
+        "{built}"
+    );
+    let module = project.join("order_totals.wasm");
+    let size = std::fs::metadata(&module).unwrap().len();
+    assert!(
+        size < 60 << 20,
+        "the component is {size} bytes: the venv went in"
+    );
+    let report: Value = serde_json::from_str(&run(bullpen().current_dir(&project).args([
+        "exec",
+        "order_totals.wasm",
+        "--data",
+        r#"{"items": [{"price_cents": 250, "quantity": 2}], "due": "2026-12-05"}"#,
+    ])))
+    .unwrap();
+    assert_eq!(
+        report["return_value"],
+        json!({"total_cents": 500, "due": "Saturday"}),
+        "{report}"
+    );
+    assert_eq!(report["job_log"], json!(["1 items"]), "{report}");
+
+    let (jobs, log) = run_orders(
+        &module,
+        &[
+            r#"{"items": [{"price_cents": 99, "quantity": 3}]}"#,
+            r#"{"items": "none"}"#,
+        ],
+    );
+    assert_eq!(jobs[0]["state"], "completed", "{}\n{log}", jobs[0]);
+    assert_eq!(
+        jobs[0]["returnvalue"],
+        json!({"total_cents": 297, "due": "Friday"})
+    );
+    assert_eq!(jobs[1]["state"], "failed", "{}\n{log}", jobs[1]);
+    assert_eq!(
+        jobs[1]["failedReason"],
+        "not an order: \"items\" is not a list"
+    );
+
+    // A dependency with native code cannot run in the sandbox: refused,
+    // naming it.
+    std::fs::write(
+        project.join("pyproject.toml"),
+        manifest.replace(
+            "dependencies = [\n",
+            "dependencies = [\n    \"rpds-py==0.22.3\",\n",
+        ),
+    )
+    .unwrap();
+    let output = bullpen_build(&project)
+        .args(["-o", "native.wasm"])
+        .output()
+        .unwrap();
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{errors}");
+    assert!(
+        errors.contains("rpds-py==0.22.3") && errors.contains("pure-Python wheels"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn bullpen_new_python_without_sdk_depends_on_the_wheel_bullpen_ships() {
+    let outside = tempfile::tempdir().unwrap();
+    // The default cache: the wheel is built with the Python build tools the
+    // other tests install there.
+    run(bullpen()
+        .args(["new", "python", "plain", "--dir"])
+        .arg(outside.path()));
+    let manifest: toml::Table =
+        std::fs::read_to_string(outside.path().join("plain/pyproject.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
+    let requirement = manifest["project"]["dependencies"][0].as_str().unwrap();
+    let wheel = requirement
+        .strip_prefix("bullpen @ file://")
+        .unwrap_or_else(|| panic!("{requirement}"));
+    assert!(
+        wheel.ends_with("/bullpen-0.2.2-py3-none-any.whl"),
+        "{wheel}"
+    );
+    let listed = run(Command::new("python3").args([
+        "-c",
+        "import sys, zipfile; print('\\n'.join(zipfile.ZipFile(sys.argv[1]).namelist()))",
+        wheel,
+    ]));
+    for file in ["bullpen/py.typed", "bullpen/testing.py", "bullpen/job.py"] {
+        assert!(
+            listed.lines().any(|l| l == file),
+            "{file} not in {wheel}:\n{listed}"
+        );
+    }
+    // What it refuses, saying why.
+    let output = bullpen()
+        .args(["new", "python", "other", "--sdk"])
+        .arg(outside.path().join("plain/pyproject.toml"))
+        .arg("--dir")
+        .arg(outside.path())
+        .output()
+        .unwrap();
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && errors.contains("not a .whl file"),
+        "{errors}"
+    );
+}
+
+/// The HMAC-SHA256 of `body` under `key`, in hex, by Python's own `hmac`.
+fn hmac_sha256(key: &str, body: &[u8]) -> String {
+    let mut command = Command::new("python3");
+    command.args([
+        "-c",
+        "import hmac, sys; print(hmac.new(sys.argv[1].encode(), sys.stdin.buffer.read(), 'sha256').hexdigest())",
+        key,
+    ]);
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let output = child.wait_with_output().unwrap();
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typescript_webhook_example_signs_with_its_granted_secret_through_npm_and_node_builtins()
+ {
+    let example = workspace_root().join("examples/ts-webhook");
+    // Its own tests first: tsc --noEmit, then node --test with zod and
+    // node:crypto as Node has them.
+    npm(&example, &["install"]);
+    let tested = npm(&example, &["test"]);
+    assert!(tested.contains("# pass 3"), "{tested}");
+    let outside = tempfile::tempdir().unwrap();
+    let module = outside.path().join("ts-webhook.wasm");
+    let built = run(bullpen_build(&example).arg("-o").arg(&module));
+    assert!(
+        built.contains("ok: a bullpen:processor@0.2.2 processor"),
+        "{built}"
+    );
+
+    let server = HookServer::start().await;
+    let port = server.addr.port();
+    let config = outside.path().join("bullpen.toml");
+    let exec = |path: &str, data: &str| -> Value {
+        std::fs::write(
+            &config,
+            format!(
+                "[queues.hooks]\nmodule = \"ts-webhook.wasm\"\n\
+                 allowed_outbound_hosts = [\"http://127.0.0.1:{port}\"]\n\
+                 environment = {{ WEBHOOK_URL = \"http://127.0.0.1:{port}{path}\" }}\n\
+                 secrets = {{ WEBHOOK_SECRET = {{ env = \"TEST_WEBHOOK_SECRET\" }} }}\n"
+            ),
+        )
+        .unwrap();
+        let output = bullpen()
+            .arg("exec")
+            .arg(&module)
+            .arg("-c")
+            .arg(&config)
+            .args(["--queue", "hooks", "--data", data, "--data-dir"])
+            .arg(outside.path().join("data"))
+            .env("TEST_WEBHOOK_SECRET", "the-granted-secret")
+            .output()
+            .unwrap();
+        serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)))
+    };
+    let event = json!({"type": "order.paid", "orderId": "A-1", "totalCents": 599});
+    let report = exec("/ok", &event.to_string());
+    assert_eq!(report["outcome"], "completed", "{report}");
+    let received = &server.received_on("/ok")[0];
+    // The receiver's check: the signature is the body's HMAC under the
+    // secret the queue granted.
+    assert_eq!(
+        received.headers["x-signature"],
+        format!(
+            "sha256={}",
+            hmac_sha256("the-granted-secret", &received.body)
+        )
+    );
+    let body: Value = serde_json::from_slice(&received.body).unwrap();
+    assert_eq!(body["event"], event);
+    assert_eq!(report["return_value"]["delivery"], body["delivery"]);
+    assert_eq!(
+        received.headers["x-delivery"],
+        body["delivery"].as_str().unwrap()
+    );
+
+    assert_eq!(exec("/status/503", &event.to_string())["outcome"], "failed");
+    assert_eq!(
+        exec("/status/410", &event.to_string())["outcome"],
+        "unrecoverable"
+    );
+    let report = exec("/ok", r#"{"type": "order.paid", "orderId": 5}"#);
+    assert_eq!(report["outcome"], "unrecoverable", "{report}");
+    assert!(
+        report["reason"].as_str().unwrap().contains("orderId"),
+        "{report}"
+    );
+    assert_eq!(server.received_on("/ok").len(), 1);
 }

@@ -12,10 +12,32 @@
 import { appendFile, copyFile, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { builtinModules, createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+
+// Why the other built-ins are not there, and what to use instead.
+const INSTEAD = {
+  network: 'send requests with fetch(), to the hosts the queue grants in allowed_outbound_hosts',
+  processes: 'a processor runs alone in its sandbox and cannot start processes or threads',
+  os: 'the sandbox shows nothing of the host: read settings from process.env (the queue\'s environment grant)',
+  zlib: 'bundle a pure-JavaScript library instead, such as fflate or pako',
+  stream: 'use the Web streams (ReadableStream, WritableStream), or the readable-stream package',
+  assert: 'throw an Error yourself, or bundle a pure-JavaScript assertion library',
+  string_decoder: 'use TextDecoder',
+  querystring: 'use URLSearchParams',
+  timers: 'use the globals setTimeout and setInterval',
+};
+const WHY = {
+  http: 'network', https: 'network', http2: 'network', net: 'network', tls: 'network', dgram: 'network', dns: 'network',
+  child_process: 'processes', cluster: 'processes', worker_threads: 'processes',
+  os: 'os', zlib: 'zlib', stream: 'stream', assert: 'assert', string_decoder: 'string_decoder',
+  querystring: 'querystring', timers: 'timers',
+};
+
+// esbuild failed, and said why.
+const BUNDLE_FAILED = new Error('esbuild failed');
 
 const [source, outArg, tools, witArg, cache] = process.argv.slice(2);
 if (!source || !outArg || !tools || !witArg) {
@@ -35,7 +57,7 @@ try {
   // exports. Paths in the bundle are relative to the processor's directory,
   // so the same sources give the same bundle (and a cache hit).
   const sourceDir = dirname(resolve(source));
-  await esbuild.build({
+  await bundleWith(esbuild, {
     stdin: {
       contents: `import * as processor from ${JSON.stringify(`./${basename(source)}`)};
 import { __process, __backoff } from 'bullpen';
@@ -53,16 +75,17 @@ export function backoff(attemptsMade, strategy, error, job) { return __backoff(p
     mainFields: ['module', 'main'],
     conditions: ['bullpen'],
     // A processor written for BullMQ imports its classes from 'bullmq':
-    // inside bullpen they are this package's; Node's `fs` is read over the
-    // `files` grants.
+    // inside bullpen they are this package's. Node's built-ins are this
+    // package's stand-ins (`fs` over the `files` grants) or the browser
+    // packages bundlers use; the others are refused, saying what to use.
     alias: {
       bullpen: join(here, 'src/guest.js'),
       bullmq: join(here, 'src/guest.js'),
-      fs: join(here, 'src/fs.js'),
-      'node:fs': join(here, 'src/fs.js'),
-      'fs/promises': join(here, 'src/fs-promises.js'),
-      'node:fs/promises': join(here, 'src/fs-promises.js'),
     },
+    plugins: [nodeBuiltinsPlugin()],
+    inject: [join(here, 'src/node/globals.js')],
+    // The packages behind the stand-ins come with the build tools.
+    nodePaths: [join(tools, 'node_modules')],
     external: ['bullpen:*', 'wasi:*'],
     sourcemap: 'external',
     sourcesContent: false,
@@ -99,8 +122,68 @@ export function backoff(attemptsMade, strategy, error, job) { return __backoff(p
     }
   }
   await rename(`${out}.${process.pid}.partial`, out);
+} catch (error) {
+  if (error !== BUNDLE_FAILED) throw error;
+  process.exitCode = 1;
 } finally {
   await rm(stage, { recursive: true, force: true });
+}
+
+// Runs esbuild: on errors, which it has printed with their file and line,
+// exits without a stack trace of its own.
+async function bundleWith(esbuild, options) {
+  try {
+    await esbuild.build(options);
+  } catch (error) {
+    if (!Array.isArray(error?.errors)) throw error;
+    throw BUNDLE_FAILED;
+  }
+}
+
+// Node's built-in modules a processor may import, by both their names:
+// this package's stand-ins, or the packages bundlers use for the browser.
+function nodeBuiltins() {
+  const own = (file) => join(here, 'src', file);
+  const tool = (name) => require.resolve(name);
+  const modules = {
+    fs: own('fs.js'),
+    'fs/promises': own('fs-promises.js'),
+    crypto: own('node/crypto.js'),
+    url: own('node/url.js'),
+    util: own('node/util.js'),
+    buffer: tool('buffer/'),
+    events: tool('events/'),
+    path: tool('path-browserify'),
+    'path/posix': tool('path-browserify'),
+  };
+  return Object.fromEntries(Object.entries(modules).flatMap(([name, path]) => [[name, path], [`node:${name}`, path]]));
+}
+
+// Resolves Node's built-ins to their stand-ins, free of side effects so
+// that what a processor does not use (the injected Buffer) is left out;
+// fails the build at an import of one the sandbox has no stand-in for,
+// naming it and what to use instead.
+function nodeBuiltinsPlugin() {
+  const standIns = nodeBuiltins();
+  const builtins = new Set(builtinModules.filter((name) => !name.startsWith('_')));
+  return {
+    name: 'bullpen-node-builtins',
+    setup(build) {
+      build.onResolve({ filter: /^[a-z_/:0-9]+$/ }, (args) => {
+        if (standIns[args.path] !== undefined) return { path: standIns[args.path], sideEffects: false };
+        const name = args.path.replace(/^node:/, '');
+        if (!builtins.has(name) && !args.path.startsWith('node:')) return undefined;
+        const instead = INSTEAD[WHY[name.split('/')[0]]] ?? 'it has no counterpart in a WebAssembly sandbox';
+        return {
+          errors: [
+            {
+              text: `"${args.path}" is a Node built-in that bullpen's sandbox does not have: ${instead} (bullpen has buffer, crypto, events, fs, path, url and util)`,
+            },
+          ],
+        };
+      });
+    },
+  };
 }
 
 // The entries of a source map that point into the processor's files (not

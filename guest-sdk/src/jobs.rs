@@ -277,6 +277,13 @@ fn host_error(name: &str) -> impl FnOnce(String) -> Error + '_ {
     move |reason| Error::failed_named(name, reason)
 }
 
+/// The key prefix of the job's queue (`[redis] prefix`; `bull` unless
+/// set): BullMQ's qualified name of the queue is `<prefix>:<queue>`, a job's
+/// key `<prefix>:<queue>:<id>`.
+pub fn queue_prefix() -> String {
+    jobs::queue_prefix()
+}
+
 /// What the host sent back as JSON, read as `T`.
 fn parse<T: DeserializeOwned>(text: &str, what: &str) -> Result<T> {
     serde_json::from_str(text)
@@ -315,7 +322,7 @@ impl Job {
     }
 
     /// The return values of this job's children that completed, by child
-    /// key (`bull:<queue>:<id>`), as BullMQ's `getChildrenValues`.
+    /// key (`<prefix>:<queue>:<id>`, see [`queue_prefix`]), as BullMQ's `getChildrenValues`.
     pub fn children_values<T: DeserializeOwned>(&self) -> Result<BTreeMap<String, T>> {
         let children = jobs::read_children().map_err(host_error("ChildrenError"))?;
         parse(&children.values, "a child's return value")
@@ -334,6 +341,12 @@ impl Job {
     pub fn ignored_children_failures(&self) -> Result<BTreeMap<String, String>> {
         let children = jobs::read_children().map_err(host_error("ChildrenError"))?;
         parse(&children.ignored, "the ignored failures")
+    }
+
+    /// BullMQ's qualified name of this job's queue (`job.queueQualifiedName`):
+    /// `<prefix>:<queue>`, as parents and children name each other.
+    pub fn queue_qualified_name(&self) -> String {
+        format!("{}:{}", queue_prefix(), self.queue)
     }
 
     /// Moves this job to waiting-children if a child has not finished

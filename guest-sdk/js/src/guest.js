@@ -3,13 +3,14 @@
 // bullpen build bundles it with the processor (esbuild condition
 // `bullpen`); in Node the package is src/node.js instead.
 
-import { log as hostLog, progress as hostProgress, addLog, failureStack } from 'bullpen:processor/host@0.2.1';
+import { log as hostLog, progress as hostProgress, addLog, failureStack } from 'bullpen:processor/host@0.2.2';
 import {
   add as addJob,
   updateData as hostUpdateData,
   readChildren,
   moveToWaitingChildren as hostMoveToWaitingChildren,
-} from 'bullpen:processor/jobs@0.2.1';
+  queuePrefix,
+} from 'bullpen:processor/jobs@0.2.2';
 import { getEnvironment } from 'wasi:cli/environment@0.2.12';
 import { RateLimitError } from './errors.js';
 import { nodeStack } from './stack.js';
@@ -83,11 +84,13 @@ export class Queue {
 }
 
 function sameQueue(queueKey, job) {
-  // BullMQ names a parent's queue by its qualified name, `bull:<queue>`.
+  // BullMQ names a parent's queue by its qualified name, `<prefix>:<queue>`.
   return queueKey === job.queueQualifiedName || queueKey === job.queueName;
 }
 
 let current;
+// The queue's key prefix ([redis] prefix), asked once: it is the queue's.
+let prefix;
 
 /** One attempt of a BullMQ job, with the fields and methods of BullMQ's `Job` that a processor uses. */
 export class Job {
@@ -95,7 +98,7 @@ export class Job {
     this.id = raw.id;
     this.name = raw.name;
     this.queueName = raw.queue;
-    this.queueQualifiedName = `bull:${raw.queue}`;
+    this.queueQualifiedName = `${(prefix ??= queuePrefix())}:${raw.queue}`;
     this.data = JSON.parse(raw.data);
     this.attemptsMade = raw.attemptsMade;
     this.attemptsStarted = raw.attemptsStarted;

@@ -20,5 +20,9 @@ export interface TestChildren {
 /** A job with `data` (and any of BullMQ's job fields) for calling a processor directly, without Redis. */
 export function testJob<Data = unknown, Result = unknown>(
   data: Data,
-  fields?: Partial<Omit<Job<Data, Result>, 'data'>> & { children?: TestChildren },
+  fields?: Partial<Omit<Job<Data, Result>, 'data'>> & {
+    children?: TestChildren;
+    /** The queue's key prefix (`[redis] prefix`), for `queueQualifiedName`: `bull` unless given. */
+    prefix?: string;
+  },
 ): TestJob<Data, Result>;

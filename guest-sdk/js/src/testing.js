@@ -8,13 +8,13 @@
 
 /** A job with `data` (and any of BullMQ's job fields in `fields`) for calling a processor directly. */
 export function testJob(data, fields = {}) {
-  const { children = {}, ...rest } = fields;
+  const { children = {}, prefix = 'bull', ...rest } = fields;
   const queueName = rest.queueName ?? 'test';
   return {
     id: '1',
     name: 'test',
     queueName,
-    queueQualifiedName: `bull:${queueName}`,
+    queueQualifiedName: `${prefix}:${queueName}`,
     attemptsMade: 0,
     attemptsStarted: 1,
     timestamp: Date.now(),

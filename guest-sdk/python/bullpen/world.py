@@ -1,108 +1,82 @@
 """The exports of the processor world over a processor module: what
 ``bullpen build`` puts around ``process`` and ``backoff``."""
 
-import inspect
 import json
 import traceback
 
 import wit_world
 from componentize_py_types import Err
 from wit_world.imports import bullpen_processor_types as types
-from wit_world.imports import host
+from wit_world.imports import host, jobs
 
-from bullpen import job as _job
-from bullpen.errors import DelayedError, RateLimitError, UnrecoverableError, WaitingChildrenError
-
-
-def _settle(value):
-    """The value of a coroutine whose awaits never suspend (the SDK's own
-    methods answer at once): there is no event loop to wait on."""
-    if not inspect.isawaitable(value):
-        return value
-    steps = value.__await__()
-    try:
-        while True:
-            if steps.send(None) is not None:
-                raise RuntimeError(
-                    "the processor awaited something that needs an event loop (such as asyncio.sleep); "
-                    "a bullpen processor may await only the job's and the SDK's methods"
-                )
-    except StopIteration as done:
-        return done.value
+from bullpen import _outcome, _services
+from bullpen import job as _jobs
+from bullpen._component import ComponentServices
 
 
-def _message(error: BaseException) -> str:
-    if isinstance(error, Err):
-        return str(error.value)
-    # Some exceptions carry no text (``MemoryError()`` when the queue's
-    # memory cap refuses an allocation): a failedReason still says why.
-    if isinstance(error, MemoryError) and not str(error):
-        return "out of memory"
-    return str(error) or type(error).__name__
+def _reason(error: BaseException):
+    # An import's error (componentize-py's ``Err``) carries the host's words.
+    return str(error.value) if isinstance(error, Err) else None
 
 
-def _job_error(error: BaseException) -> types.JobError:
-    name = type(error).__name__
-    message = _message(error)
-    if isinstance(error, RateLimitError) or message == "bullmq:rateLimitExceeded":
-        return types.JobError_RateLimited(max(0, int(_job.asked["rate_limit_ms"] or 0)))
-    if isinstance(error, DelayedError) or name == "DelayedError":
-        until = _job.asked["delayed_until"]
-        if until is None:
-            return types.JobError_Failed(
-                types.Failure(
-                    "DelayedError raised without job.moveToDelayed(timestamp) first: the job has no time to wait until",
-                    "Error",
-                )
-            )
-        return types.JobError_Delayed(max(0, int(until)))
-    if isinstance(error, WaitingChildrenError) or name == "WaitingChildrenError":
-        return types.JobError_WaitingChildren()
-    if isinstance(error, UnrecoverableError) or name == "UnrecoverableError":
-        return types.JobError_Unrecoverable(message)
-    return types.JobError_Failed(types.Failure(message, name))
+# The queue's key prefix ([redis] prefix), asked once: it is the queue's.
+_prefix = None
 
 
-def _traceback(error: BaseException) -> str:
-    """The traceback BullMQ Python records (``traceback.format_exc()``),
-    from the processor's own frames on: this module's are left out."""
-    frames = error.__traceback__
-    while frames is not None and frames.tb_frame.f_code.co_filename == __file__:
-        frames = frames.tb_next
-    return "".join(traceback.format_exception(type(error), error, frames))
+def _make_job(raw: types.Job, services) -> _jobs.Job:
+    global _prefix
+    if _prefix is None:
+        _prefix = jobs.queue_prefix()
+    opts = {"attempts": raw.max_attempts}
+    if raw.backoff is not None:
+        opts["backoff"] = {"type": raw.backoff.kind, "delay": raw.backoff.delay}
+        if raw.backoff.jitter:
+            opts["backoff"]["jitter"] = raw.backoff.jitter
+    return _jobs.Job(
+        services,
+        id=raw.id,
+        name=raw.name,
+        queue=raw.queue,
+        data=json.loads(raw.data),
+        attempts_made=raw.attempts_made,
+        attempts_started=raw.attempts_started,
+        timestamp=raw.timestamp,
+        opts=opts,
+        prefix=_prefix,
+    )
 
 
-def _takes_token(function) -> bool:
-    try:
-        parameters = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in parameters)
+def _answer(outcome: _outcome.Outcome):
+    """The WIT result of an attempt's outcome."""
+    if outcome.kind == "completed":
+        return json.dumps(outcome.value)
+    if outcome.stacktrace:
+        host.failure_stack(outcome.stacktrace)
+    if outcome.kind == "rate-limited":
+        raise Err(types.JobError_RateLimited(outcome.delay))
+    if outcome.kind == "delayed":
+        raise Err(types.JobError_Delayed(outcome.delay))
+    if outcome.kind == "waiting-children":
+        raise Err(types.JobError_WaitingChildren())
+    if outcome.kind == "unrecoverable":
+        raise Err(types.JobError_Unrecoverable(outcome.reason))
+    raise Err(types.JobError_Failed(types.Failure(outcome.reason, outcome.name)))
 
 
 def world(processor):
     """The ``WitWorld`` class for a processor module."""
+    services = ComponentServices()
+    _services.active = services
 
     class WitWorld(wit_world.WitWorld):
         def process(self, job: types.Job) -> str:
-            run = getattr(processor, "process", None)
-            if not callable(run):
-                raise Err(types.JobError_Unrecoverable("the processor module has no process(job) function"))
-            # Forgotten when each attempt starts: a reused instance
-            # (max_instance_reuse_count) runs several.
-            _job.asked.update(rate_limit_ms=None, delayed_until=None)
+            services.start_attempt()
             try:
-                current = _job.Job(job)
-                _job._current = current
-                args = (current, f"bullpen:{job.id}") if _takes_token(run) else (current,)
-                value = _settle(run(*args))
-            except Exception as error:  # every exception ends the attempt, as in BullMQ
-                outcome = _job_error(error)
-                if isinstance(outcome, (types.JobError_Failed, types.JobError_Unrecoverable)):
-                    host.failure_stack(_traceback(error))
-                raise Err(outcome) from None
-            return json.dumps(value)
+                current = _make_job(job, services)
+            except Exception as error:
+                return _answer(_outcome.of_error(error, services, _reason(error)))
+            _jobs._current = current
+            return _answer(_outcome.run_process(processor, current, f"bullpen:{job.id}", services, _reason))
 
         def backoff(self, attempts_made, strategy, error, job):
             custom = getattr(processor, "backoff", None)
@@ -112,9 +86,9 @@ def world(processor):
             kind = error.name if error.name and error.name.isidentifier() else "Exception"
             failure = type(kind, (Exception,), {})(error.message)
             try:
-                delay = _settle(custom(attempts_made, strategy, failure, _job.Job(job)))
+                delay = _outcome.settle(custom(attempts_made, strategy, failure, _make_job(job, services)))
             except Exception:
-                _job.log("error", "backoff raised; giving up:\n" + traceback.format_exc())
+                services.log("error", "backoff raised; giving up:\n" + traceback.format_exc())
                 return types.BackoffDecision_GiveUp()
             if delay == -1:
                 return types.BackoffDecision_GiveUp()

@@ -54,11 +54,7 @@ impl Source {
         }
         if path.join("pyproject.toml").is_file() {
             let manifest = path.join("pyproject.toml");
-            let text = std::fs::read_to_string(&manifest)
-                .with_context(|| format!("reading {}", manifest.display()))?;
-            let table: toml::Table = text
-                .parse()
-                .with_context(|| format!("{}: not TOML", manifest.display()))?;
+            let table = super::read_toml(&manifest)?;
             let named = table
                 .get("tool")
                 .and_then(|t| t.get("bullpen"))
@@ -110,6 +106,42 @@ impl Source {
             ),
         }
     }
+}
+
+/// Where `bullpen build PATH` writes when no `-o` says: for an npm or
+/// Python project's directory, `<dir>/<its name>.wasm` (package.json's
+/// `name` without its scope, pyproject.toml's `[project] name`), not beside
+/// the entry file deep in it; `None` for a file or a Cargo project (beside
+/// the file; cargo's own output).
+pub fn project_output(path: &Path) -> anyhow::Result<Option<PathBuf>> {
+    if !path.is_dir() || path.join("Cargo.toml").is_file() {
+        return Ok(None);
+    }
+    let name = if path.join("package.json").is_file() {
+        let manifest = path.join("package.json");
+        let text = std::fs::read_to_string(&manifest)
+            .with_context(|| format!("reading {}", manifest.display()))?;
+        let package: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not JSON", manifest.display()))?;
+        package["name"]
+            .as_str()
+            .map(|name| name.rsplit('/').next().unwrap_or(name).to_owned())
+    } else if path.join("pyproject.toml").is_file() {
+        super::read_toml(&path.join("pyproject.toml"))?
+            .get("project")
+            .and_then(|p| p.get("name"))
+            .and_then(|n| n.as_str())
+            .map(str::to_owned)
+    } else {
+        None
+    };
+    Ok(name
+        .filter(|n| {
+            !n.is_empty()
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        })
+        .map(|name| path.join(format!("{name}.wasm"))))
 }
 
 /// Builds `source` into a component at `out` (by default: cargo's own
@@ -247,8 +279,12 @@ fn script(cache: &Path, file: &Path, out: &Path) -> anyhow::Result<()> {
     )
 }
 
+/// The CPython componentize-py embeds: what the wheels of a processor's
+/// dependencies must suit.
+const EMBEDDED_PYTHON: &str = "3.14";
+
 /// A Python processor: componentize-py embeds CPython, the file's
-/// directory and the SDK.
+/// directory, the PyPI packages its pyproject.toml depends on and the SDK.
 fn python(cache: &Path, file: &Path, out: &Path) -> anyhow::Result<()> {
     let source_dir = std::path::absolute(file.parent().unwrap_or(Path::new(".")))?;
     let module = file
@@ -265,8 +301,14 @@ fn python(cache: &Path, file: &Path, out: &Path) -> anyhow::Result<()> {
             )
         })?;
     let world = shipped::sdk_file("python/world.wit")?;
+    let sources = project_files(&source_dir)?;
+    let dependencies = python_dependencies(&source_dir)?;
     let mut key = Sha256::new();
-    hash_tree(&source_dir, &source_dir, &mut key)?;
+    for (relative, path) in &sources {
+        key.update(relative.to_string_lossy().as_bytes());
+        key.update([0]);
+        key.update(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?);
+    }
     for (path, text) in shipped::SDK_FILES {
         if path.starts_with("python/") || *path == "wit/processor.wit" {
             key.update(path.as_bytes());
@@ -285,9 +327,17 @@ fn python(cache: &Path, file: &Path, out: &Path) -> anyhow::Result<()> {
     let stage = stage_dir(cache)?;
     let wit = stage.path().join("wit");
     shipped::stage_wit(&wit, world)?;
+    // Only the project's own files: not a venv, nor what tools left there.
+    let app = stage.path().join("app");
+    for (relative, path) in &sources {
+        let to = app.join(relative);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::copy(path, &to).with_context(|| format!("copying {}", path.display()))?;
+    }
     // componentize-py looks for `WitWorld` in the app module: here, the
     // processor module wrapped by the SDK.
-    let app = stage.path().join("app");
     std::fs::create_dir_all(&app)?;
     std::fs::write(
         app.join("bullpen_app.py"),
@@ -295,63 +345,127 @@ fn python(cache: &Path, file: &Path, out: &Path) -> anyhow::Result<()> {
             "import {module} as _processor\nfrom bullpen.world import world\n\nWitWorld = world(_processor)\n"
         ),
     )?;
+    let mut componentize = Command::new(py_tools.join("bin/componentize-py"));
+    componentize
+        .arg("--wit-path")
+        .arg(&wit)
+        .args(["--world", "processor-py", "componentize", "bullpen_app"])
+        .arg("-p")
+        .arg(&app)
+        .arg("-p")
+        .arg(sdk.join("python"));
+    if !dependencies.is_empty() {
+        let packages = stage.path().join("packages");
+        tools::run(
+            Command::new(py_tools.join("bin/pip"))
+                .args([
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "--no-compile",
+                ])
+                .args([
+                    "--only-binary=:all:",
+                    "--platform",
+                    "any",
+                    "--implementation",
+                    "py",
+                ])
+                .args(["--python-version", EMBEDDED_PYTHON, "--target"])
+                .arg(&packages)
+                .args(&dependencies),
+            &format!(
+                "{}: installing its dependencies ({}) as pure-Python wheels for CPython {EMBEDDED_PYTHON} \
+                 (a package with native code cannot run in the sandbox)",
+                source_dir.join("pyproject.toml").display(),
+                dependencies.join(", ")
+            ),
+        )?;
+        componentize.arg("-p").arg(packages);
+    }
     let partial = stage.path().join("processor.wasm");
-    tools::run(
-        Command::new(py_tools.join("bin/componentize-py"))
-            .arg("--wit-path")
-            .arg(&wit)
-            .args([
-                "--world",
-                "processor-py",
-                "componentize",
-                "bullpen_app",
-                "-p",
-            ])
-            .arg(&app)
-            .arg("-p")
-            .arg(&source_dir)
-            .arg("-p")
-            .arg(sdk.join("python"))
-            .arg("-o")
-            .arg(&partial)
-            .current_dir(&app)
-            .stdout(Stdio::null()),
+    tools::run_quiet(
+        componentize.arg("-o").arg(&partial).current_dir(&app),
         &format!("{}: the Python build", file.display()),
     )?;
     copy_into_place(&partial, &cached)?;
     copy_into_place(&partial, out)
 }
 
-/// Hashes every file under `dir` that a build reads: not what Python or an
-/// earlier build left behind (`__pycache__`, `.wasm`), nor hidden ones.
-fn hash_tree(root: &Path, dir: &Path, key: &mut Sha256) -> anyhow::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let path = entry.path();
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') || name == "__pycache__" || name == "node_modules" {
-            continue;
-        }
-        if path.is_dir() {
-            hash_tree(root, &path, key)?;
-        } else if path.extension().is_none_or(|e| e != "wasm") {
-            key.update(
-                path.strip_prefix(root)
-                    .unwrap_or(&path)
-                    .to_string_lossy()
-                    .as_bytes(),
-            );
-            key.update([0]);
-            key.update(
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-            );
+/// The requirements of `[project] dependencies` in `dir`'s pyproject.toml,
+/// if it has one, but the bullpen SDK's: a build embeds the SDK it ships.
+fn python_dependencies(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let manifest = dir.join("pyproject.toml");
+    if !manifest.is_file() {
+        return Ok(Vec::new());
+    }
+    let table = super::read_toml(&manifest)?;
+    let Some(listed) = table.get("project").and_then(|p| p.get("dependencies")) else {
+        return Ok(Vec::new());
+    };
+    let listed = listed.as_array().with_context(|| {
+        format!(
+            "{}: [project] dependencies is not a list",
+            manifest.display()
+        )
+    })?;
+    let mut dependencies = Vec::new();
+    for requirement in listed {
+        let requirement = requirement.as_str().with_context(|| {
+            format!(
+                "{}: [project] dependencies holds {requirement}, not a requirement string",
+                manifest.display()
+            )
+        })?;
+        // PEP 508: the name comes first; names compare case-, `-`, `_` and
+        // `.`-blind.
+        let name: String = requirement
+            .trim()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        if !name.eq_ignore_ascii_case("bullpen") {
+            dependencies.push(requirement.to_owned());
         }
     }
-    Ok(())
+    Ok(dependencies)
+}
+
+/// The files under `root` a build reads, by path relative to it, sorted:
+/// not hidden ones, nor what Python, npm, pip or an earlier build left
+/// behind (`__pycache__`, `node_modules`, `*.egg-info`, a venv, `.wasm`).
+fn project_files(root: &Path) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
+    fn walk(root: &Path, dir: &Path, found: &mut Vec<(PathBuf, PathBuf)>) -> anyhow::Result<()> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.')
+                || name == "__pycache__"
+                || name == "node_modules"
+                || name.ends_with(".egg-info")
+            {
+                continue;
+            }
+            if path.is_dir() {
+                if !path.join("pyvenv.cfg").is_file() {
+                    walk(root, &path, found)?;
+                }
+            } else if path.extension().is_none_or(|e| e != "wasm") {
+                let relative = path.strip_prefix(root).unwrap_or(&path).to_owned();
+                found.push((relative, path));
+            }
+        }
+        Ok(())
+    }
+    let mut found = Vec::new();
+    walk(root, root, &mut found)?;
+    Ok(found)
 }
 
 fn stage_dir(cache: &Path) -> anyhow::Result<tempfile::TempDir> {

@@ -23,3 +23,12 @@ pub fn cache_dir() -> anyhow::Result<PathBuf> {
     )?;
     Ok(PathBuf::from(home).join(".cache/bullpen"))
 }
+
+/// A project manifest in TOML (Cargo.toml, pyproject.toml), or an error
+/// that names the file.
+pub fn read_toml(path: &std::path::Path) -> anyhow::Result<toml::Table> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.parse()
+        .with_context(|| format!("{}: not TOML", path.display()))
+}

@@ -69,7 +69,7 @@ pub fn js_package(sdk: &Path) -> anyhow::Result<PathBuf> {
         "npm",
         "a JavaScript or TypeScript project installs its packages with npm (Debian: apt-get install npm)",
     )?;
-    super::tools::run(
+    super::tools::run_quiet(
         std::process::Command::new("npm")
             .args(["pack", "--silent", "--pack-destination"])
             .arg(sdk)
@@ -84,6 +84,55 @@ pub fn js_package(sdk: &Path) -> anyhow::Result<PathBuf> {
         );
     }
     Ok(tarball)
+}
+
+/// The shipped Python SDK as pip installs a package: its wheel, built from
+/// its pyproject.toml by pip (with flit_core, both from the build tools'
+/// venv) beside the unpacked SDK (`sdk` is [`sdk_dir`]'s) the first time it
+/// is asked for.
+pub fn python_package(cache: &Path, sdk: &Path) -> anyhow::Result<PathBuf> {
+    let manifest: toml::Table = sdk_file("python/pyproject.toml")?
+        .parse()
+        .context("guest-sdk/python/pyproject.toml is not TOML")?;
+    let version = manifest
+        .get("project")
+        .and_then(|p| p.get("version"))
+        .and_then(|v| v.as_str())
+        .context("guest-sdk/python/pyproject.toml has no [project] version")?;
+    let wheel = sdk.join(format!("bullpen-{version}-py3-none-any.whl"));
+    if wheel.is_file() {
+        return Ok(wheel);
+    }
+    let py_tools = super::tools::python_tools(cache)?;
+    // Into a directory of its own, then renamed: a reader never sees half
+    // a wheel.
+    let stage = tempfile::Builder::new()
+        .prefix(".wheel-")
+        .tempdir_in(sdk)
+        .with_context(|| format!("creating a directory in {}", sdk.display()))?;
+    super::tools::run(
+        std::process::Command::new(py_tools.join("bin/pip"))
+            .args([
+                "wheel",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "--no-build-isolation",
+                "--wheel-dir",
+            ])
+            .arg(stage.path())
+            .arg(sdk.join("python")),
+        &format!("pip wheel {}", sdk.join("python").display()),
+    )?;
+    let built = stage.path().join(wheel.file_name().expect("a file name"));
+    std::fs::rename(&built, &wheel).with_context(|| {
+        format!(
+            "pip wheel of {} made no {}",
+            sdk.join("python").display(),
+            built.display()
+        )
+    })?;
+    Ok(wheel)
 }
 
 /// Writes into `dir` the WIT a script processor is built against: the

@@ -297,3 +297,129 @@ module = "{module}.wasm"
     }
     files
 }
+
+/// The files of a Python processor project named `name`, depending on the
+/// SDK wheel at `sdk`.
+pub fn python_project(name: &str, sdk: &Path) -> Files {
+    let module = name.replace('-', "_");
+    // A PEP 508 direct reference (a URL: what a path may hold that a URL
+    // may not, escaped), as a TOML string.
+    let url: String = sdk
+        .display()
+        .to_string()
+        .chars()
+        .map(|c| match c {
+            ' ' | '"' | '#' | '%' | '<' | '>' | '?' | '[' | ']' | '\\' | '^' | '`' | '{' | '|'
+            | '}' => {
+                format!("%{:02X}", c as u32)
+            }
+            c => c.to_string(),
+        })
+        .collect();
+    let sdk_requirement = toml::Value::from(format!("bullpen @ file://{url}"));
+    let manifest = format!(
+        r#"[project]
+name = "{name}"
+version = "0.1.0"
+requires-python = ">=3.11"
+# What the processor imports. `bullpen build` bundles these from PyPI
+# (pure-Python wheels only); the bullpen SDK itself it takes from the
+# bullpen that builds, so the component speaks that host's contract.
+dependencies = [
+    {sdk_requirement},
+]
+
+[project.optional-dependencies]
+test = ["pytest>=8"]
+
+[tool.bullpen]
+processor = "processor.py"
+
+[tool.pytest.ini_options]
+testpaths = ["tests"]
+
+# Installs the processor module for its tests: `pip install -e '.[test]'`.
+[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[tool.setuptools]
+py-modules = ["processor"]
+"#
+    );
+    let source = r#""""A bullpen job processor: what ``process`` returns or raises decides the
+job's fate, as in a BullMQ worker."""
+
+from bullpen import UnrecoverableError
+
+
+async def process(job):
+    """Totals an order: ``{"items": [{"price_cents": 250, "quantity": 2}]}``."""
+    items = job.data.get("items") if isinstance(job.data, dict) else None
+    # Data that is not an order fails for good: no retry can fix it.
+    if not isinstance(items, list):
+        raise UnrecoverableError('not an order: "items" is not a list')
+    total = sum(item["price_cents"] * item["quantity"] for item in items)
+    await job.log(f"{len(items)} items")
+    return {"total_cents": total}
+"#;
+    let test = r#""""The processor's own tests: `pytest`, without Redis or a component."""
+
+from bullpen.testing import run, test_job
+
+import processor
+
+
+def test_an_order_is_totalled():
+    job = test_job({"items": [{"price_cents": 250, "quantity": 2}, {"price_cents": 99, "quantity": 1}]})
+    outcome = run(processor, job)
+    assert outcome.kind == "completed"
+    assert outcome.value == {"total_cents": 599}
+    assert job.logs == ["2 items"]
+
+
+def test_what_is_not_an_order_fails_for_good():
+    outcome = run(processor, test_job({"items": "none"}))
+    assert outcome.kind == "unrecoverable"
+    assert "not an order" in outcome.reason
+"#;
+    let readme = format!(
+        r#"# {name}
+
+A [bullpen](https://github.com/bullpen-rs/bullpen) job processor in Python.
+
+```sh
+python3 -m venv .venv
+.venv/bin/pip install -e '.[test]'   # the bullpen SDK, pytest, your dependencies
+.venv/bin/pytest                      # the processor's own tests, without Redis
+bullpen build -o {module}.wasm
+bullpen exec {module}.wasm --data '{{"items": [{{"price_cents": 250, "quantity": 2}}]}}'
+```
+
+`bullpen.testing` runs `process` as bullpen would: `run(processor, job)`
+says how the attempt ended (`completed`, `failed`, `unrecoverable`,
+`rate-limited`, `delayed`, `waiting-children`), and the test job keeps what
+the processor did (`logs`, `progress`, `data`, `added`, ...).
+
+`bullpen build` embeds `processor.py`, this directory's other modules, the
+PyPI packages of `dependencies` (pure-Python wheels) and the bullpen SDK in
+CPython (componentize-py). To run it on a BullMQ queue, copy the `.wasm`
+into bullpen's module directory and bind it in `bullpen.toml`:
+
+```toml
+[queues.orders]
+module = "{module}.wasm"
+```
+"#
+    );
+    vec![
+        ("pyproject.toml", manifest),
+        ("processor.py", source.to_owned()),
+        ("tests/test_processor.py", test.to_owned()),
+        ("README.md", readme),
+        (
+            ".gitignore",
+            ".venv/\n__pycache__/\n*.egg-info/\n*.wasm\n.bullpen/\n".to_owned(),
+        ),
+    ]
+}

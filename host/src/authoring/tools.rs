@@ -129,8 +129,17 @@ pub(crate) fn need(program: &str, why: &str) -> anyhow::Result<()> {
 /// Runs `command` with its output on our stderr, failing with `what` unless
 /// it succeeds.
 pub(crate) fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
+    finish(command.stdout(Stdio::from(std::io::stderr())), what)
+}
+
+/// Like [`run`], with the command's stdout (what it made, that it worked)
+/// left unsaid: its errors still reach our stderr.
+pub(crate) fn run_quiet(command: &mut Command, what: &str) -> anyhow::Result<()> {
+    finish(command.stdout(Stdio::null()), what)
+}
+
+fn finish(command: &mut Command, what: &str) -> anyhow::Result<()> {
     let status = command
-        .stdout(Stdio::from(std::io::stderr()))
         .status()
         .with_context(|| format!("{what}: could not start"))?;
     if !status.success() {

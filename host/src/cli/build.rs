@@ -1,7 +1,7 @@
 //! `bullpen build`: a processor project or file into a component, checked
 //! as `bullpen check` checks it.
 
-use crate::authoring::build::{Source, build};
+use crate::authoring::build::{Source, build, project_output};
 use crate::sandbox::{Sandbox, SandboxOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,8 +24,10 @@ pub struct BuildArgs {
     /// a .ts, .mts, .js, .mjs or .py processor file.
     #[arg(default_value = ".")]
     pub path: PathBuf,
-    /// Where to write the component. Default: cargo's output for Rust, the
-    /// source file's name with .wasm otherwise.
+    /// Where to write the component. Default: cargo's output for Rust;
+    /// `<name>.wasm` in an npm or Python project's directory (its
+    /// package.json or pyproject.toml name); beside a file, its name with
+    /// .wasm.
     #[arg(short, long)]
     pub out: Option<PathBuf>,
     /// Where the compile cache of the check lives (<dir>/cache), the same as
@@ -40,7 +42,11 @@ pub struct BuildArgs {
 
 pub(super) fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let source = Source::find(&args.path)?;
-    let built = build(&source, args.out.as_deref())?;
+    let out = match args.out {
+        Some(out) => Some(out),
+        None => project_output(&args.path)?,
+    };
+    let built = build(&source, out.as_deref())?;
     let sandbox = Sandbox::new(SandboxOptions {
         max_instances: 1,
         cache_dir: (!args.no_cache).then(|| args.data_dir.join("cache")),

@@ -126,6 +126,7 @@ fn limits_and_grants(args: &ExecArgs) -> anyhow::Result<CallOptions> {
         options.timeout = queue.timeout.0;
         options.memory = queue.memory.0;
         options.reports = queue.report_budget.0;
+        options.queue_prefix = std::sync::Arc::from(config.redis.prefix.as_str());
         file = Some(config);
     }
     let flags = crate::config::GrantFlags {

@@ -11,7 +11,10 @@ pub(super) const AFTER_HELP: &str = "\
 Examples:
   bullpen new rust thumbnails           # against the SDK this bullpen ships
   cd thumbnails && cargo test && bullpen build
-  bullpen new rust thumbnails --sdk ~/sdk/bullpen-guest-0.2.1   # an unpacked SDK crate";
+  bullpen new rust thumbnails --sdk ~/sdk/bullpen-guest-0.2.2   # an unpacked SDK crate
+  bullpen new ts webhooks && cd webhooks && npm install && npm test && bullpen build
+  bullpen new python reports && cd reports && python3 -m venv .venv \\
+    && .venv/bin/pip install -e '.[test]' && .venv/bin/pytest && bullpen build";
 
 /// The languages `bullpen new` writes projects in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -24,6 +27,9 @@ pub enum Language {
     /// An npm package in JavaScript against the `bullpen` npm package,
     /// tested with `node --test`.
     Js,
+    /// A Python project (pyproject.toml) against the `bullpen` wheel,
+    /// tested with pytest.
+    Python,
 }
 
 /// Arguments of `bullpen new`.
@@ -37,7 +43,7 @@ pub struct NewArgs {
     /// The SDK the project depends on. Rust: the `bullpen-guest` crate's
     /// directory (an unpacked `cargo package` crate, or guest-sdk/ of
     /// bullpen's checkout). TypeScript, JavaScript: the `bullpen` npm
-    /// package's tarball (`npm pack`). Default: the SDK this bullpen ships,
+    /// package's tarball (`npm pack`). Python: the `bullpen` wheel. Default: the SDK this bullpen ships,
     /// unpacked into ~/.cache/bullpen ($BULLPEN_CACHE).
     #[arg(long)]
     pub sdk: Option<PathBuf>,
@@ -76,7 +82,11 @@ pub(super) fn run(args: NewArgs) -> anyhow::Result<ExitCode> {
         }
         Language::Ts | Language::Js => {
             let tarball = match &args.sdk {
-                Some(path) => npm_tarball(path)?,
+                Some(path) => sdk_artifact(
+                    path,
+                    "tgz",
+                    "the .tgz that `npm pack` makes of the bullpen package",
+                )?,
                 None => shipped::js_package(&shipped()?)?,
             };
             templates::script_project(
@@ -84,6 +94,17 @@ pub(super) fn run(args: NewArgs) -> anyhow::Result<ExitCode> {
                 &format!("file:{}", tarball.display()),
                 args.language == Language::Ts,
             )
+        }
+        Language::Python => {
+            let wheel = match &args.sdk {
+                Some(path) => sdk_artifact(
+                    path,
+                    "whl",
+                    "the wheel of the bullpen Python SDK (`pip wheel guest-sdk/python`)",
+                )?,
+                None => shipped::python_package(&crate::authoring::cache_dir()?, &shipped()?)?,
+            };
+            templates::python_project(name, &wheel)
         }
     };
     for (path, text) in &files {
@@ -101,10 +122,12 @@ pub(super) fn run(args: NewArgs) -> anyhow::Result<ExitCode> {
             Language::Rust => "Rust",
             Language::Ts => "TypeScript",
             Language::Js => "JavaScript",
+            Language::Python => "Python",
         },
         match args.language {
             Language::Rust => "cargo test",
             Language::Ts | Language::Js => "npm install, npm test",
+            Language::Python => "pip install -e '.[test]' in a venv, pytest",
         }
     )?;
     Ok(ExitCode::SUCCESS)
@@ -114,15 +137,13 @@ pub(super) fn run(args: NewArgs) -> anyhow::Result<ExitCode> {
 /// is `bullpen-guest`.
 fn sdk_crate(path: &Path) -> anyhow::Result<PathBuf> {
     let manifest = path.join("Cargo.toml");
-    let text = std::fs::read_to_string(&manifest).with_context(|| {
-        format!(
+    if !manifest.is_file() {
+        bail!(
             "--sdk {}: no Cargo.toml there (give an unpacked bullpen-guest crate: `cargo package -p bullpen-guest`, then `tar xzf` it)",
             path.display()
-        )
-    })?;
-    let table: toml::Table = text
-        .parse()
-        .with_context(|| format!("{}: not TOML", manifest.display()))?;
+        );
+    }
+    let table = crate::authoring::read_toml(&manifest)?;
     let name = table
         .get("package")
         .and_then(|package| package.get("name"))
@@ -137,12 +158,12 @@ fn sdk_crate(path: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("--sdk {}", path.display()))
 }
 
-/// The absolute path of `path` once it is an npm tarball (`npm pack`'s
-/// `.tgz`).
-fn npm_tarball(path: &Path) -> anyhow::Result<PathBuf> {
-    if !path.is_file() || path.extension().is_none_or(|e| e != "tgz") {
+/// The absolute path of `path` once it is a file ending in `.{extension}`
+/// (an npm tarball, a wheel); `what` says what to give instead.
+fn sdk_artifact(path: &Path, extension: &str, what: &str) -> anyhow::Result<PathBuf> {
+    if !path.is_file() || path.extension().is_none_or(|e| e != extension) {
         bail!(
-            "--sdk {}: not an npm tarball (give the .tgz that `npm pack` makes of the bullpen package)",
+            "--sdk {}: not a .{extension} file (give {what})",
             path.display()
         );
     }

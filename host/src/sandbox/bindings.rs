@@ -41,14 +41,16 @@ use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
 /// The newest contract version this host speaks: `bullpen:processor@<this>`.
-pub const CONTRACT_VERSION: &str = "0.2.1";
+pub const CONTRACT_VERSION: &str = "0.2.2";
 
 /// Every contract version this host runs processors of, newest first. A
-/// 0.2.0 processor runs on the newest bindings: wasmtime links an import of
-/// `…@0.2.0` to the host's `…@0.2.1`, whose `host` interface only adds a
-/// function.
-pub const CONTRACT_VERSIONS: [&str; 3] = [CONTRACT_VERSION, V0_2_0, V0_1_0];
+/// 0.2.0 or 0.2.1 processor runs on the newest bindings: wasmtime links an
+/// import of `…@0.2.0` or `…@0.2.1` to the host's `…@0.2.2`, whose
+/// interfaces only add functions (`host.failure-stack` in 0.2.1,
+/// `jobs.queue-prefix` in 0.2.2).
+pub const CONTRACT_VERSIONS: [&str; 4] = [CONTRACT_VERSION, V0_2_1, V0_2_0, V0_1_0];
 
+const V0_2_1: &str = "0.2.1";
 const V0_2_0: &str = "0.2.0";
 const V0_1_0: &str = "0.1.0";
 
@@ -123,7 +125,7 @@ impl JobError {
 /// contract's types do not depend on what a store holds.
 pub(crate) enum Pre<T: 'static> {
     /// The newest, [`CONTRACT_VERSION`], and the earlier versions of its
-    /// minor series (0.2.0), which link to it unchanged: a patch version
+    /// minor series (0.2.0, 0.2.1), which link to it unchanged: a patch version
     /// only adds imports.
     Now(ProcessorPre<T>),
     /// 0.1.0.

@@ -51,10 +51,14 @@ pub struct CallOptions {
     /// if one waits, and its instance waits there after a clean end.
     /// Without it every call has a fresh instance.
     pub instances: Option<Arc<Instances>>,
+    /// BullMQ's key prefix of the queue (`[redis] prefix`), which the guest
+    /// asks for to name its queue as BullMQ does (`jobs.queue-prefix`).
+    pub queue_prefix: Arc<str>,
 }
 
 impl Default for CallOptions {
-    /// 30 s, 64 MiB, 64 KiB of each output stream, 1 MiB of reports.
+    /// 30 s, 64 MiB, 64 KiB of each output stream, 1 MiB of reports, BullMQ's
+    /// default prefix `bull`.
     fn default() -> Self {
         CallOptions {
             timeout: Duration::from_secs(30),
@@ -65,6 +69,7 @@ impl Default for CallOptions {
             cpu_time: false,
             lane: None,
             instances: None,
+            queue_prefix: Arc::from("bull"),
         }
     }
 }
@@ -241,7 +246,7 @@ impl Module {
         let reporting: Arc<dyn JobObserver> = relay.clone();
         let mut wasi = WasiCtxBuilder::new();
         let mut outbound = Outbound::new(reporting.clone());
-        let mut jobs = Jobs::new(reporting.clone());
+        let mut jobs = Jobs::new(reporting.clone(), options.queue_prefix.clone());
         let mut files = FileQuotas::new(reporting.clone());
         let granted = options.grants.apply(&mut Granting {
             wasi: &mut wasi,

@@ -134,16 +134,19 @@ impl Default for AddAllowance {
 /// One attempt's side of the `jobs` imports.
 pub struct Jobs {
     api: Arc<dyn JobApi>,
+    prefix: Arc<str>,
     allowance: AddAllowance,
     added: u32,
     written: u64,
 }
 
 impl Jobs {
-    /// The attempt's job API, with nothing granted yet.
-    pub fn new(api: Arc<dyn JobApi>) -> Self {
+    /// The attempt's job API, with nothing granted yet, for a job of a
+    /// queue whose keys start with `prefix`.
+    pub fn new(api: Arc<dyn JobApi>, prefix: Arc<str>) -> Self {
         Jobs {
             api,
+            prefix,
             allowance: AddAllowance::default(),
             added: 0,
             written: 0,
@@ -300,6 +303,10 @@ impl jobs::Host for Jobs {
     async fn move_to_waiting_children(&mut self) -> Result<bool, String> {
         self.api.move_to_waiting_children().await
     }
+
+    async fn queue_prefix(&mut self) -> String {
+        self.prefix.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -362,7 +369,7 @@ mod tests {
     #[tokio::test]
     async fn adding_is_denied_unless_granted_and_capped() {
         use jobs::Host;
-        let mut jobs = Jobs::new(Arc::new(Nothing));
+        let mut jobs = Jobs::new(Arc::new(Nothing), Arc::from("bull"));
         let denied = jobs.add(new_job("emails", "{}")).await.unwrap_err();
         assert!(denied.contains("may add jobs to no queue"), "{denied}");
         jobs.allow(AddAllowance {

@@ -55,7 +55,7 @@ impl Module {
             .unwrap_or_else(|| self.path.display().to_string())
     }
 
-    /// The contract version the module was built against, e.g. `0.2.1`.
+    /// The contract version the module was built against, e.g. `0.2.2`.
     pub fn contract_version(&self) -> &'static str {
         self.contract_version
     }
@@ -179,8 +179,8 @@ pub enum LoadError {
     },
 }
 
-/// The versions this host runs, as a sentence lists them: `0.2.1, 0.2.0
-/// and 0.1.0`.
+/// The versions this host runs, as a sentence lists them: `0.2.2, 0.2.1,
+/// 0.2.0 and 0.1.0`.
 fn versions_known() -> String {
     match CONTRACT_VERSIONS.split_last() {
         Some((last, [])) => (*last).to_owned(),

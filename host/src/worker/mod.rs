@@ -187,6 +187,7 @@ impl QueueWorker {
                         config.concurrency,
                     )
                 }),
+                queue_prefix: Arc::from(target.prefix.as_str()),
                 ..CallOptions::default()
             },
             on_crash: config.on_crash,
