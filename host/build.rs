@@ -2,18 +2,23 @@
 //! guest SDKs of `../guest-sdk`, and the WIT of the WASI version the host
 //! implements, taken from the wasmtime-wasi-http crate it links, so that a
 //! processor's build can never target another WASI than the one it runs on.
+//! And the Lua scripts of BullMQ's Relay that the `bullmq-official` crate
+//! ships but does not load (`src/relay`): the crate's own files, as cargo
+//! resolved it.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
+    let metadata = cargo_metadata(&manifest_dir);
+    write_relay_scripts(&metadata);
     let sdk_root = manifest_dir.join("../guest-sdk");
     println!("cargo:rerun-if-changed={}", sdk_root.display());
     let mut sdk = Vec::new();
     collect(&sdk_root, &sdk_root, &mut sdk);
     sdk.sort();
-    let wasi = wasi_wit(&manifest_dir);
+    let wasi = wasi_wit(&metadata);
 
     let mut out = String::new();
     out.push_str("/// The guest SDKs' files, by path under guest-sdk/.\npub const SDK_FILES: &[(&str, &str)] = &[\n");
@@ -55,10 +60,8 @@ fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {
     }
 }
 
-/// The WASI WIT files of the wasmtime-wasi-http crate this host links (as
-/// cargo resolved it), by file name: wasi:http and every package it uses,
-/// the same files wasmtime-wasi implements.
-fn wasi_wit(manifest_dir: &Path) -> Vec<(String, PathBuf)> {
+/// What `cargo metadata` says of the workspace, as cargo resolved it.
+fn cargo_metadata(manifest_dir: &Path) -> serde_json::Value {
     let cargo = std::env::var_os("CARGO").unwrap();
     let output = std::process::Command::new(cargo)
         .args(["metadata", "--format-version", "1", "--locked"])
@@ -70,7 +73,12 @@ fn wasi_wit(manifest_dir: &Path) -> Vec<(String, PathBuf)> {
         "cargo metadata failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The directory of the package `name` that bullpen depends on, at the
+/// version its Cargo.toml pins.
+fn dependency_dir(metadata: &serde_json::Value, name: &str) -> PathBuf {
     let packages = metadata["packages"].as_array().unwrap();
     let host = packages
         .iter()
@@ -80,20 +88,71 @@ fn wasi_wit(manifest_dir: &Path) -> Vec<(String, PathBuf)> {
         .as_array()
         .unwrap()
         .iter()
-        .find(|d| d["name"] == "wasmtime-wasi-http")
-        .expect("bullpen depends on wasmtime-wasi-http")["req"]
+        .find(|d| d["name"] == name)
+        .unwrap_or_else(|| panic!("bullpen depends on {name}"))["req"]
         .as_str()
         .unwrap()
         .trim_start_matches('=')
         .to_owned();
     let package = packages
         .iter()
-        .find(|p| p["name"] == "wasmtime-wasi-http" && p["version"] == version.as_str())
-        .unwrap_or_else(|| panic!("cargo metadata lists wasmtime-wasi-http {version}"));
-    let deps = Path::new(package["manifest_path"].as_str().unwrap())
+        .find(|p| p["name"] == name && p["version"] == version.as_str())
+        .unwrap_or_else(|| panic!("cargo metadata lists {name} {version}"));
+    Path::new(package["manifest_path"].as_str().unwrap())
         .parent()
         .unwrap()
-        .join("wit/deps");
+        .to_owned()
+}
+
+/// Writes `relay_scripts.rs`: each `relay*.lua` of bullmq-official's
+/// `src/commands`, by script name, with its number of keys (the number its
+/// file name ends with).
+fn write_relay_scripts(metadata: &serde_json::Value) {
+    let commands = dependency_dir(metadata, "bullmq-official").join("src/commands");
+    let mut scripts = Vec::new();
+    for entry in
+        std::fs::read_dir(&commands).unwrap_or_else(|e| panic!("{}: {e}", commands.display()))
+    {
+        let path = entry.unwrap().path();
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        if let Some(stem) = file
+            .strip_prefix("relay")
+            .and_then(|f| f.strip_suffix(".lua"))
+        {
+            let (name, keys) = stem
+                .rsplit_once('-')
+                .expect("a script's file is <name>-<keys>.lua");
+            scripts.push((format!("relay{name}"), keys.parse::<usize>().unwrap(), path));
+        }
+    }
+    scripts.sort();
+    assert!(
+        scripts.iter().any(|(name, _, _)| name == "relayPublish"),
+        "{}: no relay scripts there",
+        commands.display()
+    );
+    let mut out = String::from(
+        "/// BullMQ's Relay scripts as bullmq-official ships them: name, number of keys, text.\npub const RELAY_SCRIPTS: &[(&str, usize, &str)] = &[\n",
+    );
+    for (name, keys, path) in &scripts {
+        println!("cargo:rerun-if-changed={}", path.display());
+        writeln!(
+            out,
+            "    ({name:?}, {keys}, include_str!({:?})),",
+            path.display()
+        )
+        .unwrap();
+    }
+    out.push_str("];\n");
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
+    std::fs::write(out_dir.join("relay_scripts.rs"), out).unwrap();
+}
+
+/// The WASI WIT files of the wasmtime-wasi-http crate this host links (as
+/// cargo resolved it), by file name: wasi:http and every package it uses,
+/// the same files wasmtime-wasi implements.
+fn wasi_wit(metadata: &serde_json::Value) -> Vec<(String, PathBuf)> {
+    let deps = dependency_dir(metadata, "wasmtime-wasi-http").join("wit/deps");
     let mut files = Vec::new();
     for entry in std::fs::read_dir(&deps).unwrap_or_else(|e| panic!("{}: {e}", deps.display())) {
         let path = entry.unwrap().path();

@@ -51,7 +51,8 @@ pub enum StartError {
 }
 
 /// Files the host opens besides its queues' connections: modules, the
-/// compile cache, the watcher, the runtime, the listener, an embedded Redis.
+/// compile cache, the watcher, the runtime, the listener, an embedded Redis,
+/// the Relay node's two connections.
 const OTHER_FILES: u64 = 64;
 
 /// Redis connections `config`'s queues hold: each its queue handle and two
@@ -164,6 +165,10 @@ pub struct Host {
     last_reload: Option<state::ReloadState>,
     /// Where the queues record what they do, when the host exports metrics.
     metrics: Option<Arc<Metrics>>,
+    /// The queues as cancels reach them.
+    cancellers: crate::cancel::Cancellers,
+    /// This host's node on BullMQ's Relay, where cancels come from.
+    relay: Option<crate::relay::Relay>,
 }
 
 /// Where Redis is for `config`: its URL; or, with none, the embedded
@@ -338,6 +343,8 @@ impl Host {
             watcher,
             last_reload: None,
             metrics,
+            cancellers: Default::default(),
+            relay: None,
         };
         for (name, queue) in &config.queues {
             if let Err(e) = host.start_queue(name, queue).await {
@@ -345,6 +352,7 @@ impl Host {
                 return Err(e.into());
             }
         }
+        host.relay = crate::cancel::listen(&host.target, host.cancellers.clone()).await;
         Ok(host)
     }
 
@@ -360,6 +368,10 @@ impl Host {
             .map(|metrics| metrics.queue(name, queue.concurrency));
         let lane = self.sandbox.lane(name, queue.cpu_weight);
         let worker = QueueWorker::start(name, queue, serving, &self.target, lane, metrics).await?;
+        self.cancellers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), worker.canceller());
         self.workers.insert(name.to_owned(), worker);
         tracing::info!(queue = name, concurrency = queue.concurrency, "taking jobs");
         Ok(())
@@ -459,6 +471,10 @@ impl Host {
         for name in self.config.queues.keys() {
             match new.queues.get(name) {
                 None => {
+                    self.cancellers
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(name);
                     let worker = self.workers.remove(name).expect("a worker per queue");
                     self.draining.push(tokio::spawn(worker.close(grace)));
                     changes.push(format!("{name} removed"));
@@ -516,6 +532,11 @@ impl Host {
     /// Stops taking jobs, lets the jobs in flight finish within the grace
     /// period, and stops the embedded Redis if there is one.
     pub async fn shutdown(self) {
+        if let Some(relay) = &self.relay
+            && let Err(e) = relay.stop().await
+        {
+            tracing::debug!("leaving the Relay: {e}");
+        }
         let grace = self.config.host.shutdown_grace;
         futures::future::join_all(self.workers.into_values().map(|w| w.close(grace))).await;
         futures::future::join_all(self.draining).await;

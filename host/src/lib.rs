@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod authoring;
+pub mod cancel;
 pub mod cli;
 pub mod config;
 pub mod embedded_redis;
@@ -16,6 +17,7 @@ pub mod observe;
 pub mod outcome;
 pub mod queue;
 pub mod registry;
+pub mod relay;
 pub mod sandbox;
 pub mod timer;
 pub mod units;

@@ -3,6 +3,7 @@
 
 mod add;
 mod build;
+mod cancel;
 mod check;
 mod connect;
 mod deploy;
@@ -57,6 +58,9 @@ pub enum Command {
     /// Retry finished jobs by hand, optionally resetting their attempts.
     #[command(after_help = retry::AFTER_HELP)]
     Retry(retry::RetryArgs),
+    /// Stop a running job wherever it runs (BullMQ's Relay).
+    #[command(after_help = cancel::AFTER_HELP)]
+    Cancel(cancel::CancelArgs),
     /// Show each queue's job counts, workers and module.
     #[command(after_help = status::AFTER_HELP)]
     Status(status::StatusArgs),
@@ -113,6 +117,7 @@ pub fn main_with(on_idle: fn()) -> ExitCode {
             Command::Add(args) => add::run(args).await,
             Command::Jobs(args) => jobs::run(args).await,
             Command::Retry(args) => retry::run(args).await,
+            Command::Cancel(args) => cancel::run(args).await,
             Command::Status(args) => status::run(args).await,
             Command::Deploy(args) => deploy::deploy(args).await,
             Command::Rollback(args) => deploy::rollback(args).await,

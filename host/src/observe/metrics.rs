@@ -42,10 +42,13 @@ pub enum Outcome {
     /// The run's lock was lost (an outage or stall longer than
     /// `lock_duration`): its outcome was not written.
     Discarded,
+    /// A cancel stopped it (`bullpen cancel`, the Relay's
+    /// `jobs.<queue>.cancel`).
+    Cancelled,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 8] = [
+    const ALL: [Outcome; 9] = [
         Outcome::Completed,
         Outcome::Retried,
         Outcome::Failed,
@@ -54,6 +57,7 @@ impl Outcome {
         Outcome::Delayed,
         Outcome::WaitingChildren,
         Outcome::Discarded,
+        Outcome::Cancelled,
     ];
 
     /// The label value.
@@ -67,6 +71,7 @@ impl Outcome {
             Outcome::Delayed => "delayed",
             Outcome::WaitingChildren => "waiting_children",
             Outcome::Discarded => "discarded",
+            Outcome::Cancelled => "cancelled",
         }
     }
 }

@@ -28,14 +28,33 @@ pub(crate) const CONFIRM_AFTER: Duration = Duration::from_millis(250);
 /// How often a finished attempt asks Redis again while it does not answer.
 const CONFIRM_RETRY: Duration = Duration::from_millis(100);
 
+/// Why a run is asked to stop (`bullpen cancel`, a cancel on the Relay).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CancelRequest {
+    /// What the job's failed reason says after `cancelled: `.
+    pub reason: String,
+    /// Whether the job is retried (an attempt counted) rather than failed
+    /// for good.
+    pub retry: bool,
+}
+
+/// What a run is told while it runs: a newer run took over, or it is
+/// cancelled.
+#[derive(Default)]
+struct Signals {
+    superseded: Notify,
+    cancel: Mutex<Option<CancelRequest>>,
+    cancelled: Notify,
+}
+
 /// The runs of a queue's jobs on this host, by job id.
 #[derive(Default)]
 pub(crate) struct Claims {
-    by_job: Mutex<BTreeMap<String, Arc<Notify>>>,
+    by_job: Mutex<BTreeMap<String, Arc<Signals>>>,
 }
 
 impl Claims {
-    fn by_job(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Notify>>> {
+    fn by_job(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Signals>>> {
         self.by_job.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -43,16 +62,16 @@ impl Claims {
     /// lost its lock (only the stalled checker hands an active job out
     /// again): it is told to stop, and this claim [`Claim::took_over`].
     pub(crate) fn start(&self, id: &str) -> Claim<'_> {
-        let superseded = Arc::new(Notify::new());
-        let earlier = self.by_job().insert(id.to_owned(), superseded.clone());
+        let signals = Arc::new(Signals::default());
+        let earlier = self.by_job().insert(id.to_owned(), signals.clone());
         if let Some(earlier) = &earlier {
             // A stored permit: the earlier run sees it whenever it looks.
-            earlier.notify_one();
+            earlier.superseded.notify_one();
         }
         Claim {
             runs: self,
             id: id.to_owned(),
-            superseded,
+            signals,
             took_over: earlier.is_some(),
         }
     }
@@ -61,13 +80,24 @@ impl Claims {
     pub(crate) fn running(&self) -> Vec<String> {
         self.by_job().keys().cloned().collect()
     }
+
+    /// Asks the run of job `id` to stop, if one runs here: whether one did.
+    pub(crate) fn cancel(&self, id: &str, request: CancelRequest) -> bool {
+        let Some(signals) = self.by_job().get(id).cloned() else {
+            return false;
+        };
+        *signals.cancel.lock().unwrap_or_else(|e| e.into_inner()) = Some(request);
+        // A stored permit, as for `superseded`.
+        signals.cancelled.notify_one();
+        true
+    }
 }
 
 /// One run of a job, registered in [`Claims`] until it is dropped.
 pub(crate) struct Claim<'a> {
     runs: &'a Claims,
     id: String,
-    superseded: Arc<Notify>,
+    signals: Arc<Signals>,
     /// Whether an earlier run of the job was still running here.
     pub took_over: bool,
 }
@@ -75,7 +105,23 @@ pub(crate) struct Claim<'a> {
 impl Claim<'_> {
     /// Resolves once a newer run of the same job has started here.
     pub(crate) async fn superseded(&self) {
-        self.superseded.notified().await
+        self.signals.superseded.notified().await
+    }
+
+    /// Resolves once the run is cancelled, with why.
+    pub(crate) async fn cancelled(&self) -> CancelRequest {
+        loop {
+            self.signals.cancelled.notified().await;
+            let asked = self
+                .signals
+                .cancel
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some(request) = asked {
+                return request;
+            }
+        }
     }
 }
 
@@ -84,7 +130,7 @@ impl Drop for Claim<'_> {
         let mut runs = self.runs.by_job();
         if runs
             .get(&self.id)
-            .is_some_and(|run| Arc::ptr_eq(run, &self.superseded))
+            .is_some_and(|run| Arc::ptr_eq(run, &self.signals))
         {
             runs.remove(&self.id);
         }

@@ -40,6 +40,20 @@ pub struct QueueWorker {
     depth: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// Stops a queue's runs on this host: a cancel (`bullpen cancel`, the
+/// Relay's `jobs.<queue>.cancel`).
+#[derive(Clone)]
+pub struct Canceller(Arc<Attempts>);
+
+impl Canceller {
+    /// Stops this host's run of job `id` at once, if one runs here: the job
+    /// fails for good with `cancelled: <reason>`, or, with `retry`, fails
+    /// and is retried as any failure is. Whether a run was stopped.
+    pub fn cancel(&self, id: &str, reason: &str, retry: bool) -> bool {
+        self.0.cancel(id, reason.to_owned(), retry)
+    }
+}
+
 /// The crate's workers taking a queue's jobs, all named after the module
 /// version they fetch for (BullMQ writes the name into each job as
 /// `processedBy`), and the ones of earlier versions still finishing.
@@ -333,6 +347,11 @@ impl QueueWorker {
     /// The queue's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// What stops this queue's runs on a cancel.
+    pub fn canceller(&self) -> Canceller {
+        Canceller(self.attempts.clone())
     }
 
     /// Stops taking jobs and waits up to `grace` for the jobs in flight. A job

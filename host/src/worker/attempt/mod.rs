@@ -195,6 +195,15 @@ impl Attempts {
                 );
                 return Ended::discarded(None);
             }
+            asked = this_run.cancelled() => {
+                // The guest's call is dropped here, wherever it is: at its
+                // next epoch tick if it computes, at once if it waits.
+                let job = match Arc::try_unwrap(shared) {
+                    Ok(job) => job.into_inner(),
+                    Err(shared) => shared.lock().await.clone(),
+                };
+                return self.cancelled(&job, version, &guest_job, asked).await;
+            }
             ran = ran => ran,
             never = renewing => match never {},
         };
@@ -267,6 +276,45 @@ impl Attempts {
             outcome,
             spent,
         }
+    }
+
+    /// Ends `job`'s attempt, stopped by a cancel: failed for good with
+    /// `cancelled: <reason>`, as BullMQ's documented cancel does, or failed
+    /// and retried (`retry`).
+    async fn cancelled(
+        &self,
+        job: &Job,
+        version: &Version,
+        guest_job: &crate::sandbox::Job,
+        asked: lock::CancelRequest,
+    ) -> Ended {
+        let reason = format!("cancelled: {}", asked.reason);
+        tracing::info!(retry = asked.retry, "{reason}");
+        let verdict = if asked.retry {
+            Verdict::Failed(Failure {
+                message: reason,
+                name: Some("CancelledError".into()),
+            })
+        } else {
+            Verdict::Unrecoverable(reason)
+        };
+        let (told, outcome) = self
+            .transit(job, version, guest_job, false, verdict, None)
+            .await;
+        Ended {
+            told,
+            // Retried or failed as any failure; counted as cancelled.
+            outcome: match outcome {
+                Outcome::Retried | Outcome::Failed | Outcome::Unrecoverable => Outcome::Cancelled,
+                other => other,
+            },
+            spent: None,
+        }
+    }
+
+    /// Asks this host's run of job `id` to stop: whether one runs here.
+    pub fn cancel(&self, id: &str, reason: String, retry: bool) -> bool {
+        self.runs.cancel(id, lock::CancelRequest { reason, retry })
     }
 
     /// Carries out the verdict of `job`'s attempt on `version`, whose guest

@@ -1,0 +1,42 @@
+// BullMQ's own Relay, as a user's Node process uses it, beside bullpen's
+// Relay node (tests/relay.rs).
+//
+//   REDIS_URL=... node relay.mjs publish <topic> <data as JSON> [retain ms]
+//     prints { mid, nodes, endpoints }
+//   REDIS_URL=... node relay.mjs listen <pattern> <count> <ready key>
+//     subscribes, then sets the Redis key <ready key> (for the test to
+//     publish), and prints the first <count> messages it hears (within 20 s)
+//     as a JSON array of { topic, data, retained }.
+import { Relay } from 'bullmq';
+import IORedis from 'ioredis';
+
+const [mode, ...args] = process.argv.slice(2);
+const url = new URL(process.env.REDIS_URL);
+const connection = { host: url.hostname, port: Number(url.port) };
+const relay = new Relay({ connection, name: 'interop' });
+await relay.waitUntilReady();
+
+if (mode === 'publish') {
+  const [topic, data, retain] = args;
+  const published = await relay.publish(topic, JSON.parse(data), { retain: Number(retain ?? 0) });
+  console.log(JSON.stringify(published));
+} else if (mode === 'listen') {
+  const [pattern, count, readyKey] = args;
+  const heard = [];
+  const done = new Promise((resolve) => {
+    relay.subscribe(pattern, ({ topic, data, retained }) => {
+      heard.push({ topic, data, retained });
+      if (heard.length >= Number(count)) resolve();
+    }).then(async () => {
+      const redis = new IORedis(connection);
+      await redis.set(readyKey, '1');
+      await redis.quit();
+    });
+  });
+  await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 20_000))]);
+  console.log(JSON.stringify(heard));
+} else {
+  console.error(`unknown mode ${mode}`);
+  process.exitCode = 2;
+}
+await relay.close();

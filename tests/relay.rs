@@ -1,0 +1,303 @@
+//! bullpen's Relay node beside BullMQ's own `Relay` (Node, BullMQ 6.7) on
+//! one Redis (issue 30): what one publishes the other hears, retained
+//! messages included, on BullMQ's topics and keys.
+
+use bullpen::queue::RedisTarget;
+use bullpen::queue::bullmq::JobOptions;
+use bullpen::relay::{Message, Relay, RelayError, RelayOptions};
+use bullpen_tests::{RedisServer, RunningHost, finished, node_run, queue, wait_for_state};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+async fn start(redis: &RedisServer) -> Relay {
+    Relay::connect(
+        &RedisTarget::server(redis.url(), "bull"),
+        RelayOptions::default(),
+    )
+    .await
+    .unwrap()
+}
+
+/// The next message of `subscription`, within 10 s.
+async fn next(messages: &mut tokio::sync::mpsc::UnboundedReceiver<Message>) -> Message {
+    tokio::time::timeout(Duration::from_secs(10), messages.recv())
+        .await
+        .expect("no message within 10 s")
+        .expect("the subscription ended")
+}
+
+/// BullMQ's Node `Relay` publishing `data` on `topic`: what it reached.
+async fn node_publishes(redis: &RedisServer, topic: &str, data: Value, retain_ms: u64) -> Value {
+    let url = redis.url();
+    let (topic, data) = (topic.to_owned(), data.to_string());
+    tokio::task::spawn_blocking(move || {
+        node_run(
+            "relay.mjs",
+            &["publish", &topic, &data, &retain_ms.to_string()],
+            &[("REDIS_URL", &url)],
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn bullpen_hears_what_bullmqs_relay_publishes_retained_first() {
+    let redis = RedisServer::start();
+    let relay = start(&redis).await;
+    // Retained before bullpen subscribes: given first, marked so.
+    node_publishes(
+        &redis,
+        "workers.emails.settings",
+        json!({"concurrency": 2, "paused": true}),
+        60_000,
+    )
+    .await;
+    let mut settings = relay.subscribe("workers.emails.settings").await.unwrap();
+    let retained = next(&mut settings.messages).await;
+    assert_eq!(
+        (retained.topic.as_str(), &retained.data, retained.retained),
+        (
+            "workers.emails.settings",
+            &json!({"concurrency": 2, "paused": true}),
+            true
+        )
+    );
+
+    // Live, on a pattern: `*` one segment.
+    let mut cancels = relay.subscribe("jobs.*.cancel").await.unwrap();
+    let published = node_publishes(
+        &redis,
+        "jobs.emails.cancel",
+        json!({"jobId": "7", "reason": "asked"}),
+        0,
+    )
+    .await;
+    assert_eq!(published["nodes"], 1, "{published}");
+    assert_eq!(published["endpoints"], 1, "{published}");
+    let cancel = next(&mut cancels.messages).await;
+    assert_eq!(cancel.topic, "jobs.emails.cancel");
+    assert_eq!(cancel.data, json!({"jobId": "7", "reason": "asked"}));
+    assert!(!cancel.retained);
+    // A later setting reaches the settings subscription live.
+    node_publishes(
+        &redis,
+        "workers.emails.settings",
+        json!({"concurrency": 4, "paused": false}),
+        60_000,
+    )
+    .await;
+    let live = next(&mut settings.messages).await;
+    assert_eq!(
+        (live.data["concurrency"].clone(), live.retained),
+        (json!(4), false)
+    );
+
+    // Once stopped, the node is gone: a publish reaches no one.
+    relay.stop().await.unwrap();
+    let published = node_publishes(&redis, "jobs.emails.cancel", json!({"jobId": "8"}), 0).await;
+    assert_eq!(published["nodes"], 0, "{published}");
+}
+
+#[tokio::test]
+async fn bullmqs_relay_hears_what_bullpen_publishes() {
+    let redis = RedisServer::start();
+    let relay = start(&redis).await;
+    // Retained by bullpen before Node subscribes.
+    relay
+        .publish(
+            "workers.orders.settings",
+            &json!({"paused": true}),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let url = redis.url();
+    let listener = std::thread::spawn(move || {
+        node_run(
+            "relay.mjs",
+            &["listen", "workers.orders.>", "2", "relay-test:ready"],
+            &[("REDIS_URL", &url)],
+        )
+    });
+    // Node says when it has subscribed (a plain key), then bullpen publishes.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ready: Option<String> = redis::cmd("GET")
+            .arg("relay-test:ready")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        if ready.is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Node's Relay did not subscribe");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let published = relay
+        .publish(
+            "workers.orders.settings",
+            &json!({"concurrency": 3}),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert_eq!((published.nodes, published.endpoints), (1, 1));
+    relay
+        .publish("workers.orders.drain", &json!(null), Duration::ZERO)
+        .await
+        .unwrap();
+    let heard = tokio::task::spawn_blocking(move || listener.join().unwrap())
+        .await
+        .unwrap();
+    // A pattern gets no retained message, as BullMQ's Relay says: only live
+    // ones, in order.
+    assert_eq!(
+        heard,
+        json!([
+            {"topic": "workers.orders.settings", "data": {"concurrency": 3}, "retained": false},
+            {"topic": "workers.orders.drain", "data": null, "retained": false},
+        ])
+    );
+    // Retained for an exact topic: what a node subscribing later gets.
+    let late = start(&redis).await;
+    let mut settings = late.subscribe("workers.orders.settings").await.unwrap();
+    let retained = next(&mut settings.messages).await;
+    assert_eq!(
+        (retained.data, retained.retained),
+        (json!({"paused": true}), true)
+    );
+    assert!(
+        late.delete_retained("workers.orders.settings")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !late
+            .delete_retained("workers.orders.settings")
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn what_the_relay_refuses_it_names() {
+    let redis = RedisServer::start();
+    let relay = start(&redis).await;
+    let refused = relay.subscribe("jobs..cancel").await.err().unwrap();
+    assert!(
+        matches!(refused, RelayError::Refused { code: -2, .. }),
+        "{refused}"
+    );
+    assert_eq!(refused.to_string(), "Invalid topic pattern: jobs..cancel");
+    let refused = relay
+        .publish("jobs.*.cancel", &json!(1), Duration::ZERO)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(refused.to_string(), "Invalid topic: jobs.*.cancel");
+    let big = json!("x".repeat(600 * 1024));
+    let refused = relay
+        .publish("jobs.a.b", &big, Duration::ZERO)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        refused.to_string().starts_with("Message data is too large"),
+        "{refused}"
+    );
+}
+
+/// Adds a job that spins forever (examples/misbehave) with `attempts`.
+async fn spinning(queue: &bullpen::queue::bullmq::Queue, attempts: u32) -> String {
+    let options = JobOptions {
+        attempts: Some(attempts),
+        ..JobOptions::default()
+    };
+    let job = queue
+        .add("spin", json!({"mode": "spin"}))
+        .options(options)
+        .await
+        .unwrap();
+    job.id().to_owned()
+}
+
+/// A cancel published by BullMQ's own Relay in Node stops a guest that
+/// spins (it never yields to a signal) at once: the job fails for good with
+/// `cancelled: <reason>`, not with its 60 s timeout, and the job beside it
+/// runs on. `bullpen cancel` does the same from the shell; `--retry`
+/// retries; a job that is not running is left alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancel_stops_a_running_guest_wherever_it_is_published_from() {
+    let redis = RedisServer::start();
+    let host = RunningHost::start(
+        &redis,
+        "[queues.spin]\nmodule = \"misbehave.wasm\"\nconcurrency = 2\ntimeout = \"60s\"\n",
+    );
+    let spin = queue(&redis, "spin").await;
+    let (a, b) = (spinning(&spin, 1).await, spinning(&spin, 3).await);
+    for id in [&a, &b] {
+        wait_for_state(&spin, id, &["active"], Duration::from_secs(20)).await;
+    }
+
+    let cancel = json!({"jobId": a, "reason": "the customer withdrew"});
+    let published = node_publishes(&redis, "jobs.spin.cancel", cancel, 0).await;
+    assert_eq!(published["endpoints"], 1, "{published}\n{}", host.log());
+    let (state, job) = finished(&spin, &a, Duration::from_secs(10)).await;
+    assert_eq!(
+        (state.as_str(), job.failed_reason()),
+        ("failed", "cancelled: the customer withdrew"),
+        "{}",
+        host.log()
+    );
+    assert_eq!(
+        wait_for_state(&spin, &b, &["active"], Duration::from_secs(1)).await,
+        "active",
+        "the other job was touched"
+    );
+
+    // From the shell, retried: the attempt counts and the job runs again.
+    let (code, said, errors) = host.cli(&["cancel", "spin", &b, "--reason", "redeploy", "--retry"]);
+    assert_eq!(code, 0, "{said}{errors}\n{}", host.log());
+    assert!(
+        said.contains(&format!("spin: job {b} no longer runs")),
+        "{said}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let job = spin.get_job(&b).await.unwrap().unwrap();
+        if job.attempts_made() == 1 {
+            assert_eq!(job.failed_reason(), "cancelled: redeploy");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {b} was not retried\n{}",
+            host.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_for_state(&spin, &b, &["active"], Duration::from_secs(10)).await;
+    let (code, said, errors) = host.cli(&["cancel", "spin", &b, "--reason", "enough"]);
+    assert_eq!(code, 0, "{said}{errors}");
+    let (state, job) = finished(&spin, &b, Duration::from_secs(10)).await;
+    assert_eq!(
+        (state.as_str(), job.failed_reason()),
+        ("failed", "cancelled: enough")
+    );
+
+    // Not running: said, and nothing touched.
+    let (code, said, _) = host.cli(&["cancel", "spin", &a]);
+    assert_eq!(code, 0);
+    assert!(
+        said.contains(&format!(
+            "job {a} is failed, not running: nothing cancelled"
+        )),
+        "{said}"
+    );
+    let (code, _, errors) = host.cli(&["cancel", "spin", "nope"]);
+    assert_ne!(code, 0);
+    assert!(errors.contains("spin: no job nope"), "{errors}");
+}
