@@ -301,3 +301,112 @@ async fn a_cancel_stops_a_running_guest_wherever_it_is_published_from() {
     assert_ne!(code, 0);
     assert!(errors.contains("spin: no job nope"), "{errors}");
 }
+
+/// Waits until `host`'s log has `needle` (the settings it applied).
+fn wait_for_line(host: &RunningHost, needle: &str) {
+    assert!(
+        host.wait_for_log(needle, Duration::from_secs(10)),
+        "no `{needle}` in the host's log:\n{}",
+        host.log()
+    );
+}
+
+/// Checks for a second that job `id` stays waiting: no attempt starts.
+async fn stays_waiting(queue: &bullpen::queue::bullmq::Queue, id: &str, host: &RunningHost) {
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        let state = bullpen::queue::state_name(&queue.get_job_state(id).await.unwrap());
+        assert!(
+            matches!(state, "waiting" | "paused"),
+            "job {id} is {state}\n{}",
+            host.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Settings retained by BullMQ's Relay in Node pause a running host at
+/// once, and a host that starts afterwards before it takes a job;
+/// `bullpen resume` and `bullpen concurrency` steer both. BullMQ's own
+/// global `Queue.pause()` is honoured too: no attempt starts, the one in
+/// flight finishes.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fleets_settings_pause_and_steer_running_and_later_hosts() {
+    let redis = RedisServer::start();
+    let config = "[queues.work]\nmodule = \"misbehave.wasm\"\nconcurrency = 4\n";
+    let first = RunningHost::start(&redis, config);
+    let work = queue(&redis, "work").await;
+    let add = |ms: u64| {
+        let work = work.clone();
+        async move {
+            let job = work
+                .add("work", json!({"mode": "work", "ms": ms}))
+                .await
+                .unwrap();
+            job.id().to_owned()
+        }
+    };
+
+    node_publishes(
+        &redis,
+        "workers.work.settings",
+        json!({"paused": true}),
+        60_000,
+    )
+    .await;
+    wait_for_line(&first, "the fleet's settings apply");
+    let waiting = add(10).await;
+    stays_waiting(&work, &waiting, &first).await;
+    // A host started now applies the retained settings before it takes a
+    // job.
+    let second = RunningHost::start(&redis, config);
+    let log = second.log();
+    let applied = log
+        .find("the fleet's retained settings apply")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(applied < log.find("taking jobs").unwrap(), "{log}");
+    stays_waiting(&work, &waiting, &second).await;
+
+    let (code, said, errors) = first.cli(&["resume", "work"]);
+    assert_eq!(code, 0, "{errors}");
+    assert!(
+        said.contains("work: running, concurrency as configured; heard by 2 host(s)"),
+        "{said}"
+    );
+    finished(&work, &waiting, Duration::from_secs(10)).await;
+    let (code, said, errors) = first.cli(&["concurrency", "work", "2"]);
+    assert_eq!(code, 0, "{errors}");
+    assert!(said.contains("work: running, concurrency 2"), "{said}");
+    wait_for_line(&first, "concurrency=2");
+    wait_for_line(&second, "concurrency=2");
+
+    // BullMQ's global pause: the job in flight finishes, no other starts.
+    let in_flight = add(500).await;
+    wait_for_state(&work, &in_flight, &["active"], Duration::from_secs(10)).await;
+    let url = redis.url();
+    tokio::task::spawn_blocking(move || {
+        node_run(
+            "relay.mjs",
+            &["queue-pause", "work"],
+            &[("REDIS_URL", &url)],
+        )
+    })
+    .await
+    .unwrap();
+    let held = add(10).await;
+    let (state, _) = finished(&work, &in_flight, Duration::from_secs(10)).await;
+    assert_eq!(state, "completed");
+    stays_waiting(&work, &held, &first).await;
+    let url = redis.url();
+    tokio::task::spawn_blocking(move || {
+        node_run(
+            "relay.mjs",
+            &["queue-resume", "work"],
+            &[("REDIS_URL", &url)],
+        )
+    })
+    .await
+    .unwrap();
+    let (state, _) = finished(&work, &held, Duration::from_secs(10)).await;
+    assert_eq!(state, "completed");
+}

@@ -165,10 +165,9 @@ pub struct Host {
     last_reload: Option<state::ReloadState>,
     /// Where the queues record what they do, when the host exports metrics.
     metrics: Option<Arc<Metrics>>,
-    /// The queues as cancels reach them.
-    cancellers: crate::cancel::Cancellers,
-    /// This host's node on BullMQ's Relay, where cancels come from.
-    relay: Option<crate::relay::Relay>,
+    /// This host's node on BullMQ's Relay, where cancels and settings come
+    /// from.
+    fleet: Option<crate::fleet::Fleet>,
 }
 
 /// Where Redis is for `config`: its URL; or, with none, the embedded
@@ -343,16 +342,17 @@ impl Host {
             watcher,
             last_reload: None,
             metrics,
-            cancellers: Default::default(),
-            relay: None,
+            fleet: None,
         };
+        // Joined before the queues start: a queue takes no job against the
+        // settings the fleet retained for it.
+        host.fleet = crate::fleet::Fleet::join(&host.target).await;
         for (name, queue) in &config.queues {
             if let Err(e) = host.start_queue(name, queue).await {
                 host.shutdown().await;
                 return Err(e.into());
             }
         }
-        host.relay = crate::cancel::listen(&host.target, host.cancellers.clone()).await;
         Ok(host)
     }
 
@@ -367,11 +367,15 @@ impl Host {
             .as_ref()
             .map(|metrics| metrics.queue(name, queue.concurrency));
         let lane = self.sandbox.lane(name, queue.cpu_weight);
-        let worker = QueueWorker::start(name, queue, serving, &self.target, lane, metrics).await?;
-        self.cancellers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_owned(), worker.canceller());
+        let steering = match &self.fleet {
+            Some(fleet) => fleet.steering(name).await,
+            None => Default::default(),
+        };
+        let worker =
+            QueueWorker::start(name, queue, serving, &self.target, lane, metrics, steering).await?;
+        if let Some(fleet) = &self.fleet {
+            fleet.serve(name, worker.control());
+        }
         self.workers.insert(name.to_owned(), worker);
         tracing::info!(queue = name, concurrency = queue.concurrency, "taking jobs");
         Ok(())
@@ -471,10 +475,9 @@ impl Host {
         for name in self.config.queues.keys() {
             match new.queues.get(name) {
                 None => {
-                    self.cancellers
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(name);
+                    if let Some(fleet) = &self.fleet {
+                        fleet.forget(name);
+                    }
                     let worker = self.workers.remove(name).expect("a worker per queue");
                     self.draining.push(tokio::spawn(worker.close(grace)));
                     changes.push(format!("{name} removed"));
@@ -532,10 +535,8 @@ impl Host {
     /// Stops taking jobs, lets the jobs in flight finish within the grace
     /// period, and stops the embedded Redis if there is one.
     pub async fn shutdown(self) {
-        if let Some(relay) = &self.relay
-            && let Err(e) = relay.stop().await
-        {
-            tracing::debug!("leaving the Relay: {e}");
+        if let Some(fleet) = &self.fleet {
+            fleet.leave().await;
         }
         let grace = self.config.host.shutdown_grace;
         futures::future::join_all(self.workers.into_values().map(|w| w.close(grace))).await;

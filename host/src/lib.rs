@@ -7,10 +7,10 @@
 #![warn(missing_docs)]
 
 pub mod authoring;
-pub mod cancel;
 pub mod cli;
 pub mod config;
 pub mod embedded_redis;
+pub mod fleet;
 pub mod host;
 pub mod json;
 pub mod observe;

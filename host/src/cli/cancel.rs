@@ -2,7 +2,7 @@
 //! Relay, as any BullMQ process can (`jobs.<queue>.cancel`).
 
 use super::connect::{ConfigArg, Connected};
-use crate::cancel::{CancelMessage, topic};
+use crate::fleet::{CancelMessage, cancel_topic as topic};
 use crate::queue::state_name;
 use crate::relay::{Relay, RelayOptions};
 use anyhow::{Context, bail};

@@ -13,6 +13,7 @@ mod new;
 mod retry;
 mod run;
 mod status;
+mod steer;
 
 use crate::config::LogFormat;
 use clap::{Parser, Subcommand};
@@ -61,6 +62,15 @@ pub enum Command {
     /// Stop a running job wherever it runs (BullMQ's Relay).
     #[command(after_help = cancel::AFTER_HELP)]
     Cancel(cancel::CancelArgs),
+    /// Make every host stop fetching a queue's jobs (BullMQ's Relay).
+    #[command(after_help = steer::AFTER_HELP)]
+    Pause(steer::QueueArgs),
+    /// Make every host fetch a paused queue's jobs again.
+    #[command(after_help = steer::AFTER_HELP)]
+    Resume(steer::QueueArgs),
+    /// Set a queue's concurrency on every host.
+    #[command(after_help = steer::AFTER_HELP)]
+    Concurrency(steer::ConcurrencyArgs),
     /// Show each queue's job counts, workers and module.
     #[command(after_help = status::AFTER_HELP)]
     Status(status::StatusArgs),
@@ -118,6 +128,9 @@ pub fn main_with(on_idle: fn()) -> ExitCode {
             Command::Jobs(args) => jobs::run(args).await,
             Command::Retry(args) => retry::run(args).await,
             Command::Cancel(args) => cancel::run(args).await,
+            Command::Pause(args) => steer::pause(args).await,
+            Command::Resume(args) => steer::resume(args).await,
+            Command::Concurrency(args) => steer::concurrency(args).await,
             Command::Status(args) => status::run(args).await,
             Command::Deploy(args) => deploy::deploy(args).await,
             Command::Rollback(args) => deploy::rollback(args).await,

@@ -40,17 +40,36 @@ pub struct QueueWorker {
     depth: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Stops a queue's runs on this host: a cancel (`bullpen cancel`, the
-/// Relay's `jobs.<queue>.cancel`).
-#[derive(Clone)]
-pub struct Canceller(Arc<Attempts>);
+/// What the fleet's settings say of a queue (`workers.<queue>.settings` on
+/// BullMQ's Relay, as BullMQ's "controlling workers" example publishes
+/// them). The queue's `concurrency` in the config is the ceiling: the
+/// instance pool and the connections were sized for it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Steering {
+    /// The queue's concurrency, if the fleet sets one: at least its
+    /// `workers` (one job each), at most its configured concurrency.
+    pub concurrency: Option<u32>,
+    /// Whether the queue's workers stop fetching (jobs in flight finish).
+    pub paused: bool,
+}
 
-impl Canceller {
+/// What the fleet can do to a queue on this host: stop a run of one of its
+/// jobs (a cancel), steer its workers (settings).
+#[derive(Clone)]
+pub struct QueueControl(Arc<Attempts>);
+
+impl QueueControl {
     /// Stops this host's run of job `id` at once, if one runs here: the job
     /// fails for good with `cancelled: <reason>`, or, with `retry`, fails
     /// and is retried as any failure is. Whether a run was stopped.
     pub fn cancel(&self, id: &str, reason: &str, retry: bool) -> bool {
         self.0.cancel(id, reason.to_owned(), retry)
+    }
+
+    /// Applies `steering` to the queue's workers now, and to those a new
+    /// module version brings later.
+    pub fn steer(&self, steering: Steering) {
+        self.0.crew.steer(steering);
     }
 }
 
@@ -62,20 +81,36 @@ struct Crew {
     events: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     retiring: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     limiter: Limiter,
+    /// The queue's configured concurrency: the ceiling of any steering.
+    configured: u32,
+    steering: std::sync::Mutex<Steering>,
 }
 
 impl Crew {
-    fn new(limiter: Limiter) -> Self {
+    fn new(limiter: Limiter, configured: u32, steering: Steering) -> Self {
         Crew {
             workers: Default::default(),
             events: Default::default(),
             retiring: Default::default(),
             limiter,
+            configured,
+            steering: std::sync::Mutex::new(steering),
         }
     }
 
     fn workers(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Worker>>> {
         self.workers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn steering(&self) -> Steering {
+        *self.steering.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The concurrency the workers share now.
+    fn concurrency(&self) -> u32 {
+        self.steering()
+            .concurrency
+            .map_or(self.configured, |c| c.clamp(1, self.configured))
     }
 
     /// A rate limit is in force: the first time, the workers without a
@@ -86,6 +121,34 @@ impl Crew {
         if self.limiter.engage() {
             for worker in self.workers().iter() {
                 worker.pause();
+            }
+        }
+    }
+
+    /// Applies `steering` to the workers fetching now.
+    fn steer(&self, steering: Steering) {
+        *self.steering.lock().unwrap_or_else(|e| e.into_inner()) = steering;
+        let workers = self.workers();
+        self.shape(&workers);
+        tracing::info!(
+            concurrency = self.concurrency(),
+            paused = steering.paused,
+            "the fleet's settings apply"
+        );
+    }
+
+    /// Gives `workers` their share of the concurrency, and pauses or
+    /// resumes them as the steering says.
+    fn shape(&self, workers: &[Arc<Worker>]) {
+        let steering = self.steering();
+        let mut share = shares(self.concurrency(), workers.len() as u32);
+        for worker in workers {
+            // Fewer jobs than workers: one each.
+            worker.set_concurrency(share.next().unwrap_or(1));
+            if steering.paused {
+                worker.pause();
+            } else if !self.limiter.engaged() {
+                worker.resume();
             }
         }
     }
@@ -166,13 +229,18 @@ impl QueueWorker {
         target: &RedisTarget,
         lane: Arc<Lane>,
         metrics: Option<QueueMetrics>,
+        steering: Steering,
     ) -> Result<Self, WorkerError> {
         let error = |reason: String| WorkerError {
             queue: name.to_owned(),
             reason,
         };
         let queue = target.queue(name).await.map_err(|e| error(e.to_string()))?;
-        let crew = Arc::new(Crew::new(Limiter::new(configured_limiter(config))));
+        let crew = Arc::new(Crew::new(
+            Limiter::new(configured_limiter(config)),
+            config.concurrency,
+            steering,
+        ));
         if let Some(metrics) = &metrics {
             serving.observe(metrics);
         }
@@ -238,14 +306,21 @@ impl QueueWorker {
                     (crew.clone(), attempts.clone(), processor.clone());
                 async move {
                     let mut hired = Vec::new();
-                    for share in shares(config.concurrency, config.workers) {
+                    for share in shares(crew.concurrency(), config.workers) {
                         let mut options = worker_options(&config, &target);
                         options.concurrency = share;
                         options.limiter = crew.limiter.options();
                         options.name = Some(worker_name.clone());
+                        // Paused before it runs, when the fleet says so: a
+                        // running worker may fetch before a pause is seen.
+                        options.autorun = false;
                         let worker = Worker::with_options(&name, processor.clone(), options)
                             .await
                             .map_err(|e| e.to_string())?;
+                        if crew.steering().paused {
+                            worker.pause();
+                        }
+                        worker.run().await.map_err(|e| e.to_string())?;
                         let worker = Arc::new(worker);
                         crew.events
                             .lock()
@@ -349,9 +424,9 @@ impl QueueWorker {
         &self.name
     }
 
-    /// What stops this queue's runs on a cancel.
-    pub fn canceller(&self) -> Canceller {
-        Canceller(self.attempts.clone())
+    /// What the fleet can do to this queue here.
+    pub fn control(&self) -> QueueControl {
+        QueueControl(self.attempts.clone())
     }
 
     /// Stops taking jobs and waits up to `grace` for the jobs in flight. A job

@@ -7,7 +7,9 @@
 //     subscribes, then sets the Redis key <ready key> (for the test to
 //     publish), and prints the first <count> messages it hears (within 20 s)
 //     as a JSON array of { topic, data, retained }.
-import { Relay } from 'bullmq';
+//   REDIS_URL=... node relay.mjs queue-pause|queue-resume <queue>
+//     BullMQ's global Queue.pause() / resume() (not the Relay's); prints {}.
+import { Queue, Relay } from 'bullmq';
 import IORedis from 'ioredis';
 
 const [mode, ...args] = process.argv.slice(2);
@@ -35,6 +37,11 @@ if (mode === 'publish') {
   });
   await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 20_000))]);
   console.log(JSON.stringify(heard));
+} else if (mode === 'queue-pause' || mode === 'queue-resume') {
+  const queue = new Queue(args[0], { connection });
+  await (mode === 'queue-pause' ? queue.pause() : queue.resume());
+  await queue.close();
+  console.log('{}');
 } else {
   console.error(`unknown mode ${mode}`);
   process.exitCode = 2;
