@@ -410,3 +410,65 @@ async fn the_fleets_settings_pause_and_steer_running_and_later_hosts() {
     let (state, _) = finished(&work, &held, Duration::from_secs(10)).await;
     assert_eq!(state, "completed");
 }
+
+/// Two hosts share three queues: a Rust guest that spins, a JavaScript one
+/// asleep on a timer, a Python one computing forever. BullMQ's Relay in Node
+/// cancels one job of each, whichever host runs it: each fails with
+/// `cancelled: …`, and the job beside them runs on.
+#[tokio::test(flavor = "multi_thread")]
+async fn cancels_reach_rust_javascript_and_python_guests_on_either_host() {
+    let redis = RedisServer::start();
+    let sleep_js = bullpen_tests::script_guest("tests/fixtures/js/sleep.js");
+    let spin_py = bullpen_tests::script_guest("tests/fixtures/python/spin.py");
+    let config = "[queues.rust]\nmodule = \"misbehave.wasm\"\nconcurrency = 2\ntimeout = \"60s\"\n\n\
+                  [queues.js]\nmodule = \"sleep.wasm\"\ntimeout = \"60s\"\n\n\
+                  [queues.python]\nmodule = \"spin.wasm\"\ntimeout = \"60s\"\n";
+    let modules = [
+        ("sleep.wasm", sleep_js.as_path()),
+        ("spin.wasm", spin_py.as_path()),
+    ];
+    let hosts = [
+        RunningHost::start_with_modules(&redis, config, &modules),
+        RunningHost::start_with_modules(&redis, config, &modules),
+    ];
+    let log = || {
+        hosts
+            .iter()
+            .map(RunningHost::log)
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    };
+    let mut cancelled = Vec::new();
+    for name in ["rust", "js", "python"] {
+        let queue = queue(&redis, name).await;
+        let id = spinning(&queue, 1).await;
+        cancelled.push((queue, id));
+    }
+    let rust = queue(&redis, "rust").await;
+    let bystander = spinning(&rust, 1).await;
+    for (queue, id) in &cancelled {
+        wait_for_state(queue, id, &["active"], Duration::from_secs(60)).await;
+    }
+    wait_for_state(&rust, &bystander, &["active"], Duration::from_secs(60)).await;
+    for (queue, id) in &cancelled {
+        let cancel = json!({"jobId": id, "reason": format!("stop {}", queue.name())});
+        let topic = format!("jobs.{}.cancel", queue.name());
+        let published = node_publishes(&redis, &topic, cancel, 0).await;
+        // Both hosts listen; one runs the job.
+        assert_eq!(published["nodes"], 2, "{published}");
+        let (state, job) = finished(queue, id, Duration::from_secs(10)).await;
+        assert_eq!(
+            (state.as_str(), job.failed_reason()),
+            (
+                "failed",
+                format!("cancelled: stop {}", queue.name()).as_str()
+            ),
+            "{}",
+            log()
+        );
+    }
+    assert_eq!(
+        wait_for_state(&rust, &bystander, &["active"], Duration::from_secs(1)).await,
+        "active"
+    );
+}
