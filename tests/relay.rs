@@ -472,3 +472,64 @@ async fn cancels_reach_rust_javascript_and_python_guests_on_either_host() {
         "active"
     );
 }
+
+/// The same interop on a Redis Cluster of three masters, in a hash-tagged
+/// prefix: the namespace is one slot, the inbox's blocking read goes to the
+/// node that holds it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_relay_works_alike_on_a_redis_cluster() {
+    let cluster = bullpen_tests::RedisCluster::start();
+    let target = RedisTarget::cluster(cluster.urls(), "{bull}");
+    let relay = Relay::connect(&target, RelayOptions::default())
+        .await
+        .unwrap();
+    let addresses = cluster.addresses();
+    let node = |args: Vec<String>| {
+        let addresses = addresses.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            node_run(
+                "relay.mjs",
+                &args,
+                &[("CLUSTER_NODES", &addresses), ("PREFIX", "{bull}")],
+            )
+        })
+    };
+    let mut cancels = relay.subscribe("jobs.*.cancel").await.unwrap();
+    let published = node(vec![
+        "publish".into(),
+        "jobs.emails.cancel".into(),
+        json!({"jobId": "9"}).to_string(),
+        "0".into(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(published["endpoints"], 1, "{published}");
+    let heard = next(&mut cancels.messages).await;
+    assert_eq!(
+        (heard.topic.as_str(), heard.data),
+        ("jobs.emails.cancel", json!({"jobId": "9"}))
+    );
+
+    relay
+        .publish(
+            "workers.emails.settings",
+            &json!({"paused": true}),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let heard = node(vec![
+        "listen".into(),
+        "workers.emails.settings".into(),
+        "1".into(),
+        "{bull}relay-test:ready".into(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        heard,
+        json!([{"topic": "workers.emails.settings", "data": {"paused": true}, "retained": true}])
+    );
+    relay.stop().await.unwrap();
+}

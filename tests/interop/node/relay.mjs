@@ -9,13 +9,21 @@
 //     as a JSON array of { topic, data, retained }.
 //   REDIS_URL=... node relay.mjs queue-pause|queue-resume <queue>
 //     BullMQ's global Queue.pause() / resume() (not the Relay's); prints {}.
+//
+// With CLUSTER_NODES (host:port,...) and PREFIX instead of REDIS_URL, the
+// same on a Redis Cluster (ioredis `Cluster`).
 import { Queue, Relay } from 'bullmq';
-import IORedis from 'ioredis';
+import IORedis, { Cluster } from 'ioredis';
 
 const [mode, ...args] = process.argv.slice(2);
-const url = new URL(process.env.REDIS_URL);
-const connection = { host: url.hostname, port: Number(url.port) };
-const relay = new Relay({ connection, name: 'interop' });
+const clusterNodes = process.env.CLUSTER_NODES?.split(',').map((hostPort) => {
+  const [host, port] = hostPort.split(':');
+  return { host, port: Number(port) };
+});
+const url = clusterNodes ? undefined : new URL(process.env.REDIS_URL);
+const connection = clusterNodes ? new Cluster(clusterNodes) : { host: url.hostname, port: Number(url.port) };
+const prefix = process.env.PREFIX;
+const relay = new Relay({ connection, name: 'interop', ...(prefix ? { prefix } : {}) });
 await relay.waitUntilReady();
 
 if (mode === 'publish') {
@@ -30,7 +38,7 @@ if (mode === 'publish') {
       heard.push({ topic, data, retained });
       if (heard.length >= Number(count)) resolve();
     }).then(async () => {
-      const redis = new IORedis(connection);
+      const redis = clusterNodes ? new Cluster(clusterNodes) : new IORedis(connection);
       await redis.set(readyKey, '1');
       await redis.quit();
     });
@@ -38,7 +46,7 @@ if (mode === 'publish') {
   await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 20_000))]);
   console.log(JSON.stringify(heard));
 } else if (mode === 'queue-pause' || mode === 'queue-resume') {
-  const queue = new Queue(args[0], { connection });
+  const queue = new Queue(args[0], { connection, ...(prefix ? { prefix } : {}) });
   await (mode === 'queue-pause' ? queue.pause() : queue.resume());
   await queue.close();
   console.log('{}');
@@ -47,3 +55,4 @@ if (mode === 'publish') {
   process.exitCode = 2;
 }
 await relay.close();
+if (clusterNodes) await connection.quit();
