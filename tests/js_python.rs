@@ -12,7 +12,7 @@ use bullpen::queue::bullmq::{JobOptions, Queue};
 use bullpen_tests::hook_server::HookServer;
 use bullpen_tests::oracle::differences;
 use bullpen_tests::{
-    RedisServer, RunningHost, bullpen, field, finished, node_with, python_with, queue,
+    RedisServer, RunningHost, bullpen, exec_report, field, finished, node_with, python_with, queue,
     script_guest, shared_data_dir, workspace_root,
 };
 use serde_json::{Value, json};
@@ -277,7 +277,7 @@ fn python_sees_granted_environment_and_files_only() {
     let module = script_guest("tests/fixtures/python/grants_probe.py");
     let data = tempfile::tempdir().unwrap();
     std::fs::write(data.path().join("hello.txt"), "hi\n").unwrap();
-    let exec = |grants: &[String]| exec_report(&module, grants)["return_value"].clone();
+    let exec = |grants: &[String]| exec_module(&module, grants)["return_value"].clone();
     assert_eq!(
         exec(&[]),
         json!({"env": null, "file_error": "No such file or directory"})
@@ -294,7 +294,7 @@ fn python_sees_granted_environment_and_files_only() {
 #[test]
 fn python_out_of_memory_says_so() {
     let module = script_guest("tests/fixtures/python/allocate.py");
-    let report = exec_report(&module, &["--memory".into(), "64MiB".into()]);
+    let report = exec_module(&module, &["--memory".into(), "64MiB".into()]);
     assert_eq!(report["outcome"], "failed", "{report}");
     assert_eq!(
         report["error"],
@@ -305,17 +305,15 @@ fn python_out_of_memory_says_so() {
 
 /// Runs `bullpen exec` on `module` with `args` (grants, data) and returns
 /// its JSON report. The module is compiled already, in the shared cache.
-fn exec_report(module: &std::path::Path, args: &[String]) -> Value {
-    let output = bullpen()
-        .arg("exec")
-        .arg(module)
-        .arg("--data-dir")
-        .arg(shared_data_dir())
-        .args(args)
-        .output()
-        .unwrap();
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)))
+fn exec_module(module: &std::path::Path, args: &[String]) -> Value {
+    exec_report(
+        bullpen()
+            .arg("exec")
+            .arg(module)
+            .arg("--data-dir")
+            .arg(shared_data_dir())
+            .args(args),
+    )
 }
 
 /// A JavaScript processor reads its queue's environment through
@@ -331,7 +329,7 @@ fn javascript_sees_granted_environment_and_files_only() {
     std::fs::write(data.path().join("big.bin"), vec![7u8; 200_000]).unwrap();
     let out = tempfile::tempdir().unwrap();
 
-    let nothing = exec_report(&module, &[]);
+    let nothing = exec_module(&module, &[]);
     let seen = &nothing["return_value"];
     assert_eq!(seen["env"], Value::Null, "{nothing}");
     assert_eq!(seen["file"]["code"], "ENOENT", "{nothing}");
@@ -342,7 +340,7 @@ fn javascript_sees_granted_environment_and_files_only() {
     assert_eq!(seen["promised"], "ENOENT");
     assert_eq!(seen["write"]["code"], "ENOENT");
 
-    let granted = exec_report(
+    let granted = exec_module(
         &module,
         &[
             "--id".into(),
@@ -394,7 +392,7 @@ async fn python_fetches_granted_hosts_only() {
             if granted {
                 args.extend(["--allow-host".to_owned(), allow]);
             }
-            exec_report(&module, &args)
+            exec_module(&module, &args)
         })
     };
 
@@ -461,14 +459,14 @@ async fn python_fetches_granted_hosts_only() {
 #[test]
 fn failures_carry_the_languages_own_stack() {
     let js = script_guest("tests/fixtures/js/throws.js");
-    let report = exec_report(&js, &["--data".into(), r#"{"n":3}"#.into()]);
+    let report = exec_module(&js, &["--data".into(), r#"{"n":3}"#.into()]);
     assert_eq!(report["error"]["message"], "boom 3", "{report}");
     assert_eq!(
         report["error"]["stack"],
         "TypeError: boom 3\n    at inner (throws.js:5:9)\n    at process (throws.js:10:3)",
         "{report}"
     );
-    let report = exec_report(&js, &["--data".into(), r#"{"unrecoverable":true}"#.into()]);
+    let report = exec_module(&js, &["--data".into(), r#"{"unrecoverable":true}"#.into()]);
     assert_eq!(report["outcome"], "unrecoverable", "{report}");
     assert!(
         report["stack"]
@@ -479,7 +477,7 @@ fn failures_carry_the_languages_own_stack() {
     );
 
     let py = script_guest("tests/fixtures/python/throws.py");
-    let report = exec_report(&py, &["--data".into(), r#"{"n":3}"#.into()]);
+    let report = exec_module(&py, &["--data".into(), r#"{"n":3}"#.into()]);
     let stack = report["error"]["stack"].as_str().unwrap();
     assert!(
         stack.starts_with("Traceback (most recent call last):\n  File ")
@@ -517,7 +515,7 @@ fn both_languages_name_their_queue_with_the_configured_prefix() {
                 "-c".into(),
                 config.display().to_string(),
             ];
-            exec_report(&module, &args)
+            exec_module(&module, &args)
         };
         let report = run("shop:orders", &prefixed);
         assert_eq!(report["outcome"], "completed", "{source}: {report}");
@@ -550,7 +548,7 @@ fn node_builtins_answer_as_in_node_or_are_refused_at_build() {
     let source = "tests/fixtures/js/node_builtins.js";
     let data = json!({"text": "héllo, bullpen", "key": "the-secret"});
     let module = script_guest(source);
-    let report = exec_report(&module, &["--data".into(), data.to_string()]);
+    let report = exec_module(&module, &["--data".into(), data.to_string()]);
     assert_eq!(report["outcome"], "completed", "{report}");
     let output = std::process::Command::new("node")
         .arg("--input-type=module")

@@ -411,6 +411,31 @@ async fn the_fleets_settings_pause_and_steer_running_and_later_hosts() {
     assert_eq!(state, "completed");
 }
 
+/// A queue whose workers carry a rate limiter (configured, here) is paused
+/// and resumed by the fleet's settings like any other: the limiter holds
+/// back only the workers it replaces.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limited_queue_pauses_and_resumes_too() {
+    let redis = RedisServer::start();
+    let config = "[queues.work]\nmodule = \"misbehave.wasm\"\nconcurrency = 2\n\
+                  limiter = { max = 100, duration = \"1s\" }\n";
+    let host = RunningHost::start(&redis, config);
+    let work = queue(&redis, "work").await;
+    let (code, said, errors) = host.cli(&["pause", "work"]);
+    assert_eq!(code, 0, "{errors}");
+    assert!(said.contains("work: paused"), "{said}");
+    wait_for_line(&host, "paused=true");
+    let job = work
+        .add("work", json!({"mode": "work", "ms": 1}))
+        .await
+        .unwrap();
+    stays_waiting(&work, job.id(), &host).await;
+    let (code, _, errors) = host.cli(&["resume", "work"]);
+    assert_eq!(code, 0, "{errors}");
+    let (state, _) = finished(&work, job.id(), Duration::from_secs(10)).await;
+    assert_eq!(state, "completed", "{}", host.log());
+}
+
 /// Two hosts share three queues: a Rust guest that spins, a JavaScript one
 /// asleep on a timer, a Python one computing forever. BullMQ's Relay in Node
 /// cancels one job of each, whichever host runs it: each fails with

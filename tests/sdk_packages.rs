@@ -3,11 +3,15 @@
 
 use bullpen_tests::hook_server::HookServer;
 use bullpen_tests::{
-    RedisServer, RunningHost, bullpen, cargo_command, node_with, without_cargo_env, workspace_root,
+    RedisServer, RunningHost, bullpen, cargo_command, exec_report, node_with, without_cargo_env,
+    workspace_root,
 };
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// The order every scaffold's example processor totals to 500 cents.
+const ORDER: &str = r#"{"items": [{"price_cents": 250, "quantity": 2}]}"#;
 
 /// Runs `command`, panicking with its output unless it succeeds.
 fn run(command: &mut Command) -> String {
@@ -162,16 +166,13 @@ fn bullpen_new_rust_makes_a_project_that_tests_builds_and_runs_outside_the_repos
         built.contains("order_totals.wasm: ok: a bullpen:processor@0.2.2 processor"),
         "{built}"
     );
-    let report: Value = serde_json::from_str(&run(bullpen()
-        .arg("exec")
-        .arg(&module)
-        .args([
-            "--data",
-            r#"{"items": [{"price_cents": 250, "quantity": 2}]}"#,
-            "--data-dir",
-        ])
-        .arg(outside.path().join("data"))))
-    .unwrap();
+    let report = exec_report(
+        bullpen()
+            .arg("exec")
+            .arg(&module)
+            .args(["--data", ORDER, "--data-dir"])
+            .arg(outside.path().join("data")),
+    );
     assert_eq!(report["outcome"], "completed", "{report}");
     assert_eq!(report["return_value"], json!({"total_cents": 500}));
     // Under `bullpen run`, a job from BullMQ's Node client.
@@ -260,15 +261,14 @@ export async function process(job: { data: Order }): Promise<{ total_cents: numb
         built.contains("totals.wasm: ok: a bullpen:processor@0.2.2 processor"),
         "{built}"
     );
-    let report: Value = serde_json::from_str(&run(bullpen().current_dir(outside.path()).args([
+    let report = exec_report(bullpen().current_dir(outside.path()).args([
         "exec",
         "totals.wasm",
         "--data",
-        r#"{"items": [{"price_cents": 250, "quantity": 2}]}"#,
+        ORDER,
         "--data-dir",
         "data",
-    ])))
-    .unwrap();
+    ]));
     assert_eq!(
         report["return_value"],
         json!({"total_cents": 500}),
@@ -350,13 +350,12 @@ fn bullpen_new_ts_makes_a_package_that_type_checks_tests_builds_and_runs() {
         "{built}"
     );
     let module = project.join("order-totals.wasm");
-    let report: Value = serde_json::from_str(&run(bullpen().current_dir(&project).args([
+    let report = exec_report(bullpen().current_dir(&project).args([
         "exec",
         "order-totals.wasm",
         "--data",
-        r#"{"items": [{"price_cents": 250, "quantity": 2}]}"#,
-    ])))
-    .unwrap();
+        ORDER,
+    ]));
     assert_eq!(
         report["return_value"],
         json!({"total_cents": 500}),
@@ -400,13 +399,12 @@ fn bullpen_new_js_without_sdk_installs_the_package_bullpen_ships() {
     );
     // Without -o, the project's name beside its package.json.
     let module = project.join("plain.wasm");
-    let report: Value = serde_json::from_str(&run(bullpen().current_dir(&project).args([
-        "exec",
-        "plain.wasm",
-        "--data",
-        r#"{"items": [{"price_cents": 250, "quantity": 2}]}"#,
-    ])))
-    .unwrap();
+    let report =
+        exec_report(
+            bullpen()
+                .current_dir(&project)
+                .args(["exec", "plain.wasm", "--data", ORDER]),
+        );
     assert_eq!(
         report["return_value"],
         json!({"total_cents": 500}),
@@ -588,13 +586,12 @@ def test_a_parent_waits_then_reads_its_children():
         size < 60 << 20,
         "the component is {size} bytes: the venv went in"
     );
-    let report: Value = serde_json::from_str(&run(bullpen().current_dir(&project).args([
+    let report = exec_report(bullpen().current_dir(&project).args([
         "exec",
         "order_totals.wasm",
         "--data",
         r#"{"items": [{"price_cents": 250, "quantity": 2}], "due": "2026-12-05"}"#,
-    ])))
-    .unwrap();
+    ]));
     assert_eq!(
         report["return_value"],
         json!({"total_cents": 500, "due": "Saturday"}),
@@ -739,18 +736,16 @@ async fn the_typescript_webhook_example_signs_with_its_granted_secret_through_np
             ),
         )
         .unwrap();
-        let output = bullpen()
-            .arg("exec")
-            .arg(&module)
-            .arg("-c")
-            .arg(&config)
-            .args(["--queue", "hooks", "--data", data, "--data-dir"])
-            .arg(outside.path().join("data"))
-            .env("TEST_WEBHOOK_SECRET", "the-granted-secret")
-            .output()
-            .unwrap();
-        serde_json::from_slice(&output.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)))
+        exec_report(
+            bullpen()
+                .arg("exec")
+                .arg(&module)
+                .arg("-c")
+                .arg(&config)
+                .args(["--queue", "hooks", "--data", data, "--data-dir"])
+                .arg(outside.path().join("data"))
+                .env("TEST_WEBHOOK_SECRET", "the-granted-secret"),
+        )
     };
     let event = json!({"type": "order.paid", "orderId": "A-1", "totalCents": 599});
     let report = exec("/ok", &event.to_string());

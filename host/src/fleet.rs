@@ -195,12 +195,25 @@ impl Fleet {
         steering
     }
 
-    /// `queue` runs here through `control`.
-    pub fn serve(&self, queue: &str, control: QueueControl) {
+    /// `queue` runs here through `control`, started with `started_with`
+    /// (what [`steering`](Self::steering) gave): settings heard since then
+    /// apply now.
+    pub fn serve(&self, queue: &str, control: QueueControl, started_with: Steering) {
         self.controls
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(queue.to_owned(), control);
+            .insert(queue.to_owned(), control.clone());
+        // Registered first: a message heard from now on finds `control`, and
+        // one heard before is in `steering`.
+        let latest = self
+            .steering
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(queue)
+            .copied();
+        if let Some(latest) = latest.filter(|latest| *latest != started_with) {
+            control.steer(latest);
+        }
     }
 
     /// `queue` no longer runs here.

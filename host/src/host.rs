@@ -374,7 +374,7 @@ impl Host {
         let worker =
             QueueWorker::start(name, queue, serving, &self.target, lane, metrics, steering).await?;
         if let Some(fleet) = &self.fleet {
-            fleet.serve(name, worker.control());
+            fleet.serve(name, worker.control(), steering);
         }
         self.workers.insert(name.to_owned(), worker);
         tracing::info!(queue = name, concurrency = queue.concurrency, "taking jobs");

@@ -138,6 +138,14 @@ pub fn bullpen() -> Command {
     command
 }
 
+/// Runs a `bullpen exec …` `command` and reads the report it prints,
+/// panicking with what it said on stderr if there is none.
+pub fn exec_report(command: &mut Command) -> serde_json::Value {
+    let output = command.output().expect("starting bullpen exec");
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)))
+}
+
 /// `cargo` run from `dir`, without what cargo set for this test process
 /// (CARGO_MANIFEST_DIR=tests/, CARGO_PKG_NAME=bullpen-tests, ...), which
 /// is not what the outer `cargo test` had: build scripts that watch those

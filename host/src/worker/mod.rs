@@ -81,6 +81,9 @@ struct Crew {
     events: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     retiring: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     limiter: Limiter,
+    /// Workers without a limiter, paused at the first rate limit until
+    /// workers with one replace them: steering must not resume them.
+    held_by_limiter: std::sync::Mutex<Vec<Arc<Worker>>>,
     /// The queue's configured concurrency: the ceiling of any steering.
     configured: u32,
     steering: std::sync::Mutex<Steering>,
@@ -93,6 +96,7 @@ impl Crew {
             events: Default::default(),
             retiring: Default::default(),
             limiter,
+            held_by_limiter: Default::default(),
             configured,
             steering: std::sync::Mutex::new(steering),
         }
@@ -119,10 +123,33 @@ impl Crew {
     /// them.
     fn rate_limited(&self) {
         if self.limiter.engage() {
-            for worker in self.workers().iter() {
+            let workers = self.workers();
+            for worker in workers.iter() {
                 worker.pause();
             }
+            self.held().extend(workers.iter().cloned());
         }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Worker>>> {
+        self.held_by_limiter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The workers with a limiter could not be started: the ones without
+    /// fetch again, as the steering says.
+    fn limiter_refused(&self) {
+        self.limiter.disengage();
+        self.held().clear();
+        let workers = self.workers();
+        self.shape(&workers);
+    }
+
+    /// `old` workers were replaced and retire.
+    fn replaced(&self, old: &[Arc<Worker>]) {
+        self.held()
+            .retain(|held| !old.iter().any(|worker| Arc::ptr_eq(held, worker)));
     }
 
     /// Applies `steering` to the workers fetching now.
@@ -141,13 +168,14 @@ impl Crew {
     /// resumes them as the steering says.
     fn shape(&self, workers: &[Arc<Worker>]) {
         let steering = self.steering();
+        let held = self.held();
         let mut share = shares(self.concurrency(), workers.len() as u32);
         for worker in workers {
             // Fewer jobs than workers: one each.
             worker.set_concurrency(share.next().unwrap_or(1));
             if steering.paused {
                 worker.pause();
-            } else if !self.limiter.engaged() {
+            } else if !held.iter().any(|h| Arc::ptr_eq(h, worker)) {
                 worker.resume();
             }
         }
@@ -373,6 +401,7 @@ impl QueueWorker {
                             for worker in &old {
                                 worker.pause();
                             }
+                            crew.replaced(&old);
                             serving.fetching_for(&version);
                             tracing::debug!(
                                 queue = queue_name,
@@ -394,10 +423,7 @@ impl QueueWorker {
                                 "cannot start workers for {why}; the old ones keep fetching: {e}"
                             );
                             if for_limiter {
-                                crew.limiter.disengage();
-                                for worker in crew.workers().iter() {
-                                    worker.resume();
-                                }
+                                crew.limiter_refused();
                             }
                         }
                     }
