@@ -12,6 +12,7 @@
 //! target/release/harness --sections deploy          # a module deployed while jobs flow
 //! target/release/harness --sections many-queues     # 100 idle queues; jobs on 1 queue vs spread over 100
 //! target/release/harness --sections noisy-neighbour  # queue b alone and beside 16 spinning guests
+//! target/release/harness --sections cancel           # Relay cancels: publish → attempt ended; an idle node's cost
 //! target/release/harness --pin ...                   # Redis on core 0, the contender on the rest
 //! ```
 //!
@@ -30,6 +31,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod cancel;
 mod contender;
 mod deploy;
 mod events;
@@ -58,7 +60,8 @@ use std::path::PathBuf;
       harness --only 'bullpen|bullmq-official' --at 8 --sections throughput\n  \
       harness --baseline old/bullpen --sections throughput\n  \
       harness --sections deploy,many-queues\n  \
-      harness --sections noisy-neighbour"
+      harness --sections noisy-neighbour\n  \
+      harness --sections cancel"
 )]
 struct Args {
     /// Jobs per throughput run [default: 20000, 300 with --quick].
@@ -88,7 +91,7 @@ struct Args {
     #[arg(long)]
     at: Option<usize>,
     /// The sections to run, comma-separated: throughput, latency, startup,
-    /// deploy, many-queues, noisy-neighbour
+    /// deploy, many-queues, noisy-neighbour, cancel
     #[arg(long, default_value = "throughput,latency,startup")]
     sections: String,
     /// Write the results into docs/BENCHMARKS.md.
@@ -341,6 +344,35 @@ async fn main() {
             );
         }
         println!();
+    }
+    if section("cancel") {
+        // Not part of the `--write` block: printed for docs/BENCHMARKS.md.
+        // 100, or fewer with --quick.
+        let cancels = options.latency_jobs.min(100);
+        println!(
+            "| {cancels} cancels of a spinning Rust guest, one host | publish → failed p50 | p99 | max | no-op jobs/s meanwhile |"
+        );
+        println!("|---|---|---|---|---|");
+        for c in cancel::measure(cancels, &url, &options.bullpen).await {
+            println!(
+                "| {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.0} |",
+                c.load,
+                c.latency.0.as_secs_f64() * 1e3,
+                c.latency.1.as_secs_f64() * 1e3,
+                c.max.as_secs_f64() * 1e3,
+                c.load_rate
+            );
+        }
+        let idle = cancel::idle_node(&url).await;
+        println!(
+            "\nAn idle Relay node (subscribed to `jobs.*.cancel` and one queue's settings): \
+             its CPU {:.3}% of a core; Redis CPU {:.3}% (with no client at all: {:.3}%); \
+             {:.2} Redis commands/s, those inside its scripts counted\n",
+            idle.node_cpu * 100.0,
+            idle.redis_cpu.0 * 100.0,
+            idle.redis_cpu.1 * 100.0,
+            idle.commands_per_second
+        );
     }
     if section("noisy-neighbour") {
         // Not part of the `--write` block: printed for docs/BENCHMARKS.md.

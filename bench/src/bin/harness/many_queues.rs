@@ -40,7 +40,8 @@ async fn host(
     crate::contender::bullpen_host(redis_url, &config, &["echo"], bullpen).await
 }
 
-async fn info_number(
+/// A number `INFO <section>` gives as `field:<number>`.
+pub async fn info_number(
     connection: &mut redis::aio::MultiplexedConnection,
     section: &str,
     field: &str,
