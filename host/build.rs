@@ -4,7 +4,8 @@
 //! processor's build can never target another WASI than the one it runs on.
 //! And the Lua scripts of BullMQ's Relay that the `bullmq-official` crate
 //! ships but does not load (`src/relay`): the crate's own files, as cargo
-//! resolved it.
+//! resolved it. And what `bullpen --version` names: the commit built and
+//! the versions of the runtime and the protocol crate.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let metadata = cargo_metadata(&manifest_dir);
     write_relay_scripts(&metadata);
+    version_env(&metadata, &manifest_dir);
     let sdk_root = manifest_dir.join("../guest-sdk");
     println!("cargo:rerun-if-changed={}", sdk_root.display());
     let mut sdk = Vec::new();
@@ -76,15 +78,58 @@ fn cargo_metadata(manifest_dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
-/// The directory of the package `name` that bullpen depends on, at the
-/// version its Cargo.toml pins.
-fn dependency_dir(metadata: &serde_json::Value, name: &str) -> PathBuf {
+/// Sets `BULLPEN_COMMIT` (the commit built: `BULLPEN_COMMIT` from the
+/// environment, for a build outside a git checkout, else git's), and the
+/// pinned versions of wasmtime and bullmq-official, for `--version`.
+fn version_env(metadata: &serde_json::Value, manifest_dir: &Path) {
+    println!("cargo:rerun-if-env-changed=BULLPEN_COMMIT");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(manifest_dir)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let commit = match std::env::var("BULLPEN_COMMIT") {
+        Ok(commit) if !commit.is_empty() => commit,
+        _ => match git(&["rev-parse", "--short=12", "HEAD"]) {
+            Some(commit) => {
+                // A new commit, or another branch checked out, builds again.
+                if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+                    let dir = Path::new(&dir);
+                    println!("cargo:rerun-if-changed={}", dir.join("HEAD").display());
+                    println!(
+                        "cargo:rerun-if-changed={}",
+                        dir.join("packed-refs").display()
+                    );
+                    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+                        println!("cargo:rerun-if-changed={}", dir.join(branch).display());
+                    }
+                }
+                commit
+            }
+            None => "unknown".into(),
+        },
+    };
+    println!("cargo:rustc-env=BULLPEN_COMMIT={commit}");
+    for (name, var) in [
+        ("wasmtime", "BULLPEN_WASMTIME_VERSION"),
+        ("bullmq-official", "BULLPEN_BULLMQ_OFFICIAL_VERSION"),
+    ] {
+        println!("cargo:rustc-env={var}={}", pinned_version(metadata, name));
+    }
+}
+
+/// The version of `name` that bullpen's Cargo.toml pins (`=x.y.z`).
+fn pinned_version(metadata: &serde_json::Value, name: &str) -> String {
     let packages = metadata["packages"].as_array().unwrap();
     let host = packages
         .iter()
         .find(|p| p["name"] == "bullpen")
         .expect("cargo metadata lists the bullpen package");
-    let version = host["dependencies"]
+    host["dependencies"]
         .as_array()
         .unwrap()
         .iter()
@@ -93,7 +138,14 @@ fn dependency_dir(metadata: &serde_json::Value, name: &str) -> PathBuf {
         .as_str()
         .unwrap()
         .trim_start_matches('=')
-        .to_owned();
+        .to_owned()
+}
+
+/// The directory of the package `name` that bullpen depends on, at the
+/// version its Cargo.toml pins.
+fn dependency_dir(metadata: &serde_json::Value, name: &str) -> PathBuf {
+    let packages = metadata["packages"].as_array().unwrap();
+    let version = pinned_version(metadata, name);
     let package = packages
         .iter()
         .find(|p| p["name"] == name && p["version"] == version.as_str())

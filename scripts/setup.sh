@@ -93,3 +93,41 @@ ensure_promtool() {
     fi
     export BULLPEN_PROMTOOL
 }
+
+# Adds what a fully static build needs: Rust's x86_64-unknown-linux-musl
+# target and musl's C compiler wrapper (bullpen's allocator and ring are C),
+# from Debian's musl-tools when this shell may install packages.
+ensure_musl() {
+    if [ ! -d "$(rustc --print target-libdir --target x86_64-unknown-linux-musl 2>/dev/null)" ]; then
+        command -v rustup >/dev/null 2>&1 ||
+            die "the x86_64-unknown-linux-musl Rust target is missing and rustup is not available to add it"
+        echo "installing the x86_64-unknown-linux-musl target (rustup target add x86_64-unknown-linux-musl)" >&2
+        rustup target add x86_64-unknown-linux-musl >&2 || die "rustup could not add x86_64-unknown-linux-musl"
+    fi
+    if ! command -v musl-gcc >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            echo "installing musl-tools (apt-get install musl-tools)" >&2
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq musl-tools >&2 ||
+                die "apt-get install musl-tools failed"
+        else
+            die "musl-gcc is not installed: a static build compiles C with it (Debian: apt-get install musl-tools)"
+        fi
+    fi
+}
+
+# Finds buildah (builds the OCI image) and podman (runs it in the image's
+# test), installing Debian's packages when this shell may.
+ensure_containers() {
+    local missing=()
+    for tool in buildah podman; do
+        command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+    done
+    [ ${#missing[@]} = 0 ] && return
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing ${missing[*]} (apt-get install ${missing[*]})" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2 ||
+            die "apt-get install ${missing[*]} failed"
+    else
+        die "${missing[*]} not installed: the image is built with buildah and tested with podman (Debian: apt-get install buildah podman)"
+    fi
+}

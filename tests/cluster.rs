@@ -3,8 +3,9 @@
 //! holding the queues' slot restarted while jobs flow.
 
 use bullpen::queue::RedisTarget;
-use bullpen_tests::{RedisCluster, RunningHost, node_run};
-use serde_json::{Value, json};
+use bullpen_tests::{
+    EVERY_OUTCOME_QUEUES, RedisCluster, RunningHost, assert_every_outcome, node_run,
+};
 use std::time::{Duration, Instant};
 
 const PREFIX: &str = "{bull}";
@@ -20,16 +21,7 @@ fn redis_table(cluster: &RedisCluster) -> String {
 #[test]
 fn node_producers_on_a_cluster_get_every_outcome() {
     let cluster = RedisCluster::start();
-    let host = RunningHost::start_with(
-        &redis_table(&cluster),
-        "[queues.echo]\nmodule = \"echo.wasm\"\n\n\
-         [queues.flaky]\nmodule = \"flaky.wasm\"\n\n\
-         [queues.signups]\nmodule = \"validate.wasm\"\n\n\
-         [queues.limited]\nmodule = \"rate-limited.wasm\"\n\n\
-         [queues.later]\nmodule = \"delayed.wasm\"\n\n\
-         [queues.custom]\nmodule = \"custom-backoff.wasm\"\n\n\
-         [queues.fan]\nmodule = \"fan-out.wasm\"\nadd_to_queues = [\"fan\"]\nconcurrency = 4\n",
-    );
+    let host = RunningHost::start_with(&redis_table(&cluster), EVERY_OUTCOME_QUEUES);
     let addresses = cluster.addresses();
     let jobs = node_run(
         "cluster.mjs",
@@ -40,38 +32,7 @@ fn node_producers_on_a_cluster_get_every_outcome() {
             ("MODE", "outcomes"),
         ],
     );
-    let job = |key: &str| -> &Value { &jobs[key] };
-    let state = |key: &str| job(key)["state"].as_str().unwrap_or("?").to_owned();
-    let log = host.log();
-    assert_eq!(state("completed"), "completed", "{jobs}\n{log}");
-    assert_eq!(job("completed")["returnvalue"], json!({"hello": "cluster"}));
-    assert_eq!(state("retried"), "completed", "{jobs}");
-    assert_eq!(job("retried")["attemptsMade"], 3);
-    assert_eq!(state("exhausted"), "failed", "{jobs}");
-    assert_eq!(job("exhausted")["attemptsMade"], 2);
-    assert_eq!(state("unrecoverable"), "failed", "{jobs}");
-    assert_eq!(job("unrecoverable")["attemptsMade"], 1);
-    assert!(
-        job("unrecoverable")["failedReason"]
-            .as_str()
-            .unwrap()
-            .starts_with("Invalid job data"),
-        "{jobs}"
-    );
-    // Given back on a rate limit, then delayed: no attempt counted for either.
-    for key in ["rate-limited", "delayed"] {
-        assert_eq!(state(key), "completed", "{key}: {jobs}");
-        assert_eq!(job(key)["attemptsMade"], 1, "{key}: {jobs}");
-        assert_eq!(job(key)["attemptsStarted"], 2, "{key}: {jobs}");
-    }
-    // The module's own backoff: linear after `Transient`, at once after
-    // `RetryNow`, then success on attempt 3.
-    assert_eq!(state("custom"), "completed", "{jobs}");
-    assert_eq!(job("custom")["returnvalue"], json!({"attempt": 3}));
-    // Children in the same slot as their parent (the prefix's hash tag),
-    // then the parent's second step.
-    assert_eq!(state("parent"), "completed", "{jobs}");
-    assert_eq!(job("parent")["returnvalue"]["sum"], 14, "{jobs}");
+    assert_every_outcome(&jobs, &host.log());
 }
 
 #[tokio::test(flavor = "multi_thread")]

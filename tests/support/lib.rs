@@ -940,3 +940,55 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A host's queues for `cluster.mjs`'s `MODE=outcomes`: one per outcome
+/// BullMQ defines, with the example processor that gives it.
+pub const EVERY_OUTCOME_QUEUES: &str = "[queues.echo]\nmodule = \"echo.wasm\"\n\n\
+     [queues.flaky]\nmodule = \"flaky.wasm\"\n\n\
+     [queues.signups]\nmodule = \"validate.wasm\"\n\n\
+     [queues.limited]\nmodule = \"rate-limited.wasm\"\n\n\
+     [queues.later]\nmodule = \"delayed.wasm\"\n\n\
+     [queues.custom]\nmodule = \"custom-backoff.wasm\"\n\n\
+     [queues.fan]\nmodule = \"fan-out.wasm\"\nadd_to_queues = [\"fan\"]\nconcurrency = 4\n";
+
+/// Checks the jobs `cluster.mjs`'s `MODE=outcomes` printed (the host's
+/// `log` in the message): each ended as BullMQ's semantics say.
+pub fn assert_every_outcome(jobs: &serde_json::Value, log: &str) {
+    let job = |key: &str| -> &serde_json::Value { &jobs[key] };
+    let state = |key: &str| job(key)["state"].as_str().unwrap_or("?").to_owned();
+    assert_eq!(state("completed"), "completed", "{jobs}\n{log}");
+    assert_eq!(
+        job("completed")["returnvalue"],
+        serde_json::json!({"hello": "cluster"})
+    );
+    assert_eq!(state("retried"), "completed", "{jobs}");
+    assert_eq!(job("retried")["attemptsMade"], 3);
+    assert_eq!(state("exhausted"), "failed", "{jobs}");
+    assert_eq!(job("exhausted")["attemptsMade"], 2);
+    assert_eq!(state("unrecoverable"), "failed", "{jobs}");
+    assert_eq!(job("unrecoverable")["attemptsMade"], 1);
+    assert!(
+        job("unrecoverable")["failedReason"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid job data"),
+        "{jobs}"
+    );
+    // Given back on a rate limit, then delayed: no attempt counted for either.
+    for key in ["rate-limited", "delayed"] {
+        assert_eq!(state(key), "completed", "{key}: {jobs}");
+        assert_eq!(job(key)["attemptsMade"], 1, "{key}: {jobs}");
+        assert_eq!(job(key)["attemptsStarted"], 2, "{key}: {jobs}");
+    }
+    // The module's own backoff: linear after `Transient`, at once after
+    // `RetryNow`, then success on attempt 3.
+    assert_eq!(state("custom"), "completed", "{jobs}");
+    assert_eq!(
+        job("custom")["returnvalue"],
+        serde_json::json!({"attempt": 3})
+    );
+    // Children in the same slot as their parent (the prefix's hash tag),
+    // then the parent's second step.
+    assert_eq!(state("parent"), "completed", "{jobs}");
+    assert_eq!(job("parent")["returnvalue"]["sum"], 14, "{jobs}");
+}

@@ -19,9 +19,31 @@ use crate::config::LogFormat;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// `bullpen -V`: the version and the commit built.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BULLPEN_COMMIT"),
+    ")"
+);
+
+/// `bullpen --version`: [`VERSION`], the processor contracts this binary
+/// runs, and what it is built on.
+static LONG_VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    use crate::sandbox::{CONTRACT_PACKAGE, CONTRACT_VERSION, CONTRACT_VERSIONS};
+    format!(
+        "{VERSION}\n\
+         contract: {CONTRACT_PACKAGE}@{CONTRACT_VERSION}; runs processors built for {}\n\
+         built on: wasmtime {}, bullmq-official {} (BullMQ's on-Redis format)",
+        CONTRACT_VERSIONS.join(", "),
+        env!("BULLPEN_WASMTIME_VERSION"),
+        env!("BULLPEN_BULLMQ_OFFICIAL_VERSION"),
+    )
+});
+
 /// Runs BullMQ jobs in isolated WebAssembly components.
 #[derive(Debug, Parser)]
-#[command(name = "bullpen", version, about, long_about = None)]
+#[command(name = "bullpen", version = VERSION, long_version = LONG_VERSION.as_str(), about, long_about = None)]
 pub struct Cli {
     /// Log more (repeat for more detail). BULLPEN_LOG=<filter> overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]

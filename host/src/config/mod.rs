@@ -410,7 +410,14 @@ impl Config {
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         let host = HostConfig {
             modules: resolve(raw.host.modules.unwrap_or_else(|| "modules".into())),
-            data_dir: resolve(raw.host.data_dir.unwrap_or_else(|| ".bullpen".into())),
+            // BULLPEN_DATA_DIR: a default set where the config is not
+            // writable (the OCI image's /var/lib/bullpen volume).
+            data_dir: resolve(
+                raw.host
+                    .data_dir
+                    .or_else(|| std::env::var_os("BULLPEN_DATA_DIR").map(PathBuf::from))
+                    .unwrap_or_else(|| ".bullpen".into()),
+            ),
             shutdown_grace: raw
                 .host
                 .shutdown_grace

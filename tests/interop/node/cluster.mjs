@@ -1,20 +1,25 @@
 // BullMQ's Node client as producer on a Redis Cluster (ioredis `Cluster`),
-// with the hash-tagged prefix a cluster needs.
+// with the hash-tagged prefix a cluster needs; or, with REDIS_URL instead of
+// CLUSTER_NODES, on one Redis.
 //
 //   CLUSTER_NODES=127.0.0.1:7000,127.0.0.1:7001 PREFIX='{bull}' MODE=outcomes node cluster.mjs
+//   REDIS_URL=redis://127.0.0.1:6390 PREFIX=bull MODE=outcomes node cluster.mjs
 //
 // MODE=outcomes: adds one job per outcome, waits until each is finished (or
 // waiting for its children), and prints per job its state and fields.
 // MODE=bulk: adds COUNT jobs to queue `echo` (ids bulk-0…), prints {added}.
 import { Queue } from 'bullmq';
-import { Cluster } from 'ioredis';
+import IORedis, { Cluster } from 'ioredis';
 
-const nodes = process.env.CLUSTER_NODES.split(',').map((hostPort) => {
-  const [host, port] = hostPort.split(':');
-  return { host, port: Number(port) };
-});
 const prefix = process.env.PREFIX;
-const connection = new Cluster(nodes);
+const connection = process.env.CLUSTER_NODES
+  ? new Cluster(
+      process.env.CLUSTER_NODES.split(',').map((hostPort) => {
+        const [host, port] = hostPort.split(':');
+        return { host, port: Number(port) };
+      }),
+    )
+  : new IORedis(process.env.REDIS_URL, { maxRetriesPerRequest: null });
 const queue = (name) => new Queue(name, { connection, prefix });
 
 if (process.env.MODE === 'bulk') {
