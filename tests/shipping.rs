@@ -1,7 +1,7 @@
 //! What bullpen ships: the binary (fully static, under 40 MB, naming its
 //! version, commit and contracts), and `cargo install` from a clone.
 
-use bullpen_tests::{cargo_command, guest, without_cargo_env, workspace_root};
+use bullpen_tests::{cargo_command, exec_report, guest, without_cargo_env, workspace_root};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -75,15 +75,13 @@ fn the_shipped_binary_is_static_small_and_runs_a_job() {
     check_version(&binary);
 
     let data = tempfile::tempdir().unwrap();
-    let output = Command::new(&binary)
-        .arg("exec")
-        .arg(guest("echo"))
-        .args(["--data", r#"{"hello": "static"}"#, "--data-dir"])
-        .arg(data.path())
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)));
+    let report = exec_report(
+        Command::new(&binary)
+            .arg("exec")
+            .arg(guest("echo"))
+            .args(["--data", r#"{"hello": "static"}"#, "--data-dir"])
+            .arg(data.path()),
+    );
     assert_eq!(report["outcome"], "completed", "{report}");
 }
 
