@@ -10,6 +10,23 @@ need() {
     command -v "$1" >/dev/null 2>&1 || die "$1 is not installed. $2"
 }
 
+# Installs Debian packages ($2...) when this shell may (root, apt-get),
+# refreshing the package lists once if the first try fails; otherwise dies
+# with $1 and the command to run.
+apt_install() {
+    local why=$1
+    shift
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        die "$why (Debian: apt-get install $*)"
+    fi
+    echo "installing $* (apt-get install $*)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2 && return
+    echo "apt-get install $* failed: refreshing the package lists (apt-get update) and trying again" >&2
+    apt-get update -qq >&2 &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2 ||
+        die "apt-get install $* failed"
+}
+
 ensure_rust() {
     need cargo "Install Rust stable: https://rustup.rs (then open a new shell)."
     need cc "bullpen's allocator (mimalloc) is C: install a C compiler (Debian: apt-get install build-essential)."
@@ -104,30 +121,17 @@ ensure_musl() {
         echo "installing the x86_64-unknown-linux-musl target (rustup target add x86_64-unknown-linux-musl)" >&2
         rustup target add x86_64-unknown-linux-musl >&2 || die "rustup could not add x86_64-unknown-linux-musl"
     fi
-    if ! command -v musl-gcc >/dev/null 2>&1; then
-        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-            echo "installing musl-tools (apt-get install musl-tools)" >&2
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq musl-tools >&2 ||
-                die "apt-get install musl-tools failed"
-        else
-            die "musl-gcc is not installed: a static build compiles C with it (Debian: apt-get install musl-tools)"
-        fi
-    fi
+    command -v musl-gcc >/dev/null 2>&1 ||
+        apt_install "musl-gcc is not installed: a static build compiles C with it" musl-tools
 }
 
-# Finds buildah (builds the OCI image) and podman (runs it in the image's
-# test), installing Debian's packages when this shell may.
+# Finds buildah (builds the OCI image), podman and runc (run it in the
+# image's test), installing Debian's packages when this shell may.
 ensure_containers() {
     local missing=()
-    for tool in buildah podman; do
+    for tool in buildah podman runc; do
         command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
     done
-    [ ${#missing[@]} = 0 ] && return
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "installing ${missing[*]} (apt-get install ${missing[*]})" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2 ||
-            die "apt-get install ${missing[*]} failed"
-    else
-        die "${missing[*]} not installed: the image is built with buildah and tested with podman (Debian: apt-get install buildah podman)"
-    fi
+    [ ${#missing[@]} = 0 ] ||
+        apt_install "${missing[*]} not installed: the image is built with buildah and tested with podman and runc" "${missing[@]}"
 }
