@@ -66,7 +66,7 @@ ensure_interop_peers() {
     # `npm install` with the lock file present installs the locked versions;
     # npm 11's `npm ci` rejects this lock over msgpackr-extract's optional
     # per-platform binaries, which `install` resolves from the same lock.
-    for dir in tests/interop/node bench/node; do
+    for dir in tests/interop/node bench/node tests/deploy; do
         (cd "$dir" && npm install --no-audit --no-fund --loglevel=error >&2) ||
             die "npm install in $dir failed"
     done

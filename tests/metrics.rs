@@ -4,7 +4,9 @@
 //! happened. Also JSON log lines, and the per-job cost `bullpen jobs` shows.
 
 use bullpen::queue::bullmq::{JobOptions, Queue};
-use bullpen_tests::{RedisServer, RunningHost, finished, free_port, queue as open, workspace_root};
+use bullpen_tests::{
+    RedisServer, RunningHost, finished, free_port, queue as open, wait_for_state, workspace_root,
+};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -366,6 +368,51 @@ async fn metrics_count_what_the_example_queues_did() {
         .map(|s| s.value)
         .sum();
     assert!(errors >= 1.0, "{text}");
+}
+
+/// A delayed job whose time has come while every worker is busy is still
+/// in BullMQ's `delayed` set: `bullpen_queue_jobs{state="delayed-due"}`
+/// counts it, so an autoscaler sees it waiting.
+#[tokio::test(flavor = "multi_thread")]
+async fn delayed_jobs_due_while_workers_are_busy_are_counted() {
+    let redis = RedisServer::start();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let host = RunningHost::start(
+        &redis,
+        &format!(
+            "metrics = \"{addr}\"\n\n\
+             [queues.misbehave]\nmodule = \"misbehave.wasm\"\ntimeout = \"20s\"\n"
+        ),
+    );
+    let queue = open(&redis, "misbehave").await;
+    add(&queue, "busy", json!({ "mode": "spin" }), 1).await;
+    wait_for_state(&queue, "busy", &["active"], Duration::from_secs(10)).await;
+    queue
+        .add("test", json!({ "mode": "nope" }))
+        .options(JobOptions {
+            delay: Some(100),
+            job_id: Some("due".into()),
+            ..JobOptions::default()
+        })
+        .await
+        .unwrap();
+    let due = |s: &[Sample]| {
+        value(
+            s,
+            "bullpen_queue_jobs",
+            &[("queue", "misbehave"), ("state", "delayed-due")],
+        )
+    };
+    let (text, _) = scrape_until(&addr, &host, Duration::from_secs(15), |s| {
+        due(s) == Some(1.0)
+    });
+    let state = queue.get_job_state("due").await.unwrap();
+    assert_eq!(bullpen::queue::state_name(&state), "delayed", "{text}");
+    // Once the slot is free the job runs, and nothing is due any more.
+    finished(&queue, "due", Duration::from_secs(30)).await;
+    scrape_until(&addr, &host, Duration::from_secs(10), |s| {
+        due(s) == Some(0.0)
+    });
 }
 
 /// Every metric docs/grafana/bullpen.json queries is one the host exports.
