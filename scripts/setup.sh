@@ -135,3 +135,19 @@ ensure_containers() {
     [ ${#missing[@]} = 0 ] ||
         apt_install "${missing[*]} not installed: the image is built with buildah and tested with podman and runc" "${missing[@]}"
 }
+
+# Finds what the registry tests push to and push with: Debian's
+# docker-registry (the CNCF Distribution registry) and the Bytecode
+# Alliance's `wkg` (built once from crates.io into ~/.cache/bullpen/wkg).
+ensure_oci_tools() {
+    command -v docker-registry >/dev/null 2>&1 ||
+        apt_install "docker-registry is not installed: the registry tests pull components from one" docker-registry
+    local root="${BULLPEN_CACHE:-$HOME/.cache/bullpen}/wkg"
+    BULLPEN_WKG="$root/bin/wkg"
+    if [ ! -x "$BULLPEN_WKG" ]; then
+        echo "installing wkg 0.16.1 into $root (cargo install wkg), once" >&2
+        cargo install --quiet --locked wkg@0.16.1 --root "$root" >&2 ||
+            die "cargo install wkg failed: the registry tests push components with it"
+    fi
+    export BULLPEN_WKG
+}

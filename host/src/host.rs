@@ -302,6 +302,7 @@ impl Host {
         let config = &config;
         crate::observe::log::mask_secrets(secrets_of(config));
         let sandbox = Arc::new(Sandbox::new(pool.clone())?);
+        crate::registry::oci::refresh(config).await?;
         let registry = Registry::load(config, &sandbox)?;
         for serving in registry.queues() {
             state::keep_version(&config.host.data_dir, &serving.current().module);
@@ -440,6 +441,12 @@ impl Host {
             ));
         }
 
+        // Tags resolved again; what they now name lands in the kept files,
+        // which the watcher swaps in for the queues already serving them.
+        let pulled = crate::registry::oci::refresh(&new)
+            .await
+            .map_err(|e| e.to_string())?;
+
         // Every module a new or rebound queue needs, loaded before anything
         // changes: one that does not load leaves everything as it is.
         let mut servings: BTreeMap<String, Arc<Serving>> = BTreeMap::new();
@@ -469,7 +476,7 @@ impl Host {
             servings.insert(name.clone(), serving);
         }
 
-        let mut changes = Vec::new();
+        let mut changes = pulled;
         let grace = self.config.host.shutdown_grace;
         let mut closing = Vec::new();
         for name in self.config.queues.keys() {

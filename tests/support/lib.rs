@@ -2,6 +2,7 @@
 //! `bullpen` binary, each built once per test run, found by asking cargo.
 
 pub mod hook_server;
+pub mod oci_registry;
 pub mod oracle;
 
 use std::path::{Path, PathBuf};

@@ -1,8 +1,10 @@
-//! `bullpen deploy` and `bullpen rollback`: put a module file in place for
-//! the running host and wait until it serves it (or says why not).
+//! `bullpen deploy` and `bullpen rollback`: put a module file (or one
+//! pulled from an OCI registry) in place for the running host and wait
+//! until it serves it (or says why not).
 
 use super::connect::ConfigArg;
 use crate::config::Config;
+use crate::registry::oci::{self, Origin};
 use crate::registry::state::{self, HostState};
 use crate::registry::watch::file_sha256;
 use crate::sandbox::{Sandbox, SandboxOptions};
@@ -16,11 +18,17 @@ pub(super) const DEPLOY_AFTER_HELP: &str = "\
 Examples:
   bullpen deploy target/wasm32-wasip2/release/mailer.wasm            # the queues bound to mailer.wasm
   bullpen deploy build/mailer-v2.wasm --queue emails -c /etc/bullpen.toml
+  bullpen deploy oci://registry.example.com/acme/mailer:2.1.0          # the queues bound to acme/mailer
 
 The file is checked first (a file that is not a processor this host can run is
 not copied), then copied into place atomically; the running host loads it off
 the job path and swaps it in: attempts that start afterwards run it, attempts
 already running finish on the old version.
+
+An oci:// reference is resolved, pulled by digest and checked against its
+digests first. A queue whose bullpen.toml names an oci:// module serves what
+is deployed until the next `bullpen reload` or restart, which pull the
+reference bullpen.toml names again: change it there to keep the new version.
 
 Exit code: 0 when the host serves the new version, 1 when it rejected it (the
 reason is printed), the file is unusable, or the host did not answer in --wait.";
@@ -35,8 +43,10 @@ the last few under <data_dir>/versions) and waits until it serves it.";
 /// Arguments of `bullpen deploy`.
 #[derive(Debug, clap::Args)]
 pub struct DeployArgs {
-    /// The new module file.
-    file: PathBuf,
+    /// The new module: a file, or a component in an OCI registry
+    /// (`oci://registry/repository:tag` or `@sha256:…`).
+    #[arg(value_name = "FILE|oci://REFERENCE")]
+    module: String,
     /// The queue to deploy it to (it replaces that queue's module file);
     /// default: every queue bound to a module of the same file name.
     #[arg(long)]
@@ -63,31 +73,13 @@ pub struct RollbackArgs {
 
 pub(super) async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config.config)?;
-    let target = match &args.queue {
-        Some(queue) => queue_file(&config, queue)?,
-        None => {
-            let name = args.file.file_name().context("the file has no name")?;
-            let mut bound: Vec<&Path> = config
-                .queues
-                .values()
-                .map(|q| q.module.as_path())
-                .filter(|m| m.file_name() == Some(name))
-                .collect();
-            bound.dedup();
-            match bound[..] {
-                [one] => one.to_owned(),
-                [] => bail!(
-                    "{}: no queue is bound to a module named {}; give the queue with --queue",
-                    config.path.display(),
-                    name.to_string_lossy()
-                ),
-                _ => bail!(
-                    "{}: queues are bound to several files named {}; give the queue with --queue",
-                    config.path.display(),
-                    name.to_string_lossy()
-                ),
-            }
-        }
+    let reference = oci::parse(&args.module)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let target = match (&args.queue, &reference) {
+        (Some(queue), _) => queue_file(&config, queue)?,
+        (None, Some(reference)) => bound_to_repository(&config, reference)?,
+        (None, None) => bound_to_file_name(&config, Path::new(&args.module))?,
     };
     // Checked (and compiled into the host's cache) before anything changes.
     let sandbox = Sandbox::new(SandboxOptions {
@@ -95,15 +87,103 @@ pub(super) async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
         cache_dir: Some(config.host.data_dir.join("cache")),
         ..SandboxOptions::default()
     })?;
-    let module = sandbox.load(&args.file)?;
-    put_in_place(&args.file, &target)?;
+    let (sha256, from) = match &reference {
+        None => {
+            let file = Path::new(&args.module);
+            let module = sandbox.load(file)?;
+            put_in_place(file, &target)?;
+            Origin::forget(&target);
+            (module.sha256().to_owned(), file.display().to_string())
+        }
+        Some(reference) => {
+            let artifact = oci::pull(reference).await?;
+            let staged = staging(&target)?;
+            std::fs::write(&staged, &artifact.bytes)
+                .with_context(|| format!("cannot write {}", staged.display()))?;
+            if let Err(e) = sandbox.load(&staged) {
+                let _ = std::fs::remove_file(&staged);
+                bail!("{}: {e}", artifact.origin.reference);
+            }
+            commit(&staged, &target)?;
+            artifact
+                .origin
+                .write(&target)
+                .with_context(|| format!("cannot record where {} came from", target.display()))?;
+            let pinned = config
+                .queues
+                .values()
+                .filter(|q| q.module == target)
+                .find_map(|q| q.oci.as_ref().map(oci::display))
+                .filter(|configured| *configured != artifact.origin.reference);
+            if let Some(configured) = pinned {
+                super::say!(
+                    "bullpen: note: {} names {configured}: a reload or restart pulls that again",
+                    config.path.display()
+                )?;
+            }
+            let sha256 = artifact.origin.layer["sha256:".len()..].to_owned();
+            (sha256, artifact.origin.describe())
+        }
+    };
     super::say!(
-        "bullpen: {} ({}) copied to {}",
-        args.file.display(),
-        module.short_hash(),
+        "bullpen: {from} ({}) copied to {}",
+        &sha256[..12],
         target.display()
     )?;
-    wait_until_served(&config, &target, module.sha256(), args.wait.0).await
+    wait_until_served(&config, &target, &sha256, args.wait.0).await
+}
+
+/// The one module file of the queues bound to a module named like `file`.
+fn bound_to_file_name(config: &Config, file: &Path) -> anyhow::Result<PathBuf> {
+    let name = file.file_name().context("the file has no name")?;
+    let bound = config
+        .queues
+        .values()
+        .map(|q| q.module.as_path())
+        .filter(|m| m.file_name() == Some(name));
+    one_bound(
+        config,
+        bound,
+        &format!("a module named {}", name.to_string_lossy()),
+    )
+}
+
+/// The one kept file of the queues bound to `reference`'s repository.
+fn bound_to_repository(
+    config: &Config,
+    reference: &oci_client::Reference,
+) -> anyhow::Result<PathBuf> {
+    let bound = config
+        .queues
+        .values()
+        .filter(|q| {
+            q.oci.as_ref().is_some_and(|r| {
+                r.registry() == reference.registry() && r.repository() == reference.repository()
+            })
+        })
+        .map(|q| q.module.as_path());
+    let repository = format!("oci://{}/{}", reference.registry(), reference.repository());
+    one_bound(config, bound, &repository)
+}
+
+fn one_bound<'a>(
+    config: &Config,
+    bound: impl Iterator<Item = &'a Path>,
+    what: &str,
+) -> anyhow::Result<PathBuf> {
+    let mut bound: Vec<&Path> = bound.collect();
+    bound.dedup();
+    match bound[..] {
+        [one] => Ok(one.to_owned()),
+        [] => bail!(
+            "{}: no queue is bound to {what}; give the queue with --queue",
+            config.path.display()
+        ),
+        _ => bail!(
+            "{}: queues are bound to several files for {what}; give the queue with --queue",
+            config.path.display()
+        ),
+    }
 }
 
 pub(super) async fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
@@ -150,18 +230,27 @@ fn no_host(config: &Config) -> String {
     )
 }
 
-/// Copies `from` over `to` atomically: a temp file beside `to`, renamed.
+/// Copies `from` over `to` atomically.
 fn put_in_place(from: &Path, to: &Path) -> anyhow::Result<()> {
-    let dir = to.parent().context("the module file has no directory")?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        to.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::copy(from, &tmp)
-        .with_context(|| format!("cannot copy {} to {}", from.display(), tmp.display()))?;
-    std::fs::rename(&tmp, to).with_context(|| {
-        let _ = std::fs::remove_file(&tmp);
+    let staged = staging(to)?;
+    std::fs::copy(from, &staged)
+        .with_context(|| format!("cannot copy {} to {}", from.display(), staged.display()))?;
+    commit(&staged, to)
+}
+
+/// A temp file beside `to`, to be renamed over it by [`commit`]: the host's
+/// watcher sees the old file or the new one, never a part.
+fn staging(to: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot make {}", dir.display()))?;
+    }
+    let name = to.file_name().unwrap_or_default().to_string_lossy();
+    Ok(to.with_file_name(format!(".{name}.{}.tmp", std::process::id())))
+}
+
+fn commit(staged: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::rename(staged, to).with_context(|| {
+        let _ = std::fs::remove_file(staged);
         format!("cannot move {} into place", to.display())
     })
 }

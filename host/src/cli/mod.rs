@@ -144,7 +144,7 @@ pub fn main_with(on_idle: fn()) -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Exec(args) => exec::run(args).await,
-            Command::Check(args) => check::run(args),
+            Command::Check(args) => check::run(args).await,
             Command::Run(args) => run::run(args).await,
             Command::Add(args) => add::run(args).await,
             Command::Jobs(args) => jobs::run(args).await,

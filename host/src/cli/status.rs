@@ -2,6 +2,7 @@
 
 use super::connect::{ConfigArg, Connected};
 use crate::queue;
+use crate::registry::oci::Origin;
 use crate::registry::state::QueueState;
 use crate::sandbox::{Sandbox, SandboxOptions};
 use std::process::ExitCode;
@@ -41,6 +42,9 @@ pub(super) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         let module = match served {
             Some(queue) => {
                 notes.extend(serving_notes(name, queue));
+                // A module pulled from a registry is named by its reference.
+                let file_name = Origin::of(&config.module, &queue.serving.sha256)
+                    .map_or(file_name, |origin| origin.reference);
                 format!(
                     "{file_name} ({}, serving for {})",
                     &queue.serving.sha256[..12],

@@ -156,8 +156,13 @@ pub struct LimiterConfig {
 /// `[queues.<name>]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueConfig {
-    /// The processor module's file, resolved against the module directory.
+    /// The processor module's file, resolved against the module directory;
+    /// for a module pulled from a registry, where the host keeps it (see
+    /// [`crate::registry::oci::kept_file`]).
     pub module: PathBuf,
+    /// The OCI reference the module is pulled from, when `module` is
+    /// written `oci://registry/repository:tag` (or `@sha256:…`).
+    pub oci: Option<oci_client::Reference>,
     /// Jobs processed at once. Default 1.
     pub concurrency: u32,
     /// How many `bullmq-official` workers take this queue's jobs, splitting
@@ -619,14 +624,21 @@ impl Config {
 
         let module_span = queue.module.span();
         let module = queue.module.into_inner();
-        let module = if module.is_absolute() {
-            module
-        } else {
-            self.host.modules.join(module)
+        let oci = match module.to_str().and_then(crate::registry::oci::parse) {
+            Some(reference) => {
+                Some(reference.map_err(|e| error(module_span.clone(), format!("module: {e}")))?)
+            }
+            None => None,
+        };
+        let module = match &oci {
+            Some(reference) => crate::registry::oci::kept_file(&self.host.data_dir, reference),
+            None if module.is_absolute() => module,
+            None => self.host.modules.join(module),
         };
         Ok((
             QueueConfig {
                 module,
+                oci,
                 concurrency,
                 workers,
                 timeout,

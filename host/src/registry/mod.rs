@@ -6,8 +6,10 @@
 //! Then each queue's [`Serving`] holds the version new attempts start on;
 //! [`watch`] swaps in a new version when its file changes and loads, and
 //! keeps the old one when it does not; [`state`] writes what is served where
-//! `bullpen status` and `bullpen deploy` read it.
+//! `bullpen status` and `bullpen deploy` read it; [`oci`] brings modules
+//! named by an OCI reference into the data dir, where they are files too.
 
+pub mod oci;
 pub mod prune;
 pub mod state;
 pub mod watch;

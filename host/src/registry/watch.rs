@@ -3,7 +3,8 @@
 //! job path (a blocking thread, the compile cache) and swapped in for every
 //! queue bound to it. A file that does not load changes nothing but the
 //! queue's last rejection and a warning; one seen half-written is loaded
-//! again when its writer is done, and never runs.
+//! again when its writer is done, and never runs. Each file is looked at
+//! once when watching starts, for what changed while nothing watched.
 
 use super::{Registry, Serving, state};
 use crate::sandbox::Sandbox;
@@ -76,6 +77,11 @@ pub fn start(
             .push(serving.clone());
     }
     let (tx, rx) = mpsc::unbounded_channel::<PathBuf>();
+    // A file written while no watcher ran (a reload pulled a new tag, a
+    // deploy landed between two watchers) is looked at once now.
+    for file in by_file.keys() {
+        let _ = tx.send(file.clone());
+    }
     let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
         let Ok(events) = result else { return };
         for event in events {
