@@ -136,18 +136,33 @@ ensure_containers() {
         apt_install "${missing[*]} not installed: the image is built with buildah and tested with podman and runc" "${missing[@]}"
 }
 
+# Prints the path of the binary $1 of crate $2 at version $3, built once
+# from crates.io into ~/.cache/bullpen/$1; dies with $4 when it cannot be.
+cargo_tool() {
+    local root="${BULLPEN_CACHE:-$HOME/.cache/bullpen}/$1"
+    if [ ! -x "$root/bin/$1" ]; then
+        echo "installing $1 $3 into $root (cargo install $2), once" >&2
+        cargo install --quiet --locked "$2@$3" --root "$root" >&2 ||
+            die "cargo install $2 failed: $4"
+    fi
+    echo "$root/bin/$1"
+}
+
 # Finds what the registry tests push to and push with: Debian's
 # docker-registry (the CNCF Distribution registry) and the Bytecode
-# Alliance's `wkg` (built once from crates.io into ~/.cache/bullpen/wkg).
+# Alliance's `wkg`.
 ensure_oci_tools() {
     command -v docker-registry >/dev/null 2>&1 ||
         apt_install "docker-registry is not installed: the registry tests pull components from one" docker-registry
-    local root="${BULLPEN_CACHE:-$HOME/.cache/bullpen}/wkg"
-    BULLPEN_WKG="$root/bin/wkg"
-    if [ ! -x "$BULLPEN_WKG" ]; then
-        echo "installing wkg 0.16.1 into $root (cargo install wkg), once" >&2
-        cargo install --quiet --locked wkg@0.16.1 --root "$root" >&2 ||
-            die "cargo install wkg failed: the registry tests push components with it"
-    fi
+    BULLPEN_WKG=$(cargo_tool wkg wkg 0.16.1 "the registry tests push components with it") || exit 1
     export BULLPEN_WKG
+}
+
+# Finds what the signature tests sign with: OpenSSH's ssh-keygen and
+# wasmsign2 (from wasmsign2-cli).
+ensure_signing_tools() {
+    command -v ssh-keygen >/dev/null 2>&1 ||
+        apt_install "ssh-keygen is not installed: the signature tests make their keys with it" openssh-client
+    BULLPEN_WASMSIGN2=$(cargo_tool wasmsign2 wasmsign2-cli 0.2.8 "the signature tests sign modules with it") || exit 1
+    export BULLPEN_WASMSIGN2
 }

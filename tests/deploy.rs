@@ -17,26 +17,6 @@ async fn add(queue: &Queue, data: Value) -> String {
     queue.add("t", data).await.unwrap().id().to_owned()
 }
 
-/// Waits until the queue's state as served satisfies `ready`; returns it.
-fn wait_for_serving(host: &RunningHost, queue: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let state = serving(host, queue);
-        if ready(&state) {
-            return state;
-        }
-        assert!(Instant::now() < deadline, "{state}\n{}", host.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The queue's module as its host serves it (from `serving.json`).
-fn serving(host: &RunningHost, queue: &str) -> Value {
-    let text = std::fs::read(host.dir.path().join(".bullpen/serving.json")).unwrap();
-    let state: Value = serde_json::from_slice(&text).unwrap();
-    state["queues"][queue].clone()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deploy_during_load_swaps_versions_without_losing_or_repeating_a_job() {
     let redis = RedisServer::start();
@@ -103,7 +83,7 @@ async fn a_deploy_during_load_swaps_versions_without_losing_or_repeating_a_job()
             "job {id} ran on the old version: {value}"
         );
     }
-    let state = serving(&host, "q");
+    let state = host.serving("q");
     assert_eq!(state["serving"]["sha256"], v2.as_str());
     assert_eq!(state["previous"][0]["sha256"], v1.as_str());
 
@@ -133,7 +113,7 @@ async fn a_deploy_during_load_swaps_versions_without_losing_or_repeating_a_job()
         stdout.contains(&format!("goes back from {} to {}", &v2[..12], &v1[..12])),
         "{stdout}"
     );
-    wait_for_serving(&host, "q", |s| s["serving"]["sha256"] == v1.as_str());
+    host.wait_for_serving("q", |s| s["serving"]["sha256"] == v1.as_str());
     let id = add(&queue, json!({"mode": "ok"})).await;
     let (_, job) = finished(&queue, &id, Duration::from_secs(10)).await;
     assert_eq!(job.returnvalue(), "\"fine\"");
@@ -163,7 +143,7 @@ async fn a_broken_or_half_written_file_never_runs_and_the_old_version_keeps_serv
     // with its reason, shown by status; echo keeps serving.
     std::fs::write(&file, b"not wasm at all").unwrap();
     let rejected = bullpen::registry::watch::sha256_hex(b"not wasm at all");
-    let state = wait_for_serving(&host, "q", |s| s["rejected"]["sha256"] == rejected.as_str());
+    let state = host.wait_for_serving("q", |s| s["rejected"]["sha256"] == rejected.as_str());
     assert!(host.log().contains("new module rejected"), "{}", host.log());
     assert_eq!(state["serving"]["sha256"], echo.as_str());
     assert_eq!(state["rejected"]["sha256"], rejected.as_str());
@@ -211,10 +191,10 @@ async fn a_broken_or_half_written_file_never_runs_and_the_old_version_keeps_serv
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    wait_for_serving(&host, "q", |s| s["serving"]["sha256"] == big_sha.as_str());
+    host.wait_for_serving("q", |s| s["serving"]["sha256"] == big_sha.as_str());
     // A prefix is never what serves: at most it was seen still growing (or,
     // on a slow machine, rejected), and the whole file serves now.
-    assert_ne!(serving(&host, "q")["rejected"]["sha256"], big_sha.as_str());
+    assert_ne!(host.serving("q")["rejected"]["sha256"], big_sha.as_str());
     let (state, value) = run(json!({"records": [{"name": "a", "value": 1}]})).await;
     assert_eq!(state, "completed");
     assert!(value.contains("\"digest\""), "{value}");

@@ -7,10 +7,10 @@
 
 use bullpen::queue::bullmq::Queue;
 use bullpen_tests::oci_registry::OciRegistry;
-use bullpen_tests::{RedisServer, RunningHost, finished, guest, queue as open};
-use serde_json::{Value, json};
+use bullpen_tests::{RedisServer, RunningHost, completed_by, guest, queue as open, start_refused};
+use serde_json::json;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn sha256(path: &Path) -> String {
     bullpen::registry::watch::file_sha256(path).unwrap()
@@ -22,34 +22,15 @@ fn ran_by(example: &str) -> String {
     format!("proc.wasm@{}", &sha256(&guest(example))[..12])
 }
 
-/// Adds a job and waits until it completes; the name of the worker that
-/// ran it (`processedBy`: the module file and its hash).
+/// A job `echo`, `validate` and `json-transform` all complete; the worker
+/// that ran it.
 async fn run_one(queue: &Queue, host: &RunningHost) -> String {
-    // What `echo`, `validate` and `json-transform` all complete.
     let data = json!({
         "email": "ada@example.com",
         "name": "Ada",
         "records": [{"name": "a", "value": 1.5}]
     });
-    let id = queue.add("t", data).await.unwrap().id().to_owned();
-    let (state, job) = finished(queue, &id, Duration::from_secs(20)).await;
-    assert_eq!(state, "completed", "{}", host.log());
-    job.processed_by().unwrap_or_default().to_owned()
-}
-
-/// The sha256 the queue's module is served under, once it is `sha256`.
-fn wait_until_serving(host: &RunningHost, queue: &str, sha256: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = std::fs::read(host.dir.path().join(".bullpen/serving.json")).unwrap_or_default();
-        let state: Value = serde_json::from_slice(&text).unwrap_or_default();
-        let queue = &state["queues"][queue];
-        if queue["serving"]["sha256"] == sha256 && queue["workers_on"] == sha256 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{queue}\n{}", host.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    completed_by(queue, host, data).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -96,7 +77,7 @@ async fn a_component_from_a_registry_serves_and_follows_deploys_reloads_and_outa
         stdout.contains(&format!("{proc}:v1 (sha256:")) && stdout.contains("pulled"),
         "{stdout}"
     );
-    wait_until_serving(&host, "q", &sha256(&guest("echo")));
+    host.wait_until_serving("q", &sha256(&guest("echo")));
     assert_eq!(run_one(&queue, &host).await, ran_by("echo"));
 
     // The tag moves: the next reload resolves it again.
@@ -104,7 +85,7 @@ async fn a_component_from_a_registry_serves_and_follows_deploys_reloads_and_outa
     let (code, stdout, _) = host.cli(&["reload"]);
     assert_eq!(code, 0);
     assert!(stdout.contains("pulled"), "{stdout}");
-    wait_until_serving(&host, "q", &sha256(&guest("json-transform")));
+    host.wait_until_serving("q", &sha256(&guest("json-transform")));
     assert_eq!(run_one(&queue, &host).await, ran_by("json-transform"));
     // Nothing new: nothing pulled, nothing changed.
     let (code, stdout, _) = host.cli(&["reload"]);
@@ -142,23 +123,6 @@ fn check(module: &str) -> (i32, String, String) {
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-/// Runs `bullpen run -c config`, which should stop at start (killed after
-/// a minute if it does not): whether it succeeded, and its stderr.
-fn start_refused(config: &Path) -> (bool, String) {
-    let output = std::process::Command::new("timeout")
-        .arg("60")
-        .arg(bullpen_tests::bullpen_binary())
-        .args(["run", "-c"])
-        .arg(config)
-        .env_remove("BULLPEN_LOG")
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }

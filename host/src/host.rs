@@ -293,6 +293,7 @@ impl Host {
             // space per memory whatever the cap.
             max_memory: SandboxOptions::default().max_memory,
             cache_dir: Some(config.host.data_dir.join("cache")),
+            trust: config.host.trust.clone(),
             ..SandboxOptions::default()
         };
         let guest_connections = ensure_open_files(config)?;

@@ -4,6 +4,7 @@
 pub mod hook_server;
 pub mod oci_registry;
 pub mod oracle;
+pub mod signing;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -517,7 +518,22 @@ impl RunningHost {
         queues: &str,
         modules: &[(&str, &Path)],
     ) -> RunningHost {
-        let dir = Self::prepare(&format!("[redis]\nurl = \"{}\"\n\n", redis.url()), queues);
+        Self::start_with_host_and_modules(redis, "", queues, modules)
+    }
+
+    /// Like [`RunningHost::start_with_modules`], with more keys in the
+    /// `[host]` table (`host`, TOML lines).
+    pub fn start_with_host_and_modules(
+        redis: &RedisServer,
+        host: &str,
+        queues: &str,
+        modules: &[(&str, &Path)],
+    ) -> RunningHost {
+        let dir = Self::prepare_with(
+            &format!("[redis]\nurl = \"{}\"\n\n", redis.url()),
+            host,
+            queues,
+        );
         for (name, source) in modules {
             std::fs::copy(source, dir.path().join("modules").join(name)).unwrap();
         }
@@ -585,13 +601,17 @@ impl RunningHost {
     }
 
     fn prepare(redis: &str, queues: &str) -> tempfile::TempDir {
+        Self::prepare_with(redis, "", queues)
+    }
+
+    fn prepare_with(redis: &str, host: &str, queues: &str) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let modules = dir.path().join("modules");
         std::fs::create_dir_all(&modules).unwrap();
         for example in EXAMPLES {
             std::fs::copy(guest(example), modules.join(format!("{example}.wasm"))).unwrap();
         }
-        let config = format!("{redis}[host]\nshutdown_grace = \"5s\"\n\n{queues}");
+        let config = format!("{redis}[host]\nshutdown_grace = \"5s\"\n{host}\n{queues}");
         std::fs::write(dir.path().join("bullpen.toml"), config).unwrap();
         dir
     }
@@ -710,6 +730,42 @@ impl RunningHost {
             String::from_utf8_lossy(&output.stdout).into_owned(),
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )
+    }
+
+    /// Queue `queue`'s module as the host serves it (its `serving.json`).
+    pub fn serving(&self, queue: &str) -> serde_json::Value {
+        let text = std::fs::read(self.dir.path().join(".bullpen/serving.json")).unwrap_or_default();
+        let state: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
+        state["queues"][queue].clone()
+    }
+
+    /// Waits until [`RunningHost::serving`] satisfies `ready`; returns it.
+    pub fn wait_for_serving(
+        &self,
+        queue: &str,
+        ready: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let state = self.serving(queue);
+            if ready(&state) {
+                return state;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{state}\n{}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the queue's new attempts, and its workers, are on the
+    /// version of sha256 `sha256`.
+    pub fn wait_until_serving(&self, queue: &str, sha256: &str) {
+        self.wait_for_serving(queue, |s| {
+            s["serving"]["sha256"] == sha256 && s["workers_on"] == sha256
+        });
     }
 
     /// Everything the host wrote to stderr so far.
@@ -862,6 +918,37 @@ pub async fn finished(
 ) -> (String, bullpen::queue::bullmq::Job) {
     let state = wait_for_state(queue, id, &["completed", "failed"], timeout).await;
     (state.to_owned(), queue.get_job(id).await.unwrap().unwrap())
+}
+
+/// Runs `bullpen run -c config`, which should stop at start (killed after
+/// a minute if it does not): whether it succeeded, and its stderr.
+pub fn start_refused(config: &Path) -> (bool, String) {
+    let output = Command::new("timeout")
+        .arg("60")
+        .arg(bullpen_binary())
+        .args(["run", "-c"])
+        .arg(config)
+        .env_remove("BULLPEN_LOG")
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Adds a job of `data` and waits until it completes; the name of the
+/// worker that ran it (BullMQ's `processedBy`: the module file, its hash,
+/// and its signer's key when a trusted key signed it).
+pub async fn completed_by(
+    queue: &bullpen::queue::bullmq::Queue,
+    host: &RunningHost,
+    data: serde_json::Value,
+) -> String {
+    let id = queue.add("t", data).await.unwrap().id().to_owned();
+    let (state, job) = finished(queue, &id, std::time::Duration::from_secs(20)).await;
+    assert_eq!(state, "completed", "{}", host.log());
+    job.processed_by().unwrap_or_default().to_owned()
 }
 
 /// The queue's events stream, every entry.

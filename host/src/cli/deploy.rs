@@ -85,6 +85,7 @@ pub(super) async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
     let sandbox = Sandbox::new(SandboxOptions {
         max_instances: 1,
         cache_dir: Some(config.host.data_dir.join("cache")),
+        trust: config.host.trust.clone(),
         ..SandboxOptions::default()
     })?;
     let (sha256, from) = match &reference {

@@ -23,6 +23,7 @@ pub(super) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let sandbox = Sandbox::new(SandboxOptions {
         max_instances: 1,
         cache_dir: Some(connected.config.host.data_dir.join("cache")),
+        trust: connected.config.host.trust.clone(),
         ..SandboxOptions::default()
     })?;
     // What the host running on this data dir serves, when one is.
@@ -45,8 +46,13 @@ pub(super) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 // A module pulled from a registry is named by its reference.
                 let file_name = Origin::of(&config.module, &queue.serving.sha256)
                     .map_or(file_name, |origin| origin.reference);
+                let signed = queue
+                    .serving
+                    .signer
+                    .as_ref()
+                    .map_or_else(String::new, |s| format!(", signed by {s}"));
                 format!(
-                    "{file_name} ({}, serving for {})",
+                    "{file_name} ({}{signed}, serving for {})",
                     &queue.serving.sha256[..12],
                     age(queue.serving.since_ms)
                 )

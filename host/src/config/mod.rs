@@ -119,6 +119,10 @@ pub struct HostConfig {
     /// most; the least recently used go first, never one serving.
     /// Default 2 GiB.
     pub cache_size: u64,
+    /// `trusted_keys` (OpenSSH ed25519 public keys, inline or in files)
+    /// and `require_signatures`: which module signatures the host trusts,
+    /// and whether it runs only modules one of them signed.
+    pub trust: crate::sandbox::signature::Trust,
 }
 
 /// How log lines are written.
@@ -275,6 +279,8 @@ struct RawHost {
     metrics: Option<Spanned<String>>,
     log_format: Option<LogFormat>,
     cache_size: Option<Spanned<ByteSize>>,
+    trusted_keys: Option<Vec<Spanned<String>>>,
+    require_signatures: Option<Spanned<bool>>,
 }
 
 /// The keys of a queue's table that are its own, in the order a refusal
@@ -437,6 +443,7 @@ impl Config {
                     reason: format!("host: {reason}"),
                 })?
                 .0,
+            trust: Default::default(),
         };
         let redis = RedisConfig {
             url: raw.redis.url.as_ref().map(|u| u.get_ref().clone()),
@@ -467,6 +474,11 @@ impl Config {
             module_spans: BTreeMap::new(),
             redis_url_span: None,
         };
+        config.host.trust = config.trust(
+            raw.host.trusted_keys.as_deref().unwrap_or_default(),
+            raw.host.require_signatures.as_ref(),
+            &resolve,
+        )?;
         if let Some(metrics) = &raw.host.metrics {
             match metrics.get_ref().parse() {
                 Ok(addr) => config.host.metrics = Some(addr),
@@ -744,6 +756,51 @@ impl Config {
                 position: None,
                 reason: format!("no queue named `{name}` (configured: {})", known.join(", ")),
             }
+        })
+    }
+
+    /// `[host] trusted_keys` and `require_signatures`, each key read and
+    /// checked: an entry is a key (`ssh-ed25519 AAAA… comment`) or a file
+    /// of keys, one per line.
+    fn trust(
+        &self,
+        entries: &[Spanned<String>],
+        required: Option<&Spanned<bool>>,
+        resolve: &dyn Fn(PathBuf) -> PathBuf,
+    ) -> Result<crate::sandbox::signature::Trust, ConfigError> {
+        use crate::sandbox::signature::{Trust, TrustedKey};
+        let mut keys = Vec::new();
+        for entry in entries {
+            let error = |reason: String| {
+                self.at(
+                    entry.span(),
+                    format!("host.trusted_keys: {}: {reason}", entry.get_ref()),
+                )
+            };
+            let text = entry.get_ref();
+            if text.starts_with("ssh-") {
+                keys.push(TrustedKey::parse(text).map_err(error)?);
+                continue;
+            }
+            let file = resolve(PathBuf::from(text));
+            let read = std::fs::read_to_string(&file)
+                .map_err(|e| error(format!("cannot read {}: {e}", file.display())))?;
+            let found = TrustedKey::parse_all(&read)
+                .map_err(|(line, reason)| error(format!("line {line}: {reason}")))?;
+            if found.is_empty() {
+                return Err(error("no key in it".into()));
+            }
+            keys.extend(found);
+        }
+        if let Some(required) = required.filter(|r| *r.get_ref() && keys.is_empty()) {
+            return Err(self.at(
+                required.span(),
+                "host.require_signatures: no key to check them with: list the signers' public keys in trusted_keys".into(),
+            ));
+        }
+        Ok(Trust {
+            keys,
+            required: required.is_some_and(|r| *r.get_ref()),
         })
     }
 

@@ -64,9 +64,16 @@ impl Version {
     }
 }
 
-/// `echo.wasm@5a4b3adb383d`: a module's file name and short hash.
+/// `echo.wasm@5a4b3adb383d`: a module's file name and short hash; for a
+/// module a trusted key signed, with that key's fingerprint:
+/// `echo.wasm@5a4b3adb383d,key=SHA256:…` (no space: Redis's `CLIENT
+/// SETNAME` carries it).
 pub fn worker_name(module: &Module) -> String {
-    format!("{}@{}", module.file_name(), module.short_hash())
+    let name = format!("{}@{}", module.file_name(), module.short_hash());
+    match module.signer() {
+        Some(signer) => format!("{name},key={}", signer.key_id),
+        None => name,
+    }
 }
 
 /// An attempt running on a [`Version`]; holds the version alive.
@@ -285,6 +292,7 @@ impl Registry {
                         queue = name,
                         module = %module.file_name(),
                         hash = module.short_hash(),
+                        signer = module.signer().map(|s| s.to_string()),
                         from = module.loaded_from().as_str(),
                         "module ready in {:.1} ms",
                         module.load_time().as_secs_f64() * 1e3

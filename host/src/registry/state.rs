@@ -64,6 +64,9 @@ pub struct VersionState {
     pub since_ms: u64,
     /// Attempts running on it.
     pub in_flight: usize,
+    /// The trusted key that signed it (`SHA256:… (comment)`), if one did.
+    #[serde(default)]
+    pub signer: Option<String>,
 }
 
 /// A rejected file.
@@ -88,6 +91,7 @@ impl VersionState {
             sha256: version.module.sha256().to_owned(),
             since_ms: ms(version.since),
             in_flight: version.in_flight(),
+            signer: version.module.signer().map(ToString::to_string),
         }
     }
 }

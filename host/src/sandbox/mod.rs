@@ -38,6 +38,7 @@ mod output;
 mod report;
 mod reuse;
 mod share;
+pub mod signature;
 mod state;
 
 pub use bindings::{
@@ -80,6 +81,9 @@ pub struct SandboxOptions {
     /// [`CallOptions::timeout`] stop a guest that computes forever. Always on in
     /// bullpen; off only to measure what the checks cost (a benchmark).
     pub epoch_checks: bool,
+    /// Whose signatures a module may carry, and whether it must: checked
+    /// on every load.
+    pub trust: signature::Trust,
 }
 
 impl Default for SandboxOptions {
@@ -90,6 +94,7 @@ impl Default for SandboxOptions {
             max_memory: 4 << 30,
             cache_dir: None,
             epoch_checks: true,
+            trust: signature::Trust::default(),
         }
     }
 }
@@ -103,6 +108,7 @@ pub struct Sandbox {
     clock: Option<Arc<engine::EpochClock>>,
     /// How queues share the runtime's threads.
     share: Arc<CpuShare>,
+    trust: signature::Trust,
 }
 
 /// The engine or linker could not be set up.
@@ -129,6 +135,7 @@ impl Sandbox {
             cache,
             clock,
             share: CpuShare::of_runtime(),
+            trust: options.trust,
         })
     }
 
@@ -145,6 +152,7 @@ impl Sandbox {
             &self.engine,
             &self.linker,
             &self.cache,
+            &self.trust,
             path,
             self.clock.clone(),
         )?;

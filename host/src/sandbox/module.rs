@@ -5,6 +5,7 @@
 use super::bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION, CONTRACT_VERSIONS, Pre};
 use super::cache::{CompileCache, LoadedFrom, sha256_hex};
 use super::engine::EpochClock;
+use super::signature::{Signer, Trust};
 use super::state::JobState;
 use crate::units::ByteSize;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,8 @@ pub struct Module {
     load_time: Duration,
     /// The contract version it was built against.
     contract_version: &'static str,
+    /// The trusted key that signed it, when one did.
+    signer: Option<Signer>,
     /// The epoch clock, when the module has epoch checks.
     pub(crate) clock: Option<Arc<EpochClock>>,
 }
@@ -63,6 +66,11 @@ impl Module {
     /// The sha256 of the file, in hex.
     pub fn sha256(&self) -> &str {
         &self.sha256
+    }
+
+    /// The trusted key that signed it (`[host] trusted_keys`), when one did.
+    pub fn signer(&self) -> Option<&Signer> {
+        self.signer.as_ref()
     }
 
     /// The first 12 hex digits of [`Module::sha256`]: what logs show.
@@ -169,6 +177,14 @@ pub enum LoadError {
         /// The export that is missing.
         export: &'static str,
     },
+    /// The module is not signed by a trusted key, and must be.
+    #[error("{path}: {reason}")]
+    Signature {
+        /// The file.
+        path: PathBuf,
+        /// Not signed, or not by a trusted key, or changed since.
+        reason: String,
+    },
     /// The component's imports or exports do not fit the host.
     #[error("{path}: cannot be linked: {reason}")]
     Link {
@@ -256,6 +272,7 @@ pub(crate) fn load(
     engine: &Engine,
     linker: &Linker<JobState>,
     cache: &CompileCache,
+    trust: &Trust,
     path: &Path,
     clock: Option<Arc<EpochClock>>,
 ) -> Result<Module, LoadError> {
@@ -268,6 +285,11 @@ pub(crate) fn load(
     if bytes[4..8] == CORE_MODULE_VERSION {
         return Err(LoadError::CoreModule { path: owned() });
     }
+    // Before anything is compiled: an untrusted module costs no compile.
+    let signer = trust.check(&bytes).map_err(|reason| LoadError::Signature {
+        path: owned(),
+        reason,
+    })?;
     let sha256 = sha256_hex(&bytes);
     let (component, loaded_from) =
         cache
@@ -291,6 +313,7 @@ pub(crate) fn load(
         loaded_from,
         load_time: started.elapsed(),
         contract_version: version,
+        signer,
         clock,
     })
 }
