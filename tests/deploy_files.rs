@@ -5,7 +5,7 @@
 //! the systemd unit against `systemd-analyze`.
 
 use bullpen::config::Config;
-use bullpen_tests::{bullpen_binary, workspace_root};
+use bullpen_tests::{bullpen_binary, output_text, workspace_root};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -22,14 +22,6 @@ fn venv_tool(name: &str) -> PathBuf {
         "BULLPEN_INTEROP_PYTHON is not set: run the tests through scripts/test, which prepares the venv",
     );
     Path::new(&python).with_file_name(name)
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// `kubernetes-validate --strict` (unknown fields refused) on `files`.
@@ -66,7 +58,7 @@ fn resources(file: &str) -> Vec<Value> {
         .arg(kubernetes_dir().join(file))
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", output_text(&output));
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
@@ -92,7 +84,7 @@ fn the_kubernetes_manifests_match_the_kubernetes_schemas() {
     .map(|f| kubernetes_dir().join(f))
     .collect();
     let output = kubernetes_validate(&files);
-    let said = text(&output);
+    let said = output_text(&output);
     assert!(output.status.success(), "{said}");
     for resource in [
         "configmap/bullpen",
@@ -115,7 +107,7 @@ fn the_kubernetes_manifests_match_the_kubernetes_schemas() {
         "readOnlyRootFileSystem",
     );
     let output = kubernetes_validate(&[typo]);
-    assert!(!output.status.success(), "{}", text(&output));
+    assert!(!output.status.success(), "{}", output_text(&output));
 }
 
 #[test]
@@ -125,7 +117,7 @@ fn the_scaled_object_and_service_monitor_match_their_crd_schemas() {
         kubernetes_dir().join("servicemonitor.yaml"),
     ];
     let output = validate_crds(&files);
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", output_text(&output));
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["checked"].as_array().unwrap().len(), 2, "{report}");
     // KEDA's schema wants the threshold as a string.
@@ -137,8 +129,12 @@ fn the_scaled_object_and_service_monitor_match_their_crd_schemas() {
         "threshold: 100",
     );
     let output = validate_crds(&[wrong]);
-    assert!(!output.status.success(), "{}", text(&output));
-    assert!(text(&output).contains("threshold"), "{}", text(&output));
+    assert!(!output.status.success(), "{}", output_text(&output));
+    assert!(
+        output_text(&output).contains("threshold"),
+        "{}",
+        output_text(&output)
+    );
 }
 
 /// The manifests agree with each other and with bullpen: the ConfigMap's
@@ -217,41 +213,44 @@ fn the_systemd_unit_verifies_and_is_hardened() {
     }
     // Verified with a real bullpen where the unit expects it.
     let dir = tempfile::tempdir().unwrap();
-    let verify = |unit: &str| -> Output {
-        let file = dir.path().join("bullpen.service");
+    let file = dir.path().join("bullpen.service");
+    let install = |unit: &str| {
         let installed = unit.replace(
             "/usr/local/bin/bullpen run",
             &format!("{} run", bullpen_binary().display()),
         );
         std::fs::write(&file, installed).unwrap();
+    };
+    let verify = || -> Output {
         Command::new("systemd-analyze")
             .arg("verify")
             .arg(&file)
             .output()
             .expect("systemd-analyze must be installed (Debian: apt-get install systemd)")
     };
-    let output = verify(&unit);
+    install(&unit);
+    let output = verify();
     assert!(
         output.status.success() && output.stderr.is_empty(),
         "{}",
-        text(&output)
+        output_text(&output)
     );
     // systemd only warns about a misspelt directive: the warning is the
     // failure.
-    let output = verify(&unit.replace("ProtectSystem=strict", "ProtectSystem=strictly"));
-    assert!(!output.stderr.is_empty(), "a bad value passed unnoticed");
+    install(&unit.replace("ProtectSystem=strict", "ProtectSystem=strictly"));
+    assert!(!verify().stderr.is_empty(), "a bad value passed unnoticed");
 
     // systemd's own exposure score, 0 (locked down) to 10: at most 2.
-    verify(&unit);
+    install(&unit);
     let output = Command::new("systemd-analyze")
         .args(["security", "--offline=true", "--threshold=20", "--no-pager"])
-        .arg(dir.path().join("bullpen.service"))
+        .arg(&file)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", output_text(&output));
     assert!(
-        text(&output).contains("Overall exposure level"),
+        output_text(&output).contains("Overall exposure level"),
         "{}",
-        text(&output)
+        output_text(&output)
     );
 }

@@ -208,6 +208,8 @@ fn the_image_runs_every_outcome_answers_readyz_and_stops_on_sigterm() {
         "host",
         "--runtime",
         "runc",
+        // As the Deployment runs it: nothing written but the volumes.
+        "--read-only",
         "--ulimit",
         "nofile=16384:16384",
         "--ulimit",
@@ -219,14 +221,11 @@ fn the_image_runs_every_outcome_answers_readyz_and_stops_on_sigterm() {
         &objects.image,
     ]);
     let logs = || {
-        let output = Command::new("podman")
-            .args(["logs", &objects.container])
-            .output()
-            .unwrap();
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
+        bullpen_tests::output_text(
+            &Command::new("podman")
+                .args(["logs", &objects.container])
+                .output()
+                .unwrap(),
         )
     };
     let deadline = Instant::now() + Duration::from_secs(60);
