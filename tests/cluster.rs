@@ -35,56 +35,64 @@ fn node_producers_on_a_cluster_get_every_outcome() {
     assert_every_outcome(&jobs, &host.log());
 }
 
+/// The master holding the queues' slot is restarted ten times while jobs
+/// flow, 2,000 added by BullMQ's Node client before each restart, and a
+/// processor counts its runs outside Redis (a request to the test's server
+/// per run, one path per job): every job completes, and runs exactly once.
 #[tokio::test(flavor = "multi_thread")]
-async fn restarting_the_master_of_the_queues_slot_loses_no_job() {
+async fn ten_restarts_of_the_master_of_the_queues_slot_run_every_job_once() {
+    const ROUNDS: usize = 10;
+    const PER_ROUND: usize = 2_000;
+    let runs = bullpen_tests::hook_server::HookServer::start().await;
     let mut cluster = RedisCluster::start();
-    let _host = RunningHost::start_with(
+    let host = RunningHost::start_with(
         &redis_table(&cluster),
-        "[queues.echo]\nmodule = \"echo.wasm\"\nconcurrency = 8\n",
+        &format!(
+            "[queues.flow]\nmodule = \"misbehave.wasm\"\nconcurrency = 8\n\
+             lock_duration = \"5s\"\nallowed_outbound_hosts = [\"http://{}\"]\n",
+            runs.addr
+        ),
     );
     let addresses = cluster.addresses();
-    let added = node_run(
-        "cluster.mjs",
-        &[],
-        &[
-            ("CLUSTER_NODES", &addresses),
-            ("PREFIX", PREFIX),
-            ("MODE", "bulk"),
-            ("COUNT", "2000"),
-        ],
-    );
-    assert_eq!(added["added"], 2000);
     let queue = RedisTarget::cluster(cluster.urls(), PREFIX)
-        .queue("echo")
+        .queue("flow")
         .await
         .unwrap();
-    // Some done, most still to do: then the master goes away for a moment.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while queue.get_completed_count().await.unwrap_or(0) < 200 {
-        assert!(
-            Instant::now() < deadline,
-            "nothing completed on the cluster"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
     let owner = cluster.owner_of("bull");
-    cluster.nodes[owner].stop();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    cluster.nodes[owner].restart();
-    cluster.wait_ok();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let counts = queue.get_job_counts().await;
-        if let Ok(counts) = &counts
-            && counts.completed + counts.failed == 2000
-        {
-            assert_eq!(counts.failed, 0, "{counts:?}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not every job finished after the restart: {counts:?}"
+    for round in 0..ROUNDS {
+        let added = node_run(
+            "cluster.mjs",
+            &[],
+            &[
+                ("CLUSTER_NODES", &addresses),
+                ("PREFIX", PREFIX),
+                ("MODE", "bulk"),
+                ("COUNT", &PER_ROUND.to_string()),
+                ("ROUND", &round.to_string()),
+                ("RUNS_URL", &runs.url("http", "/count")),
+            ],
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(added["added"], PER_ROUND);
+        // Some of this round done, most still to do: then the master goes
+        // away for a moment.
+        let done_before = (round * PER_ROUND + PER_ROUND / 10) as u64;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while queue.get_completed_count().await.unwrap_or(0) < done_before {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: nothing more completed on the cluster\n{}",
+                host.log()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        cluster.nodes[owner].stop();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        cluster.nodes[owner].restart();
+        cluster.wait_ok();
     }
+    let total = (ROUNDS * PER_ROUND) as u64;
+    bullpen_tests::wait_until_all_completed(&queue, total, Duration::from_secs(180), &host).await;
+    runs.assert_each_once(
+        (0..ROUNDS).flat_map(|round| (0..PER_ROUND).map(move |i| format!("/count/{round}-{i}"))),
+    );
 }

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `/ok` | 200 `ok` |
 //! | `/ok-close` | 200 `ok`, then the connection is closed (as HTTP/1.0 servers do) |
+//! | `/count/ANY` | 200 `ok` (a processor counting its runs, one path per job) |
 //! | `/status/N` | N (429 with `Retry-After: 1`) |
 //! | `/fail-first/N` | 503 to the first N requests on this path, then 200 |
 //! | `/limit-first/N` | 429 with `Retry-After: 1` to the first N, then 200 |
@@ -113,6 +114,30 @@ impl HookServer {
         self.received.lock().unwrap().requests.len()
     }
 
+    /// How many requests came so far on each path.
+    pub fn counts(&self) -> HashMap<String, usize> {
+        self.received.lock().unwrap().per_path.clone()
+    }
+
+    /// Asserts that each of `paths` was requested exactly once (a processor
+    /// counting its runs: one path per job), naming those that were not.
+    pub fn assert_each_once(&self, paths: impl IntoIterator<Item = String>) {
+        let counts = self.counts();
+        let not_once: Vec<(String, usize)> = paths
+            .into_iter()
+            .map(|path| {
+                let n = counts.get(&path).copied().unwrap_or(0);
+                (path, n)
+            })
+            .filter(|(_, n)| *n != 1)
+            .collect();
+        assert!(
+            not_once.is_empty(),
+            "{} paths were not requested exactly once (path, requests): {not_once:?}",
+            not_once.len()
+        );
+    }
+
     /// The requests so far on `path`.
     pub fn received_on(&self, path: &str) -> Vec<Received> {
         self.received()
@@ -161,7 +186,7 @@ impl HookServer {
 /// Status (0: never answer), extra header lines, body.
 fn answer(path: &str, earlier: usize) -> (u16, String, Vec<u8>) {
     let number = |prefix: &str| path.strip_prefix(prefix)?.parse::<usize>().ok();
-    if path == "/ok" || path == "/ok-close" {
+    if path == "/ok" || path == "/ok-close" || path.starts_with("/count/") {
         (200, String::new(), b"ok".to_vec())
     } else if let Some(status) = number("/status/") {
         let extra = if status == 429 {

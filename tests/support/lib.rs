@@ -909,6 +909,32 @@ pub async fn wait_for_state(
     }
 }
 
+/// Waits until `total` jobs of `queue` are finished and asserts that every
+/// one completed; panics after `timeout`, with the host's log.
+pub async fn wait_until_all_completed(
+    queue: &bullpen::queue::bullmq::Queue,
+    total: u64,
+    timeout: std::time::Duration,
+    host: &RunningHost,
+) {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let counts = queue.get_job_counts().await;
+        if let Ok(counts) = &counts
+            && counts.completed + counts.failed == total
+        {
+            assert_eq!(counts.failed, 0, "{counts:?}\n{}", host.log());
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every job finished after {timeout:?}: {counts:?}\n{}",
+            host.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Waits until job `id` is completed or failed; returns the state and the
 /// job.
 pub async fn finished(

@@ -8,8 +8,8 @@
 //! new run (on this host too) while the first still runs; the first run's
 //! outcome then fails to save and is reported as the job failing; and the
 //! crate stops renewing the new run's lock when the old run ends (it drops
-//! the job's every entry by id). A move sent while Redis is down is dropped
-//! by the crate, and the job runs again once its lock expires.
+//! the job's every entry by id). (A finishing move sent while Redis is down
+//! is sent again by the patched crate, patched/bullmq-official, patch 0001.)
 
 use crate::observe::metrics::QueueMetrics;
 use bullmq::{Error, Job};

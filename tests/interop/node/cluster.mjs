@@ -7,7 +7,9 @@
 //
 // MODE=outcomes: adds one job per outcome, waits until each is finished (or
 // waiting for its children), and prints per job its state and fields.
-// MODE=bulk: adds COUNT jobs to queue `echo` (ids bulk-0…), prints {added}.
+// MODE=bulk: adds COUNT jobs to queue `echo` (ids bulk-0…), prints {added};
+// with RUNS_URL, to queue `flow` instead, ids ROUND-0…, each a misbehave job
+// that requests RUNS_URL/ROUND-i once per run (counted by the test).
 import { Queue } from 'bullmq';
 import IORedis, { Cluster } from 'ioredis';
 
@@ -23,14 +25,17 @@ const connection = process.env.CLUSTER_NODES
 const queue = (name) => new Queue(name, { connection, prefix });
 
 if (process.env.MODE === 'bulk') {
-  const echo = queue('echo');
+  const runs = process.env.RUNS_URL;
+  const round = process.env.ROUND ?? 'bulk';
+  const target = queue(runs ? 'flow' : 'echo');
   const count = Number(process.env.COUNT);
   for (let start = 0; start < count; start += 500) {
     const batch = [];
     for (let i = start; i < Math.min(count, start + 500); i++) {
-      batch.push({ name: 'bulk', data: { i }, opts: { jobId: `bulk-${i}` } });
+      const data = runs ? { mode: 'http', url: `${runs}/${round}-${i}` } : { i };
+      batch.push({ name: 'bulk', data, opts: { jobId: `${round}-${i}` } });
     }
-    await echo.addBulk(batch);
+    await target.addBulk(batch);
   }
   console.log(JSON.stringify({ added: count }));
   await connection.quit();
