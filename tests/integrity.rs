@@ -74,6 +74,10 @@ async fn job_data_reaches_the_guest_byte_for_byte_or_fails_the_job_saying_why() 
     // whole (the crate's own parse stops at 128).
     let echo = open(&redis, "odd-echo").await;
     let echoed = add_raw(&echo, "echo", deep.as_bytes(), 1).await;
+    // A lone surrogate in a return value is stored as written, as Node's
+    // JSON.stringify writes it (the crate's patch 0003).
+    let surrogate = r#"{"s":"x\ud800y"}"#;
+    let echoed_surrogate = add_raw(&echo, "echo", surrogate.as_bytes(), 1).await;
     let broken = [
         (
             &b"{\"a\":"[..],
@@ -120,6 +124,14 @@ async fn job_data_reaches_the_guest_byte_for_byte_or_fails_the_job_saying_why() 
     let (state, _) = done(&echo, &echoed).await;
     assert_eq!(state, "completed", "{}", host.log());
     assert_eq!(field(&echo, &echoed, "returnvalue").await.unwrap(), deep);
+    let (state, _) = done(&echo, &echoed_surrogate).await;
+    assert_eq!(state, "completed", "{}", host.log());
+    assert_eq!(
+        field(&echo, &echoed_surrogate, "returnvalue")
+            .await
+            .unwrap(),
+        surrogate
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -155,6 +167,18 @@ async fn a_return_value_too_deep_to_store_fails_alike_under_run_and_exec() {
             assert_eq!(report["return_value"].to_string(), data);
         }
     }
+    // A lone surrogate is stored as written under `run` (above, in
+    // job_data_reaches_the_guest…); `exec` gives its text.
+    let surrogate = r#"{"s":"x\ud800y"}"#;
+    let output = bullpen()
+        .arg("exec")
+        .arg(guest("echo"))
+        .args(["--data", surrogate, "--no-cache"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["outcome"], "completed", "{report}");
+    assert_eq!(report["return_value_json"], surrogate, "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

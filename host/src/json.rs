@@ -1,7 +1,8 @@
 //! JSON text on its way between Redis and a guest: whether the crate's
 //! parsed copy of a job's data says exactly what the producer wrote, checks
 //! on the stored bytes when it may not, and return values turned into
-//! something the crate can store.
+//! something the crate can store (a value, or text the crate stores as it
+//! is).
 //!
 //! `bullmq-official` hands a worker the job's data only as a parsed
 //! `serde_json::Value`, and a parse that fails becomes `null` (its
@@ -98,11 +99,23 @@ pub fn stored_data(bytes: Option<Vec<u8>>) -> Result<String, String> {
     Ok(text)
 }
 
-/// A guest's return value (JSON text) as the `Value` the crate stores, or
-/// why it cannot be stored.
+/// A guest's return value, ready for the crate to store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReturnValue {
+    /// A value the crate serialises as it stores it.
+    Value(Value),
+    /// JSON text the crate stores as it is (`Job::set_return_json`): it
+    /// holds a lone surrogate escape (`"\ud800"`), which JavaScript's
+    /// `JSON.stringify` writes and `JSON.parse` reads, and which a
+    /// `serde_json::Value` cannot hold. Stored so, as Node stores it.
+    Text(String),
+}
+
+/// A guest's return value (JSON text) as the crate stores it, or why it
+/// cannot be stored.
 ///
 /// ```
-/// use bullpen::json::{storable_return_value, MAX_RETURN_DEPTH};
+/// use bullpen::json::{storable_return_value, ReturnValue, MAX_RETURN_DEPTH};
 /// let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
 /// assert!(storable_return_value(&deep).is_ok());
 /// let too_deep = format!("{}{}", "[".repeat(MAX_RETURN_DEPTH + 1), "]".repeat(MAX_RETURN_DEPTH + 1));
@@ -110,17 +123,36 @@ pub fn stored_data(bytes: Option<Vec<u8>>) -> Result<String, String> {
 ///     storable_return_value(&too_deep).unwrap_err(),
 ///     "the return value cannot be stored: it is nested 1001 levels deep, more than the 1000 bullpen stores"
 /// );
+/// // A lone surrogate, as JavaScript writes it: kept as written.
 /// assert_eq!(
-///     storable_return_value(r#"{"s":"\ud800"}"#).unwrap_err(),
-///     "the return value cannot be stored: a string in it holds a lone surrogate escape \
-///      (\\ud800 to \\udfff without its pair), which is not Unicode text \
-///      (unexpected end of hex escape at line 1 column 13)"
+///     storable_return_value(r#"{"s":"x\ud800y"}"#).unwrap(),
+///     ReturnValue::Text(r#"{"s":"x\ud800y"}"#.into())
 /// );
 /// // A pair is one character, and an escaped backslash is no escape.
-/// assert!(storable_return_value(r#"["\ud83d\ude00", "\\ud800"]"#).is_ok());
+/// assert!(matches!(
+///     storable_return_value(r#"["\ud83d\ude00", "\\ud800"]"#).unwrap(),
+///     ReturnValue::Value(_)
+/// ));
 /// ```
-pub fn storable_return_value(json: &str) -> Result<Value, String> {
-    storable(json, "the return value")
+pub fn storable_return_value(json: &str) -> Result<ReturnValue, String> {
+    match storable(json, "the return value") {
+        Ok(value) => Ok(ReturnValue::Value(value)),
+        // A lone surrogate is the one thing JSON.parse reads and a `Value`
+        // cannot hold.
+        Err(_) if depth(json) <= MAX_RETURN_DEPTH && lone_surrogate(json) && is_json(json) => {
+            Ok(ReturnValue::Text(json.to_owned()))
+        }
+        Err(message) => Err(message),
+    }
+}
+
+/// Whether `text` is one JSON value, lone surrogate escapes allowed:
+/// skipping over a string does not decode its escapes. Nesting is not
+/// bounded here: the caller checks [`depth`] first.
+fn is_json(text: &str) -> bool {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    deserializer.disable_recursion_limit();
+    IgnoredAny::deserialize(&mut deserializer).is_ok() && deserializer.end().is_ok()
 }
 
 /// JSON text a guest reported (its return value, a progress value) as the
@@ -270,7 +302,7 @@ mod tests {
     fn return_values_keep_their_numbers_and_order() {
         assert_eq!(
             storable_return_value(r#"{"b":1,"a":[2.5,"x"]}"#).unwrap(),
-            json!({"b": 1, "a": [2.5, "x"]})
+            ReturnValue::Value(json!({"b": 1, "a": [2.5, "x"]}))
         );
         assert_eq!(
             storable_return_value("[1] x").unwrap_err(),

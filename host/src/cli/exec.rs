@@ -1,5 +1,6 @@
 //! `bullpen exec`: one job through one module, no Redis, the outcome as JSON.
 
+use crate::json::ReturnValue;
 use crate::outcome::backoff::Builtin;
 use crate::sandbox::{
     BackoffDecision, BackoffOptions, CallOptions, Crash, Job, JobError, Module, ProcessAnswer,
@@ -269,9 +270,15 @@ fn describe(module: &Module, run: &Run<ProcessAnswer>) -> (Value, u8) {
     let code = match &run.outcome {
         // The same check `bullpen run` makes before the job is completed.
         Ok(Ok(value)) => match crate::json::storable_return_value(value) {
-            Ok(value) => {
+            Ok(ReturnValue::Value(value)) => {
                 report["outcome"] = json!("completed");
                 report["return_value"] = value;
+                0
+            }
+            // Not a value this report can hold (a lone surrogate): its text.
+            Ok(ReturnValue::Text(text)) => {
+                report["outcome"] = json!("completed");
+                report["return_value_json"] = json!(text);
                 0
             }
             Err(message) => {

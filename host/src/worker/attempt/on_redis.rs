@@ -78,6 +78,10 @@ impl Moves for OnRedis<'_> {
             Ok(())
         })
     }
+
+    fn return_json(&self, json: String) -> Result<(), Error> {
+        self.job.set_return_json(json)
+    }
 }
 
 /// Whether the crate, handed a failure for `job`, would retry it at once:

@@ -14,7 +14,7 @@
 //! What is done on Redis goes through [`Moves`], and the module's strategy
 //! through [`Strategy`]: the decisions are unit-tested with fakes of both.
 
-use crate::json;
+use crate::json::{self, ReturnValue};
 use crate::observe::metrics::Outcome;
 use crate::outcome::options::JobOptions;
 use crate::outcome::{self, RetryPlan, Verdict};
@@ -57,6 +57,10 @@ pub(crate) trait Moves: Send + Sync {
     /// Pauses the queue `ms` milliseconds, as BullMQ's `rateLimit` does,
     /// and tells the queue's workers.
     fn rate_limit(&self, ms: u64) -> BoxFuture<'_, Result<(), Error>>;
+
+    /// Gives the crate the return value as JSON text to store as it is, in
+    /// place of the value its worker is told.
+    fn return_json(&self, json: String) -> Result<(), Error>;
 }
 
 /// What the module's `backoff` export answered for a custom strategy.
@@ -121,7 +125,17 @@ impl Transition<'_> {
     ) -> (Result<Value, Error>, Outcome) {
         match verdict {
             Verdict::Completed(json) => match json::storable_return_value(&json) {
-                Ok(value) => (Ok(value), Outcome::Completed),
+                Ok(ReturnValue::Value(value)) => (Ok(value), Outcome::Completed),
+                Ok(ReturnValue::Text(text)) => match self.moves.return_json(text) {
+                    Ok(()) => (Ok(Value::Null), Outcome::Completed),
+                    Err(e) => {
+                        let failure = Failure {
+                            message: format!("the return value cannot be stored: {e}"),
+                            name: Some("ReturnValueError".into()),
+                        };
+                        self.fail(failure, None).await
+                    }
+                },
                 Err(message) => {
                     let failure = Failure {
                         message,
@@ -337,6 +351,11 @@ mod tests {
         fn rate_limit(&self, ms: u64) -> BoxFuture<'_, Result<(), Error>> {
             self.did(format!("rate limit {ms}"));
             Box::pin(async { Ok(()) })
+        }
+
+        fn return_json(&self, json: String) -> Result<(), Error> {
+            self.did(format!("return json {json}"));
+            Ok(())
         }
     }
 
@@ -578,15 +597,27 @@ mod tests {
             opts: attempts(1, None),
             ..FakeJob::default()
         };
+        let too_deep = format!("{}{}", "[".repeat(1001), "]".repeat(1001));
+        let (told, outcome) =
+            apply(&job, facts(0), Asked::GiveUp, Verdict::Completed(too_deep)).await;
+        assert!(matches!(told, Err(Error::Unrecoverable(m)) if m.contains("1001 levels deep")));
+        assert_eq!(outcome, Outcome::Failed);
+        assert!(job.moves()[0].contains("ReturnValueError: the return value cannot be stored"));
+    }
+
+    #[tokio::test]
+    async fn a_return_value_with_a_lone_surrogate_is_stored_as_written() {
+        let job = FakeJob::default();
+        let text = r#"{"s":"x\ud800y"}"#;
         let (told, outcome) = apply(
             &job,
             facts(0),
             Asked::GiveUp,
-            Verdict::Completed(r#"{"s":"\ud800"}"#.into()),
+            Verdict::Completed(text.into()),
         )
         .await;
-        assert!(matches!(told, Err(Error::Unrecoverable(m)) if m.contains("lone surrogate")));
-        assert_eq!(outcome, Outcome::Failed);
-        assert!(job.moves()[0].contains("ReturnValueError: the return value cannot be stored"));
+        assert!(matches!(told, Ok(Value::Null)));
+        assert_eq!(outcome, Outcome::Completed);
+        assert_eq!(job.moves(), [format!("return json {text}")]);
     }
 }

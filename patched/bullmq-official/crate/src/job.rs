@@ -106,6 +106,11 @@ pub struct Job {
     /// Shared so a `discard()` call inside a processor is observed by the worker.
     #[serde(skip)]
     discarded: Arc<AtomicBool>,
+    /// The return value as JSON text, when the processor gives it so.
+    /// Shared so a `set_return_json()` call inside a processor is observed by
+    /// the worker.
+    #[serde(skip)]
+    return_json: Arc<std::sync::Mutex<Option<String>>>,
     /// Script execution context (set by the worker, not serialized).
     #[serde(skip)]
     ctx: Option<ScriptContext>,
@@ -145,6 +150,7 @@ impl Job {
             deferred_failure: None,
             queue_name: None,
             discarded: Arc::new(AtomicBool::new(false)),
+            return_json: Arc::default(),
             ctx: None,
         }
     }
@@ -283,6 +289,31 @@ impl Job {
     /// `discard()` call made inside the processor.
     pub(crate) fn discarded_handle(&self) -> Arc<AtomicBool> {
         self.discarded.clone()
+    }
+
+    /// Gives the job's return value as JSON text, stored as it is in place
+    /// of the value the processor returns (the worker's
+    /// [`WorkerEvent::Completed`](crate::worker::WorkerEvent::Completed) still carries that
+    /// value). For text a `serde_json::Value` cannot hold: a string with a
+    /// lone surrogate escape (`"\ud800"`), which JavaScript's
+    /// `JSON.stringify` writes and `JSON.parse` reads, or a value already
+    /// serialized. `json` must be one JSON value.
+    pub fn set_return_json(&self, json: impl Into<String>) -> Result<(), Error> {
+        let json = json.into();
+        // Skipping over a string does not decode its escapes: lone
+        // surrogates pass, as in `JSON.parse`.
+        serde_json::from_str::<serde::de::IgnoredAny>(&json)?;
+        *self
+            .return_json
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(json);
+        Ok(())
+    }
+
+    /// Shared handle to the return value given as JSON text, used by the
+    /// worker to observe a `set_return_json()` call made inside the processor.
+    pub(crate) fn return_json_handle(&self) -> Arc<std::sync::Mutex<Option<String>>> {
+        self.return_json.clone()
     }
 
     // ── Setters (for internal use) ───────────────────────────────────────
@@ -1497,6 +1528,7 @@ impl Job {
             deferred_failure,
             queue_name: None,
             discarded: Arc::new(AtomicBool::new(false)),
+            return_json: Arc::default(),
             ctx: None,
         })
     }
@@ -1519,5 +1551,22 @@ impl Job {
         }
 
         Ok(Some(Self::from_redis_hash(job_id, &fields)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Job;
+
+    #[test]
+    fn a_return_value_given_as_json_text_is_kept_as_it_is() {
+        let job = Job::new("t", serde_json::json!({}), None);
+        // What JavaScript's JSON.stringify writes for a lone surrogate.
+        let text = r#"{"s":"x\ud800y"}"#;
+        job.set_return_json(text).unwrap();
+        let kept = job.return_json_handle().lock().unwrap().clone();
+        assert_eq!(kept.as_deref(), Some(text));
+        assert!(job.set_return_json("{not json").is_err());
+        assert!(job.set_return_json("1 2").is_err());
     }
 }

@@ -1213,6 +1213,7 @@ impl Worker {
 
         // Run the processor
         let discarded = job.discarded_handle();
+        let return_json = job.return_json_handle();
         let result = (ctx.processor.clone())(job, cancel_token).await;
 
         // Decide whether to fetch the next job in the same round-trip as the
@@ -1223,11 +1224,16 @@ impl Worker {
 
         let next_job = match result {
             Ok(return_value) => {
+                let return_json = return_json
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .take();
                 Self::handle_job_completed(
                     ctx,
                     &job_id,
                     token,
                     &return_value,
+                    return_json,
                     job_attempts,
                     job_attempts_made,
                     &job_opts,
@@ -1287,12 +1293,16 @@ impl Worker {
         job_id: &str,
         token: &str,
         return_value: &serde_json::Value,
+        return_json: Option<String>,
         job_attempts: u32,
         job_attempts_made: u32,
         job_opts: &JobOptions,
         job_data: &serde_json::Value,
         fetch_next: bool,
     ) -> Option<Job> {
+        // Stored as the processor gave it, or as the value's JSON text.
+        let stored =
+            return_json.unwrap_or_else(|| serde_json::to_string(return_value).unwrap_or_default());
         let moved = retry_if_failed(ctx, job_id, || {
             Self::move_to_finished_fast(
                 &ctx.conn,
@@ -1301,7 +1311,7 @@ impl Worker {
                 &ctx.keys,
                 job_id,
                 token,
-                return_value,
+                &stored,
                 job_attempts,
                 &ctx.opts,
                 job_opts,
@@ -1768,7 +1778,7 @@ impl Worker {
         job_opts: &JobOptions,
         fetch_next: bool,
     ) -> Option<Job> {
-        let error_value = serde_json::Value::String(error.to_string());
+        let reason = error.to_string();
         let moved = retry_if_failed(ctx, job_id, || {
             Self::move_to_finished_fast(
                 &ctx.conn,
@@ -1777,7 +1787,7 @@ impl Worker {
                 &ctx.keys,
                 job_id,
                 token,
-                &error_value,
+                &reason,
                 job_attempts,
                 &ctx.opts,
                 job_opts,
@@ -1891,7 +1901,7 @@ impl Worker {
         keys: &QueueKeys,
         job_id: &str,
         token: &str,
-        value: &serde_json::Value,
+        field_value: &str,
         attempts: u32,
         opts: &WorkerOptions,
         job_opts: &JobOptions,
@@ -1912,18 +1922,6 @@ impl Worker {
             .unwrap()
             .as_millis() as u64;
 
-        let value_str = serde_json::to_string(value).unwrap_or_default();
-
-        // For failedReason, store the raw string (not JSON-encoded).
-        // For returnvalue, store the JSON-encoded value.
-        let failed_reason_str: String;
-        let field_value_str: &str = if target == "failed" {
-            failed_reason_str = value.as_str().unwrap_or_default().to_string();
-            &failed_reason_str
-        } else {
-            &value_str
-        };
-
         // Build full keys: base_keys[0..10] + target set + job key + metrics key + marker
         let job_key = keys.job_key(job_id);
 
@@ -1936,10 +1934,11 @@ impl Worker {
         script_keys.push(metrics_key);
         script_keys.push(marker_key);
 
-        let (field_name, field_value): (&[u8], &[u8]) = if target == "completed" {
-            (b"returnvalue", field_value_str.as_bytes())
+        // The return value's JSON text, or the failed reason as it is.
+        let field_name: &[u8] = if target == "completed" {
+            b"returnvalue"
         } else {
-            (b"failedReason", field_value_str.as_bytes())
+            b"failedReason"
         };
 
         let job_id_bytes = job_id.as_bytes();
@@ -1951,7 +1950,7 @@ impl Worker {
             job_id_bytes,
             &now_bytes,
             field_name,
-            field_value,
+            field_value.as_bytes(),
             target.as_bytes(),
             fetch_next_flag,
             prefix_bytes,
