@@ -132,6 +132,38 @@ async fn a_panic_in_the_processor_fails_the_attempt() {
     worker.close(1000).await.unwrap();
 }
 
+/// A backoff's jitter is stored inside `backoff`, as Node stores it, and read
+/// back (the crate's patch 0004; the published crate drops it): a job a
+/// processor adds with `{"backoff": {"type": "fixed", "delay": 1000,
+/// "jitter": 0.5}}` keeps it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backoffs_jitter_is_kept_on_a_job_the_crate_adds() {
+    let redis = RedisServer::start();
+    let queue = open(&redis, "jittery").await;
+    let job = queue
+        .add("t", json!({}))
+        .options(JobOptions {
+            attempts: Some(3),
+            backoff: Some(BackoffStrategy::Fixed(1000)),
+            backoff_jitter: Some(0.5),
+            ..JobOptions::default()
+        })
+        .await
+        .unwrap();
+    let stored: serde_json::Value = serde_json::from_str(
+        &bullpen_tests::field(&queue, job.id(), "opts")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        stored["backoff"],
+        json!({"type": "fixed", "delay": 1000, "jitter": 0.5})
+    );
+    let read = queue.get_job(job.id()).await.unwrap().unwrap();
+    assert_eq!(read.opts().backoff_jitter, Some(0.5));
+}
+
 /// The copy of the crate Cargo builds (`[patch.crates-io]`) is the published
 /// `bullmq-official` 1.4.4, checked against its crates.io checksum, plus the
 /// patches in patched/bullmq-official/patches, and nothing else.

@@ -234,7 +234,10 @@ async fn an_outage_longer_than_the_lock_never_runs_a_job_twice_at_once_nor_fails
 /// outside Redis (a request to the test's server per run, one path per job):
 /// every job runs exactly once and is completed once. A finishing move sent
 /// while Redis goes away is sent again once it is back, and the job stays
-/// active, its lock renewed, meanwhile (the crate's patch 0001).
+/// active, its lock renewed, meanwhile (the crate's patch 0001). The lock
+/// outlasts the outage with its renewal period to spare: the connection's
+/// reconnect backoff can leave a renewal due during the outage unsent for
+/// seconds after Redis is back (a lock shorter than that is D10's case).
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_redis_restarts_with_jobs_flowing_run_every_job_once() {
     const ROUNDS: usize = 10;
@@ -245,7 +248,7 @@ async fn ten_redis_restarts_with_jobs_flowing_run_every_job_once() {
         &redis,
         &format!(
             "[queues.flow]\nmodule = \"misbehave.wasm\"\nconcurrency = 8\n\
-             lock_duration = \"5s\"\nallowed_outbound_hosts = [\"http://{}\"]\n",
+             lock_duration = \"10s\"\nallowed_outbound_hosts = [\"http://{}\"]\n",
             runs.addr
         ),
     );
@@ -267,5 +270,11 @@ async fn ten_redis_restarts_with_jobs_flowing_run_every_job_once() {
     let total = ROUNDS * PER_ROUND;
     bullpen_tests::wait_until_all_completed(&queue, total as u64, Duration::from_secs(180), &host)
         .await;
-    runs.assert_each_once((0..total).map(|n| format!("/count/{n}")));
+    let not_once = runs.not_once((0..total).map(|n| format!("/count/{n}")));
+    assert!(
+        not_once.is_empty(),
+        "{} jobs did not run exactly once (path, runs): {not_once:?}\n{}",
+        not_once.len(),
+        host.log()
+    );
 }

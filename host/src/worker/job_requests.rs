@@ -234,6 +234,8 @@ impl JobRequests {
 /// Checked options (BullMQ's names) as the crate's; what the crate would
 /// drop without a word is refused instead.
 fn crate_options(mut options: Map<String, Value>) -> Result<JobOptions, String> {
+    // Kept apart from the strategy by the crate (patch 0004).
+    let mut jitter = None;
     match options.get("backoff") {
         // Node's shorthand: a number is a fixed delay.
         Some(Value::Number(delay)) => {
@@ -244,13 +246,8 @@ fn crate_options(mut options: Map<String, Value>) -> Result<JobOptions, String> 
             );
         }
         Some(backoff) => {
-            if backoff.get("jitter").is_some_and(|j| !j.is_null()) {
-                return Err(
-                    "backoff.jitter cannot be kept on a job a processor adds (bullmq-official \
-                     drops it); leave it out"
-                        .into(),
-                );
-            }
+            // Its range is checked with the rest of the request (`job_api`).
+            jitter = backoff.get("jitter").and_then(Value::as_f64);
             let kind = backoff.get("type").and_then(Value::as_str).unwrap_or("");
             if !matches!(kind, "fixed" | "exponential")
                 && backoff.get("delay").is_some_and(|d| !d.is_null())
@@ -263,8 +260,10 @@ fn crate_options(mut options: Map<String, Value>) -> Result<JobOptions, String> 
         }
         None => {}
     }
-    serde_json::from_value(Value::Object(options))
-        .map_err(|e| format!("the new job's options: {e}"))
+    let mut options: JobOptions = serde_json::from_value(Value::Object(options))
+        .map_err(|e| format!("the new job's options: {e}"))?;
+    options.backoff_jitter = jitter;
+    Ok(options)
 }
 
 #[cfg(test)]
@@ -319,11 +318,9 @@ mod tests {
                 .unwrap_err()
                 .starts_with("the new job's options: ")
         );
-        assert!(
-            options(r#"{"backoff":{"type":"fixed","delay":5,"jitter":0.5}}"#)
-                .unwrap_err()
-                .contains("jitter")
-        );
+        let o = options(r#"{"backoff":{"type":"fixed","delay":5,"jitter":0.5}}"#).unwrap();
+        assert_eq!(o.backoff_jitter, Some(0.5));
+
         assert!(
             options(r#"{"backoff":{"type":"linear","delay":5}}"#)
                 .unwrap_err()

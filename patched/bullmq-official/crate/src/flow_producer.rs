@@ -1078,7 +1078,7 @@ impl FlowProducer {
         }
 
         if let Some(ref backoff) = opts.backoff {
-            let b = Queue::encode_backoff(backoff);
+            let b = Queue::encode_backoff(backoff, opts.backoff_jitter);
             entries.push(("backoff", b));
         }
 
@@ -1308,6 +1308,7 @@ fn merge_job_options(base: &mut JobOptions, over: JobOptions) {
         priority,
         attempts,
         backoff,
+        backoff_jitter,
         lifo,
         remove_on_complete,
         remove_on_fail,

@@ -1473,10 +1473,14 @@ impl Job {
             .get("data")
             .and_then(|d| serde_json::from_str(d).ok())
             .unwrap_or(serde_json::Value::Null);
-        let opts: JobOptions = fields
+        let mut opts: JobOptions = fields
             .get("opts")
             .and_then(|o| serde_json::from_str(o).ok())
             .unwrap_or_default();
+        // `backoff.jitter` is read apart from the strategy it belongs to.
+        if let Some(o) = fields.get("opts").filter(|o| o.contains("jitter")) {
+            opts.backoff_jitter = backoff_jitter(o);
+        }
         let progress: JobProgress = fields
             .get("progress")
             .and_then(|p| serde_json::from_str(p).ok())
@@ -1554,9 +1558,40 @@ impl Job {
     }
 }
 
+/// The `backoff.jitter` of a job's options as Node stores them (JSON).
+fn backoff_jitter(opts: &str) -> Option<f64> {
+    #[derive(Deserialize)]
+    struct Opts {
+        backoff: Option<Backoff>,
+    }
+    #[derive(Deserialize)]
+    struct Backoff {
+        jitter: Option<f64>,
+    }
+    let opts: Opts = serde_json::from_str(opts).ok()?;
+    opts.backoff?.jitter
+}
+
 #[cfg(test)]
 mod tests {
     use super::Job;
+
+    #[test]
+    fn a_backoffs_jitter_is_read_with_the_options() {
+        let mut fields = std::collections::HashMap::new();
+        fields.insert(
+            "opts".to_string(),
+            r#"{"attempts":3,"backoff":{"type":"fixed","delay":1000,"jitter":0.5}}"#.to_string(),
+        );
+        let job = Job::from_redis_hash("1", &fields).unwrap();
+        assert_eq!(job.opts().backoff_jitter, Some(0.5));
+        fields.insert(
+            "opts".to_string(),
+            r#"{"backoff":{"type":"fixed","delay":1000}}"#.to_string(),
+        );
+        let job = Job::from_redis_hash("1", &fields).unwrap();
+        assert_eq!(job.opts().backoff_jitter, None);
+    }
 
     #[test]
     fn a_return_value_given_as_json_text_is_kept_as_it_is() {

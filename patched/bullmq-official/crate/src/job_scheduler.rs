@@ -338,7 +338,7 @@ pub(crate) fn pack_delayed_job_opts(
 
     // backoff
     if let Some(ref backoff) = job_opts.backoff {
-        let b = crate::queue::Queue::encode_backoff(backoff);
+        let b = crate::queue::Queue::encode_backoff(backoff, job_opts.backoff_jitter);
         entries.push(("backoff", b));
     }
 

@@ -769,6 +769,13 @@ pub struct JobOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backoff: Option<BackoffStrategy>,
 
+    /// The share of each built-in backoff delay drawn at random, 0.0 to 1.0
+    /// (Node's `backoff.jitter`): a delay `d` becomes one between
+    /// `(1 - jitter) * d` and `d`. Stored inside `backoff`, so it is kept
+    /// only with a `backoff`; custom strategies ignore it, as in Node.
+    #[serde(skip)]
+    pub backoff_jitter: Option<f64>,
+
     /// If true, adds job to the right (end) of the queue (LIFO).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lifo: Option<bool>,
@@ -885,6 +892,13 @@ impl JobOptions {
     /// Backoff strategy applied between retries.
     pub fn backoff(mut self, backoff: BackoffStrategy) -> Self {
         self.backoff = Some(backoff);
+        self
+    }
+
+    /// Jitter of the backoff delay, 0.0 to 1.0 (see
+    /// [`JobOptions::backoff_jitter`](Self::backoff_jitter)).
+    pub fn backoff_jitter(mut self, jitter: f64) -> Self {
+        self.backoff_jitter = Some(jitter);
         self
     }
 

@@ -386,6 +386,12 @@ impl Queue {
                 .backoff
                 .clone()
                 .or_else(|| defaults.backoff.clone()),
+            // The jitter goes with the backoff it was given with.
+            backoff_jitter: if job_opts.backoff.is_some() {
+                job_opts.backoff_jitter
+            } else {
+                defaults.backoff_jitter
+            },
             remove_on_complete: job_opts
                 .remove_on_complete
                 .clone()
@@ -564,7 +570,7 @@ impl Queue {
         }
 
         if let Some(ref backoff) = opts.backoff {
-            let b = Self::encode_backoff(backoff);
+            let b = Self::encode_backoff(backoff, opts.backoff_jitter);
             entries.push(("backoff", b));
         }
 
@@ -634,31 +640,39 @@ impl Queue {
         b
     }
 
-    pub(crate) fn encode_backoff(backoff: &crate::types::BackoffStrategy) -> Vec<u8> {
+    pub(crate) fn encode_backoff(
+        backoff: &crate::types::BackoffStrategy,
+        jitter: Option<f64>,
+    ) -> Vec<u8> {
         use rmp::encode::*;
         let mut b = Vec::new();
+        let len = if jitter.is_some() { 3 } else { 2 };
         match backoff {
             crate::types::BackoffStrategy::Fixed(delay) => {
-                write_map_len(&mut b, 2).unwrap();
+                write_map_len(&mut b, len).unwrap();
                 write_str(&mut b, "type").unwrap();
                 write_str(&mut b, "fixed").unwrap();
                 write_str(&mut b, "delay").unwrap();
                 write_uint(&mut b, *delay).unwrap();
             }
             crate::types::BackoffStrategy::Exponential(delay) => {
-                write_map_len(&mut b, 2).unwrap();
+                write_map_len(&mut b, len).unwrap();
                 write_str(&mut b, "type").unwrap();
                 write_str(&mut b, "exponential").unwrap();
                 write_str(&mut b, "delay").unwrap();
                 write_uint(&mut b, *delay).unwrap();
             }
             crate::types::BackoffStrategy::Custom(name) => {
-                write_map_len(&mut b, 2).unwrap();
+                write_map_len(&mut b, len).unwrap();
                 write_str(&mut b, "type").unwrap();
                 write_str(&mut b, name).unwrap();
                 write_str(&mut b, "delay").unwrap();
                 write_uint(&mut b, 0).unwrap();
             }
+        }
+        if let Some(jitter) = jitter {
+            write_str(&mut b, "jitter").unwrap();
+            write_f64(&mut b, jitter).unwrap();
         }
         b
     }
@@ -2858,7 +2872,7 @@ impl Queue {
             entries.push(("attempts", b));
         }
         if let Some(ref backoff) = opts.backoff {
-            let b = Self::encode_backoff(backoff);
+            let b = Self::encode_backoff(backoff, opts.backoff_jitter);
             entries.push(("backoff", b));
         }
         if let Some(ref roc) = opts.remove_on_complete {

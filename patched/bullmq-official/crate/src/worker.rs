@@ -229,6 +229,18 @@ fn processing_drained(active_job_count: usize, active_fetchers: usize) -> bool {
     active_job_count == 0 && active_fetchers == 0
 }
 
+/// A built-in backoff `delay` with Node's `backoff.jitter` applied: one
+/// between `(1 - jitter) * delay` and `delay`, placed by `draw` (0 to 1).
+fn with_jitter(delay: i64, jitter: Option<f64>, draw: f64) -> i64 {
+    match jitter {
+        Some(jitter) if jitter > 0.0 && delay > 0 => {
+            let (delay, jitter) = (delay as f64, jitter.min(1.0));
+            (draw * delay * jitter + delay * (1.0 - jitter)).floor() as i64
+        }
+        _ => delay,
+    }
+}
+
 /// Whether `error` says Redis could not be reached (a dropped or refused
 /// connection, a server still loading, a cluster without its master) rather
 /// than answering: the command may not have run, and may be sent again.
@@ -1584,7 +1596,7 @@ impl Worker {
 
         // backoff
         if let Some(ref backoff) = job_opts.backoff {
-            let b = crate::queue::Queue::encode_backoff(backoff);
+            let b = crate::queue::Queue::encode_backoff(backoff, job_opts.backoff_jitter);
             entries.push(("backoff", b));
         }
 
@@ -1699,6 +1711,7 @@ impl Worker {
         let retry_result = if let Some(ref backoff) = job_opts.backoff {
             let delay = Self::calculate_backoff(
                 backoff,
+                job_opts.backoff_jitter,
                 job_attempts_made + 1,
                 &error.to_string(),
                 job_data,
@@ -2128,16 +2141,30 @@ impl Worker {
     /// Returns delay in ms, or -1 if custom backoff says don't retry.
     async fn calculate_backoff(
         strategy: &crate::types::BackoffStrategy,
+        jitter: Option<f64>,
         attempt: u32,
         error_msg: &str,
         job_data: &serde_json::Value,
         custom_fn: Option<&crate::options::BackoffStrategyFn>,
     ) -> i64 {
+        let draw = || {
+            use std::hash::{BuildHasher, Hasher};
+            // 53 random bits from a randomly keyed hasher: a fraction in
+            // [0, 1), enough for a jitter without a random-number crate.
+            let bits = std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish();
+            (bits >> 11) as f64 / (1u64 << 53) as f64
+        };
         match strategy {
-            crate::types::BackoffStrategy::Fixed(delay) => *delay as i64,
-            crate::types::BackoffStrategy::Exponential(base) => {
-                (base * 2u64.pow(attempt.saturating_sub(1))) as i64
+            crate::types::BackoffStrategy::Fixed(delay) => {
+                with_jitter(*delay as i64, jitter, draw())
             }
+            crate::types::BackoffStrategy::Exponential(base) => with_jitter(
+                (base * 2u64.pow(attempt.saturating_sub(1))) as i64,
+                jitter,
+                draw(),
+            ),
             crate::types::BackoffStrategy::Custom(type_name) => {
                 if let Some(f) = custom_fn {
                     f(attempt, type_name, error_msg, job_data).await
@@ -2511,8 +2538,20 @@ impl Drop for Worker {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_connection_error, processing_drained, should_convert_discarded_error};
+    use super::{
+        is_connection_error, processing_drained, should_convert_discarded_error, with_jitter,
+    };
     use crate::error::Error;
+
+    #[test]
+    fn jitter_spreads_a_delay_between_its_floor_and_itself() {
+        assert_eq!(with_jitter(1000, None, 0.3), 1000);
+        assert_eq!(with_jitter(1000, Some(0.5), 0.0), 500);
+        assert_eq!(with_jitter(1000, Some(0.5), 0.5), 750);
+        assert_eq!(with_jitter(1000, Some(0.5), 0.999), 999);
+        assert_eq!(with_jitter(1000, Some(1.0), 0.0), 0);
+        assert_eq!(with_jitter(0, Some(0.5), 0.5), 0);
+    }
 
     #[test]
     fn only_an_unreachable_redis_is_worth_sending_a_finishing_move_again() {
