@@ -320,7 +320,6 @@ mod tests {
         );
         let o = options(r#"{"backoff":{"type":"fixed","delay":5,"jitter":0.5}}"#).unwrap();
         assert_eq!(o.backoff_jitter, Some(0.5));
-
         assert!(
             options(r#"{"backoff":{"type":"linear","delay":5}}"#)
                 .unwrap_err()
