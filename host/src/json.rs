@@ -1,14 +1,15 @@
-//! JSON text on its way between Redis and a guest: whether the crate's
-//! parsed copy of a job's data says exactly what the producer wrote, checks
-//! on the stored bytes when it may not, and return values turned into
-//! something the crate can store (a value, or text the crate stores as it
-//! is).
+//! JSON text on its way between Redis and a guest: a job's data as the
+//! text the producer stored (checked to be JSON, read again from Redis
+//! when the crate's copy of the text lost bytes), and return values turned
+//! into something the crate can store (a value, or text the crate stores as
+//! it is).
 //!
-//! `bullmq-official` hands a worker the job's data only as a parsed
-//! `serde_json::Value`, and a parse that fails becomes `null` (its
-//! `Job::from_redis_hash` uses `.ok()`). Everything that can make that copy
-//! differ from the stored text leaves a mark in the value (see
-//! [`may_differ`]); only then are the stored bytes read back.
+//! The patched `bullmq-official` keeps a fetched job's data as the text it
+//! read (`Job::data_json`, patch 0006) beside the value it parsed, so the
+//! guest gets the producer's text without serialising the value again. That
+//! text is the stored bytes, except that the crate decodes the job's hash
+//! with `from_utf8_lossy`: bytes that are not UTF-8 became U+FFFD, and only
+//! then are the stored bytes read back ([`data_text`]).
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -20,48 +21,44 @@ use serde_json::Value;
 /// nested deeper than that stack holds.
 pub const MAX_RETURN_DEPTH: usize = 1_000;
 
-/// Integers of this magnitude or more cannot all be held exactly by an
-/// `f64`, which is what serde_json makes of an integer beyond `i64`/`u64`.
-const EXACT_F64_INTEGERS: f64 = 9_007_199_254_740_992.0; // 2^53
-
-/// Whether the crate's parsed copy of a job's data may differ from the text
-/// the producer stored, so that the stored bytes must be read.
-///
-/// The copy is `null` whenever the crate's parse failed (text that is not
-/// JSON or not UTF-8, nesting past serde_json's 128 levels, a lone surrogate
-/// escape such as `"\ud800"`, which JavaScript's `JSON.stringify` writes); a
-/// string holds U+FFFD where the crate replaced bytes that are not UTF-8;
-/// an integer too large for 64 bits became an inexact float. Anything else
-/// is the producer's value: serialising it again gives the same JSON value
-/// (whitespace and escapes may be written differently).
+/// What the guest gets of a job's data, from what the crate read of it:
+/// `Ok` with the text; `Err(None)` when the text the crate holds may not be
+/// the stored bytes (it holds U+FFFD, which the crate writes in place of
+/// bytes that are not UTF-8), so that they must be read
+/// ([`stored_data`]); `Err(Some(reason))` when the data is not JSON. A job
+/// with no `data` field gets `{}`, as BullMQ's Node worker reads it.
+/// `parsed` is whether the crate's parse of the text succeeded (its value
+/// is not `null`): then the text is known to be JSON without a second look.
 ///
 /// ```
-/// use bullpen::json::may_differ;
-/// use serde_json::json;
-/// assert!(!may_differ(&json!({"to": "ada@example.com", "n": [1, 2.5]})));
-/// assert!(may_differ(&json!(null)));
-/// assert!(may_differ(&json!({"s": "bad \u{FFFD} byte"})));
-/// assert!(may_differ(&json!({"big": 1.2089258196146292e24})));
+/// use bullpen::json::data_text;
+/// assert_eq!(data_text(Some(r#"{"n": 123456789012345678901234567890}"#), true).unwrap(),
+///            r#"{"n": 123456789012345678901234567890}"#);
+/// assert_eq!(data_text(Some(r#"{"s":"\ud800"}"#), false).unwrap(), r#"{"s":"\ud800"}"#);
+/// assert_eq!(data_text(None, false).unwrap(), "{}");
+/// assert_eq!(data_text(Some("caf\u{FFFD}"), false), Err(None));
+/// assert_eq!(
+///     data_text(Some("{\"a\":"), false),
+///     Err(Some("job data is not valid JSON: EOF while parsing a value at line 1 column 5".into()))
+/// );
 /// ```
-pub fn may_differ(value: &Value) -> bool {
-    value.is_null() || lossy(value)
+pub fn data_text(text: Option<&str>, parsed: bool) -> Result<String, Option<String>> {
+    match text {
+        None => Ok("{}".to_owned()),
+        Some(text) if text.contains('\u{FFFD}') => Err(None),
+        Some(text) if parsed => Ok(text.to_owned()),
+        Some(text) => checked(text).map(str::to_owned).map_err(Some),
+    }
 }
 
-/// Whether `value` holds a mark of a lossy parse. Recursive: the crate's
-/// parse stops at serde_json's 128 levels, and a recursive walk is about
-/// twice as fast as one with a stack of its own (this runs on every job).
-fn lossy(value: &Value) -> bool {
-    match value {
-        Value::String(s) => s.contains('\u{FFFD}'),
-        Value::Number(n) => n
-            .as_f64()
-            .is_some_and(|f| n.is_f64() && f.fract() == 0.0 && f.abs() >= EXACT_F64_INTEGERS),
-        Value::Array(items) => items.iter().any(lossy),
-        Value::Object(map) => map
-            .iter()
-            .any(|(key, item)| key.contains('\u{FFFD}') || lossy(item)),
-        Value::Null | Value::Bool(_) => false,
-    }
+/// `text` if it is one JSON value, or why not.
+fn checked(text: &str) -> Result<&str, String> {
+    // IgnoredAny checks the syntax without building anything and without a
+    // depth limit (serde_json skips values with its own stack), and, like
+    // JavaScript's JSON.parse, accepts escapes of lone surrogates.
+    serde_json::from_str::<IgnoredAny>(text)
+        .map(|_| text)
+        .map_err(|e| format!("job data is not valid JSON: {e}"))
 }
 
 /// The stored bytes of a job's `data` as the text a guest gets, or why they
@@ -91,11 +88,7 @@ pub fn stored_data(bytes: Option<Vec<u8>>) -> Result<String, String> {
             e.utf8_error().valid_up_to()
         )
     })?;
-    // IgnoredAny checks the syntax without building anything and without a
-    // depth limit (serde_json skips values with its own stack), and, like
-    // JavaScript's JSON.parse, accepts escapes of lone surrogates.
-    serde_json::from_str::<IgnoredAny>(&text)
-        .map_err(|e| format!("job data is not valid JSON: {e}"))?;
+    checked(&text)?;
     Ok(text)
 }
 
@@ -252,34 +245,34 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn what_the_crate_makes_of_stored_text_is_suspect_whenever_it_may_differ() {
-        let crate_reading = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+    fn the_guest_gets_the_stored_text_or_a_reason_or_a_second_read() {
+        // As the crate reads a job: its parse, `null` where it fails.
+        let reading = |text: &str| {
+            let parsed = serde_json::from_str::<Value>(text).is_ok_and(|v| !v.is_null());
+            data_text(Some(text), parsed)
+        };
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
-        for lossy in [
+        for as_stored in [
             deep.as_str(),
             r#"{"s":"\ud800"}"#,
-            "not json",
             "null",
             r#"{"n":123456789012345678901234}"#,
             r#"{"n":-9223372036854775809}"#,
-            "NaN",
-        ] {
-            assert!(may_differ(&crate_reading(lossy)), "{lossy}");
-        }
-        let lossy_utf8 = String::from_utf8_lossy(b"{\"s\":\"caf\xe9\"}");
-        assert!(may_differ(&crate_reading(&lossy_utf8)));
-        for faithful in [
-            r#"{"to":"ada@example.com","n":18446744073709551615,"m":-9223372036854775808}"#,
-            r#"[1.5,0.1,1e-300,{"k":"é\n"}]"#,
-            r#"{"f":4503599627370496.5}"#,
-            "{}",
+            r#"{ "to" : "ada@example.com", "n": 1.50 }"#,
             "0",
         ] {
-            let value = crate_reading(faithful);
-            assert!(!may_differ(&value), "{faithful}");
-            let again: Value = serde_json::from_str(&value.to_string()).unwrap();
-            assert_eq!(again, value, "{faithful}");
+            assert_eq!(reading(as_stored).as_deref(), Ok(as_stored));
         }
+        for not_json in ["not json", "NaN", "{\"a\":", "1 2"] {
+            let reason = reading(not_json).unwrap_err().unwrap();
+            assert!(
+                reason.starts_with("job data is not valid JSON: "),
+                "{reason}"
+            );
+        }
+        // The crate decodes with from_utf8_lossy: the bytes must be read.
+        let lossy_utf8 = String::from_utf8_lossy(b"{\"s\":\"caf\xe9\"}");
+        assert_eq!(reading(&lossy_utf8), Err(None));
     }
 
     #[test]

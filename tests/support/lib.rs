@@ -56,6 +56,13 @@ pub fn guest(name: &str) -> PathBuf {
 /// 12 MB component takes a debug host ~15 s to compile, a cached one
 /// milliseconds).
 pub fn script_guest(source: &str) -> PathBuf {
+    script_guest_built_by(source, &bullpen_binary())
+}
+
+/// [`script_guest`], built by the `bullpen` binary `bullpen` (a benchmark
+/// builds with the release binary it measures, not a debug one it would
+/// have to build first).
+pub fn script_guest_built_by(source: &str, bullpen: &Path) -> PathBuf {
     static BUILT: OnceLock<std::sync::Mutex<std::collections::HashMap<String, PathBuf>>> =
         OnceLock::new();
     let built = BUILT.get_or_init(Default::default);
@@ -67,7 +74,7 @@ pub fn script_guest(source: &str) -> PathBuf {
         .parent()
         .expect("script-guests/data has a parent")
         .join(format!("{}.wasm", source.replace(['/', '.'], "-")));
-    let output = Command::new(bullpen_binary())
+    let output = Command::new(bullpen)
         .arg("build")
         .arg(source)
         .arg("-o")

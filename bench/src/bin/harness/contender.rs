@@ -2,7 +2,7 @@
 //! own (the native crate too, as this binary in its `--native-worker` role),
 //! so its CPU and memory can be read from `/proc`.
 
-use bullpen_tests::{guest, script_guest, workspace_root};
+use bullpen_tests::{guest, script_guest_built_by, workspace_root};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
@@ -262,6 +262,35 @@ pub async fn spawn_until(mut command: Command, ready: &str, on_stderr: bool) -> 
     child
 }
 
+/// The component `case`'s bullpen runs, built by `bullpen` on first use
+/// (the harness asks for every case's before its first round, so that no
+/// build runs beside a case being measured); `None` for the other
+/// contenders.
+pub fn module(case: Case, bullpen: &Path) -> Option<PathBuf> {
+    let example = match case.work {
+        Work::Noop => "echo",
+        Work::Transform => "json-transform",
+        Work::Webhook => "webhook",
+    };
+    match case.contender {
+        Contender::NodeInProcess
+        | Contender::NodeProcesses
+        | Contender::NodeThreads
+        | Contender::Native => None,
+        Contender::BullpenJs | Contender::BullpenJsReused => {
+            Some(script_guest_built_by(case.work.script(), bullpen))
+        }
+        Contender::BullpenPython | Contender::BullpenPythonReused => {
+            Some(script_guest_built_by("bench/python/noop.py", bullpen))
+        }
+        Contender::Bullpen
+        | Contender::BullpenGranted
+        | Contender::BullpenBaseline
+        | Contender::BullpenMetrics
+        | Contender::BullpenReused => Some(guest(example)),
+    }
+}
+
 /// Starts `case`'s contender on `redis_url` and returns once it is a
 /// registered worker waiting for jobs.
 pub async fn start(case: Case, redis_url: &str, bullpen: &Path) -> Running {
@@ -311,20 +340,7 @@ pub async fn start(case: Case, redis_url: &str, bullpen: &Path) -> Running {
         | Contender::BullpenReused
         | Contender::BullpenJsReused
         | Contender::BullpenPythonReused => {
-            let module = match case.work {
-                Work::Noop => "echo",
-                Work::Transform => "json-transform",
-                Work::Webhook => "webhook",
-            };
-            let module = match case.contender {
-                Contender::BullpenJs | Contender::BullpenJsReused => {
-                    script_guest(case.work.script())
-                }
-                Contender::BullpenPython | Contender::BullpenPythonReused => {
-                    script_guest("bench/python/noop.py")
-                }
-                _ => guest(module),
-            };
+            let module = module(case, bullpen).expect("a bullpen case has a module");
             let reuse = match case.contender {
                 Contender::BullpenReused
                 | Contender::BullpenJsReused

@@ -100,6 +100,9 @@ struct Args {
     /// Redis on the first core, every contender on the others.
     #[arg(long)]
     pin: bool,
+    /// Print Redis's calls and time per job of every command, each run.
+    #[arg(long)]
+    commandstats: bool,
 }
 
 /// What the run does, from [`Args`].
@@ -119,8 +122,7 @@ pub struct Options {
     pub baseline: Option<PathBuf>,
 }
 
-fn parse_options() -> Options {
-    let args = <Args as clap::Parser>::parse();
+fn parse_options(args: Args) -> Options {
     let quick = args.quick;
     Options {
         jobs: args.jobs.unwrap_or(if quick { 300 } else { 20_000 }),
@@ -216,8 +218,12 @@ async fn main() {
         // `Contender::Native`'s own process (see `contender::start`).
         return contender::native_worker().await;
     }
-    let options = parse_options();
+    let args = <Args as clap::Parser>::parse();
+    throughput::COMMAND_STATS.set(args.commandstats).unwrap();
+    let options = parse_options(args);
     ensure_node_deps();
+    // The Rust examples every section runs, all built by the first ask.
+    bullpen_tests::guest("echo");
     if let Some(baseline) = &options.baseline {
         contender::BASELINE.set(baseline.clone()).unwrap();
     }
@@ -245,6 +251,11 @@ async fn main() {
                     && options.at.is_none_or(|at| c.concurrency == at)
             })
             .collect();
+        // Every case's module is built now: a build beside a case would be
+        // measured with it.
+        for case in &cases {
+            contender::module(*case, &options.bullpen);
+        }
         // Rounds of every case, not every run of one case in a row: this VM's
         // speed drifts over minutes, and each case should see all of it.
         let mut samples = vec![Vec::new(); cases.len()];

@@ -103,6 +103,29 @@ pub async fn redis_script_time(connection: &mut redis::aio::MultiplexedConnectio
     Duration::from_micros(micros)
 }
 
+/// Every command's `(calls, µs)` so far, by name (`INFO commandstats`;
+/// the commands scripts call are counted too, under their own names).
+pub async fn command_stats(
+    connection: &mut redis::aio::MultiplexedConnection,
+) -> HashMap<String, (u64, u64)> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(connection)
+        .await
+        .expect("INFO commandstats");
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let field = |key: &str| {
+                rest.split(',')
+                    .find_map(|kv| kv.strip_prefix(key))
+                    .and_then(|v| v.parse::<u64>().ok())
+            };
+            Some((name.to_owned(), (field("calls=")?, field("usec=")?)))
+        })
+        .collect()
+}
+
 /// Bytes as MiB, for the tables.
 pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)

@@ -8,6 +8,10 @@ use bullpen::queue::bullmq::{BulkJob, Queue};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// `--commandstats`: each run prints Redis's calls and time per job of
+/// every command to stderr.
+pub static COMMAND_STATS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
 /// Records per `json-transform` job.
 pub const RECORDS: usize = 100;
 
@@ -77,6 +81,12 @@ pub async fn run_once(case: Case, jobs: usize, redis_url: &str, bullpen: &Path) 
     add_paused(&queue, case.work, jobs).await;
     let running = contender::start(case, redis_url, bullpen).await;
     let pid = running.pid();
+    let per_command = COMMAND_STATS.get() == Some(&true);
+    let stats_before = if per_command {
+        probe::command_stats(&mut connection).await
+    } else {
+        Default::default()
+    };
     let (cpu_before, redis_before, commands_before) = (
         probe::tree_cpu(pid),
         probe::redis_cpu(&mut connection).await,
@@ -85,12 +95,19 @@ pub async fn run_once(case: Case, jobs: usize, redis_url: &str, bullpen: &Path) 
     let started = Instant::now();
     queue.resume().await.unwrap();
     let deadline = started + Duration::from_secs(600);
+    // Two plain ZCARDs in one round trip: Redis's CPU during the run counts
+    // this poll too, and a slower contender is polled more often (the
+    // crate's counts run a script each, about 1 µs of Redis a job at 1).
+    let mut poll = redis::pipe();
+    poll.cmd("ZCARD")
+        .arg(queue.keys().completed())
+        .cmd("ZCARD")
+        .arg(queue.keys().failed());
     loop {
-        let done = queue.get_completed_count().await.unwrap() as usize;
+        let (done, failed): (usize, usize) = poll.query_async(&mut connection).await.unwrap();
         if done >= jobs {
             break;
         }
-        let failed = queue.get_failed_count().await.unwrap();
         assert_eq!(failed, 0, "{case:?}: {failed} jobs failed");
         assert!(
             Instant::now() < deadline,
@@ -102,6 +119,10 @@ pub async fn run_once(case: Case, jobs: usize, redis_url: &str, bullpen: &Path) 
     let worker_cpu = probe::tree_cpu(pid) - cpu_before;
     let redis_cpu = probe::redis_cpu(&mut connection).await - redis_before;
     let redis_scripts = probe::redis_script_time(&mut connection).await - commands_before;
+    if per_command {
+        let after = probe::command_stats(&mut connection).await;
+        print_command_stats(case, jobs, &stats_before, &after);
+    }
     let (_, peak_rss) = probe::memory(pid);
     if case.work == Work::Transform {
         same_work(&queue, case).await;
@@ -120,6 +141,38 @@ pub async fn run_once(case: Case, jobs: usize, redis_url: &str, bullpen: &Path) 
         redis_cpu: redis_cpu / jobs as u32,
         redis_scripts: redis_scripts / jobs as u32,
         peak_rss,
+    }
+}
+
+/// Redis's calls and µs per job of each command `case` ran, busiest first
+/// (the harness's own `INFO` and count polls included).
+fn print_command_stats(
+    case: Case,
+    jobs: usize,
+    before: &std::collections::HashMap<String, (u64, u64)>,
+    after: &std::collections::HashMap<String, (u64, u64)>,
+) {
+    let mut rows: Vec<(&str, f64, f64)> = after
+        .iter()
+        .map(|(name, (calls, usec))| {
+            let (calls0, usec0) = before.get(name).copied().unwrap_or_default();
+            (
+                name.as_str(),
+                (calls - calls0) as f64 / jobs as f64,
+                (usec - usec0) as f64 / jobs as f64,
+            )
+        })
+        .filter(|(_, calls, _)| *calls > 0.0)
+        .collect();
+    rows.sort_by(|a, b| b.2.total_cmp(&a.2));
+    let label = format!(
+        "{} {} @ {}",
+        case.contender.label(),
+        case.work.label(),
+        case.concurrency
+    );
+    for (name, calls, usec) in rows {
+        eprintln!("  {label}: {name:<16} {calls:>8.3} calls/job {usec:>8.2} µs/job");
     }
 }
 

@@ -15,16 +15,16 @@ use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The job's data as the text the guest gets: the crate's parsed copy
-/// written out again when that is the producer's value, else the stored
-/// bytes (one more read); `Err` names why the data cannot be given to the
-/// guest faithfully (the job fails for good) or that it could not be read
-/// (the attempt fails).
+/// The job's data as the text the guest gets: the text the crate read
+/// (the producer's, as stored), or the stored bytes (one more read) when
+/// the crate's decoding replaced some; `Err` names why the data cannot be
+/// given to the guest faithfully (the job fails for good) or that it could
+/// not be read (the attempt fails).
 pub(super) async fn data(queue: &Queue, job: &Job, max_data_size: u64) -> Result<String, Verdict> {
-    let data = if !json::may_differ(job.data()) {
-        job.data().to_string()
-    } else {
-        match fields::raw_data(queue, job.id()).await {
+    let data = match json::data_text(job.data_json(), !job.data().is_null()) {
+        Ok(text) => text,
+        Err(Some(not_json)) => return Err(Verdict::Unrecoverable(not_json)),
+        Err(None) => match fields::raw_data(queue, job.id()).await {
             Ok(bytes) => json::stored_data(bytes).map_err(Verdict::Unrecoverable)?,
             Err(e) => {
                 return Err(Verdict::Failed(Failure {
@@ -32,7 +32,7 @@ pub(super) async fn data(queue: &Queue, job: &Job, max_data_size: u64) -> Result
                     name: Some("RedisError".into()),
                 }));
             }
-        }
+        },
     };
     if data.len() as u64 > max_data_size {
         return Err(Verdict::Unrecoverable(format!(

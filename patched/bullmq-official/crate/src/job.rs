@@ -48,6 +48,10 @@ pub struct Job {
     name: String,
     /// The job's payload (arbitrary JSON).
     data: serde_json::Value,
+    /// The stored text `data` was parsed from, when the job was read from
+    /// Redis.
+    #[serde(skip)]
+    data_json: Option<String>,
     /// Job options.
     #[serde(default)]
     opts: JobOptions,
@@ -131,6 +135,7 @@ impl Job {
             id: String::new(), // Assigned by Redis
             name: name.to_string(),
             data,
+            data_json: None,
             opts: opts.clone(),
             progress: JobProgress::default(),
             attempts_made: 0,
@@ -170,6 +175,20 @@ impl Job {
     /// The job's data payload.
     pub fn data(&self) -> &serde_json::Value {
         &self.data
+    }
+
+    /// The job's data as the JSON text stored in Redis, for a job read from
+    /// Redis (a fetched job, `from_id`): the text [`data`](Self::data) was
+    /// parsed from, bytes that are not UTF-8 replaced by U+FFFD. `None` for
+    /// a job built in memory, or read without a `data` field.
+    ///
+    /// A processor that hands the data on as text (to another process, a
+    /// sandbox, a log) can take it from here instead of serialising `data`
+    /// again; and it keeps what `data` cannot hold: integers beyond 64 bits
+    /// exactly, nesting deeper than `serde_json` parses, text that is not
+    /// JSON at all (where `data` is `null`).
+    pub fn data_json(&self) -> Option<&str> {
+        self.data_json.as_deref()
     }
 
     /// The job's options.
@@ -730,6 +749,7 @@ impl Job {
             ))),
             _ => {
                 self.data = data;
+                self.data_json = Some(data_json);
                 Ok(())
             }
         }
@@ -1469,8 +1489,9 @@ impl Job {
     /// Deserialize a job from Redis hash fields.
     pub fn from_redis_hash(id: &str, fields: &HashMap<String, String>) -> Result<Self, Error> {
         let name = fields.get("name").cloned().unwrap_or_default();
-        let data: serde_json::Value = fields
-            .get("data")
+        let data_json = fields.get("data").cloned();
+        let data: serde_json::Value = data_json
+            .as_deref()
             .and_then(|d| serde_json::from_str(d).ok())
             .unwrap_or(serde_json::Value::Null);
         let mut opts: JobOptions = fields
@@ -1513,6 +1534,7 @@ impl Job {
             id: id.to_string(),
             name,
             data,
+            data_json,
             opts,
             progress,
             attempts_made,
@@ -1603,5 +1625,27 @@ mod tests {
         assert_eq!(kept.as_deref(), Some(text));
         assert!(job.set_return_json("{not json").is_err());
         assert!(job.set_return_json("1 2").is_err());
+    }
+
+    #[test]
+    fn the_data_is_kept_as_the_stored_text_too() {
+        let mut fields = std::collections::HashMap::new();
+        // An integer beyond 64 bits, which `data` holds only as a float.
+        let text = r#"{ "n": 123456789012345678901234567890 }"#;
+        fields.insert("data".to_string(), text.to_string());
+        let job = Job::from_redis_hash("1", &fields).unwrap();
+        assert_eq!(job.data_json(), Some(text));
+        assert!(job.data()["n"].is_f64());
+        fields.insert("data".to_string(), "{not json".to_string());
+        let job = Job::from_redis_hash("1", &fields).unwrap();
+        assert_eq!(job.data_json(), Some("{not json"));
+        assert!(job.data().is_null());
+        assert_eq!(
+            Job::from_redis_hash("1", &Default::default())
+                .unwrap()
+                .data_json(),
+            None
+        );
+        assert_eq!(Job::new("t", serde_json::json!({}), None).data_json(), None);
     }
 }

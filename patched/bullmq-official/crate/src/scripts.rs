@@ -13,8 +13,10 @@ pub struct LuaScript {
     pub name: String,
     /// Number of KEYS arguments the script expects.
     pub num_keys: usize,
-    /// The Lua source code.
-    pub content: String,
+    /// The Lua source code. Shared: a script is cloned out of the registry
+    /// for every call, and the source of `moveToFinished` alone is tens of
+    /// kilobytes.
+    pub content: Arc<str>,
     /// SHA1 hash of the script content.
     pub sha: String,
 }
@@ -26,7 +28,7 @@ impl LuaScript {
         Self {
             name: name.to_string(),
             num_keys,
-            content: content.to_string(),
+            content: Arc::from(content),
             sha,
         }
     }
@@ -58,7 +60,7 @@ impl LuaScript {
                 // Check for NOSCRIPT error - fall back to EVAL
                 if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) {
                     let mut eval_cmd = redis::cmd("EVAL");
-                    eval_cmd.arg(self.content.as_str()).arg(self.num_keys);
+                    eval_cmd.arg(&*self.content).arg(self.num_keys);
                     for key in keys {
                         eval_cmd.arg(key);
                     }
@@ -125,7 +127,7 @@ impl ScriptRegistry {
 
             redis::cmd("SCRIPT")
                 .arg("LOAD")
-                .arg(script.content.as_str())
+                .arg(&*script.content)
                 .query_async::<String>(conn)
                 .await?;
         }
