@@ -46,6 +46,10 @@ enum Case<'a> {
     /// In the sandbox, with these limits (grants) instead of the shared ones.
     Granted(&'a Module, &'a str, &'a CallOptions),
     Native(&'a str),
+    /// `n` jobs in the sandbox at once, as a worker at concurrency `n` runs
+    /// them (each job then finds its pool slot as the others left it);
+    /// a sample is the batch's time over `n`.
+    AtOnce(&'a Module, &'a str, usize),
 }
 
 impl Case<'_> {
@@ -68,6 +72,21 @@ impl Case<'_> {
                     json_transform::transform(std::hint::black_box(data)).unwrap(),
                 );
             }
+            Case::AtOnce(module, data, n) => {
+                let job = test_job(data);
+                let runs = (0..*n).map(|_| module.process(&job, limits, observer.clone()));
+                for run in futures::future::join_all(runs).await {
+                    assert!(matches!(run.outcome, Ok(Ok(_))), "{:?}", run.outcome);
+                }
+            }
+        }
+    }
+
+    /// Jobs one [`Case::run_once`] runs.
+    fn jobs(&self) -> u32 {
+        match self {
+            Case::AtOnce(_, _, n) => *n as u32,
+            _ => 1,
         }
     }
 }
@@ -88,7 +107,7 @@ async fn measure(cases: &[Case<'_>], limits: &CallOptions, jobs: &[usize]) -> Ve
             for _ in 0..n.div_ceil(ROUNDS) {
                 let started = Instant::now();
                 case.run_once(limits, &observer).await;
-                samples.push(started.elapsed());
+                samples.push(started.elapsed() / case.jobs());
             }
         }
     }
@@ -160,6 +179,7 @@ fn main() {
             Case::Sandbox(&echo, small),
             n_echo,
         ),
+        ("echo: 8 at once", Case::AtOnce(&echo, small, 8), n_echo / 8),
         (
             "echo, no epoch checks",
             Case::Sandbox(&echo_unchecked, small),
@@ -213,8 +233,8 @@ fn main() {
             micros(s.mean)
         );
     }
-    let [echo_stats, _, echo_granted, job, job_unchecked, native] = &stats[..] else {
-        unreachable!("six cases")
+    let [echo_stats, _, _, echo_granted, job, job_unchecked, native] = &stats[..] else {
+        unreachable!("seven cases")
     };
     let ratio = job.p50.as_secs_f64() / native.p50.as_secs_f64();
     let instance_share = echo_stats.p50.as_secs_f64() / job.p50.as_secs_f64();
