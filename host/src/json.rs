@@ -5,8 +5,9 @@
 //! it is).
 //!
 //! The patched `bullmq-official` keeps a fetched job's data as the text it
-//! read (`Job::data_json`, patch 0006) beside the value it parsed, so the
-//! guest gets the producer's text without serialising the value again. That
+//! read (`Job::data_json`, patch 0006), and parses it only when its value is
+//! asked for (patch 0008), which bullpen never does: the guest gets the
+//! producer's text, neither parsed into a tree nor serialised again. That
 //! text is the stored bytes, except that the crate decodes the job's hash
 //! with `from_utf8_lossy`: bytes that are not UTF-8 became U+FFFD, and only
 //! then are the stored bytes read back ([`data_text`]).
@@ -27,26 +28,23 @@ pub const MAX_RETURN_DEPTH: usize = 1_000;
 /// bytes that are not UTF-8), so that they must be read
 /// ([`stored_data`]); `Err(Some(reason))` when the data is not JSON. A job
 /// with no `data` field gets `{}`, as BullMQ's Node worker reads it.
-/// `parsed` is whether the crate's parse of the text succeeded (its value
-/// is not `null`): then the text is known to be JSON without a second look.
 ///
 /// ```
 /// use bullpen::json::data_text;
-/// assert_eq!(data_text(Some(r#"{"n": 123456789012345678901234567890}"#), true).unwrap(),
+/// assert_eq!(data_text(Some(r#"{"n": 123456789012345678901234567890}"#)).unwrap(),
 ///            r#"{"n": 123456789012345678901234567890}"#);
-/// assert_eq!(data_text(Some(r#"{"s":"\ud800"}"#), false).unwrap(), r#"{"s":"\ud800"}"#);
-/// assert_eq!(data_text(None, false).unwrap(), "{}");
-/// assert_eq!(data_text(Some("caf\u{FFFD}"), false), Err(None));
+/// assert_eq!(data_text(Some(r#"{"s":"\ud800"}"#)).unwrap(), r#"{"s":"\ud800"}"#);
+/// assert_eq!(data_text(None).unwrap(), "{}");
+/// assert_eq!(data_text(Some("caf\u{FFFD}")), Err(None));
 /// assert_eq!(
-///     data_text(Some("{\"a\":"), false),
+///     data_text(Some("{\"a\":")),
 ///     Err(Some("job data is not valid JSON: EOF while parsing a value at line 1 column 5".into()))
 /// );
 /// ```
-pub fn data_text(text: Option<&str>, parsed: bool) -> Result<String, Option<String>> {
+pub fn data_text(text: Option<&str>) -> Result<String, Option<String>> {
     match text {
         None => Ok("{}".to_owned()),
         Some(text) if text.contains('\u{FFFD}') => Err(None),
-        Some(text) if parsed => Ok(text.to_owned()),
         Some(text) => checked(text).map(str::to_owned).map_err(Some),
     }
 }
@@ -246,11 +244,7 @@ mod tests {
 
     #[test]
     fn the_guest_gets_the_stored_text_or_a_reason_or_a_second_read() {
-        // As the crate reads a job: its parse, `null` where it fails.
-        let reading = |text: &str| {
-            let parsed = serde_json::from_str::<Value>(text).is_ok_and(|v| !v.is_null());
-            data_text(Some(text), parsed)
-        };
+        let reading = |text: &str| data_text(Some(text));
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
         for as_stored in [
             deep.as_str(),

@@ -21,7 +21,7 @@ use std::time::Duration;
 /// given to the guest faithfully (the job fails for good) or that it could
 /// not be read (the attempt fails).
 pub(super) async fn data(queue: &Queue, job: &Job, max_data_size: u64) -> Result<String, Verdict> {
-    let data = match json::data_text(job.data_json(), !job.data().is_null()) {
+    let data = match json::data_text(job.data_json()) {
         Ok(text) => text,
         Err(Some(not_json)) => return Err(Verdict::Unrecoverable(not_json)),
         Err(None) => match fields::raw_data(queue, job.id()).await {

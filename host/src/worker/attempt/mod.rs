@@ -112,7 +112,9 @@ impl Attempts {
             module = version.worker_name(),
         );
         let _in_flight = self.metrics.as_ref().map(|metrics| metrics.started());
-        let ended = self.attempt(job, &version).instrument(span).await;
+        // Boxed where it is made: the attempt's future is ~10 KB, and the
+        // crate, the panic guard and the span would each move it again.
+        let ended = Box::pin(self.attempt(job, &version)).instrument(span).await;
         if let Some(metrics) = &self.metrics {
             metrics.ended(&job_id, attempt_number, ended.outcome, ended.spent);
         }

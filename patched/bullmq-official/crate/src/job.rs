@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
 
@@ -47,11 +47,7 @@ pub struct Job {
     /// Job name (used for routing to specific processors).
     name: String,
     /// The job's payload (arbitrary JSON).
-    data: serde_json::Value,
-    /// The stored text `data` was parsed from, when the job was read from
-    /// Redis.
-    #[serde(skip)]
-    data_json: Option<String>,
+    data: JobData,
     /// Job options.
     #[serde(default)]
     opts: JobOptions,
@@ -120,6 +116,53 @@ pub struct Job {
     ctx: Option<ScriptContext>,
 }
 
+/// A job's data: its value, and the stored text the value is parsed from
+/// (on first use) when the job was read from Redis. Clones share it.
+#[derive(Debug, Clone)]
+pub(crate) struct JobData(Arc<DataCell>);
+
+#[derive(Debug)]
+struct DataCell {
+    /// The stored text, for a job read from Redis.
+    text: Option<String>,
+    /// The value: given, or parsed from `text` when first asked for.
+    parsed: OnceLock<serde_json::Value>,
+}
+
+impl JobData {
+    fn value(value: serde_json::Value) -> Self {
+        Self::stored(None, value.into())
+    }
+
+    fn stored(text: Option<String>, parsed: OnceLock<serde_json::Value>) -> Self {
+        JobData(Arc::new(DataCell { text, parsed }))
+    }
+
+    /// The value, parsed now if it has not been yet; `null` for stored
+    /// text that is not JSON.
+    pub(crate) fn parsed(&self) -> &serde_json::Value {
+        self.0.parsed.get_or_init(|| {
+            self.0
+                .text
+                .as_deref()
+                .and_then(|text| serde_json::from_str(text).ok())
+                .unwrap_or(serde_json::Value::Null)
+        })
+    }
+}
+
+impl Serialize for JobData {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.parsed().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for JobData {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(deserializer).map(JobData::value)
+    }
+}
+
 impl Job {
     /// Create a new job with the given name, data, and options.
     pub fn new(name: &str, data: serde_json::Value, opts: Option<JobOptions>) -> Self {
@@ -134,8 +177,7 @@ impl Job {
         Self {
             id: String::new(), // Assigned by Redis
             name: name.to_string(),
-            data,
-            data_json: None,
+            data: JobData::value(data),
             opts: opts.clone(),
             progress: JobProgress::default(),
             attempts_made: 0,
@@ -173,8 +215,19 @@ impl Job {
     }
 
     /// The job's data payload.
+    ///
+    /// A job read from Redis parses its stored text here, when this is
+    /// first called: a worker that never looks at the parsed value (it
+    /// hands the text on, [`data_json`](Self::data_json)) never pays for
+    /// it. Text that is not JSON is `null`.
     pub fn data(&self) -> &serde_json::Value {
-        &self.data
+        self.data.parsed()
+    }
+
+    /// The job's data, shared: a handle that outlives the job without
+    /// copying the data or parsing it.
+    pub(crate) fn data_handle(&self) -> JobData {
+        self.data.clone()
     }
 
     /// The job's data as the JSON text stored in Redis, for a job read from
@@ -188,7 +241,7 @@ impl Job {
     /// exactly, nesting deeper than `serde_json` parses, text that is not
     /// JSON at all (where `data` is `null`).
     pub fn data_json(&self) -> Option<&str> {
-        self.data_json.as_deref()
+        self.data.0.text.as_deref()
     }
 
     /// The job's options.
@@ -748,8 +801,7 @@ impl Job {
                 code
             ))),
             _ => {
-                self.data = data;
-                self.data_json = Some(data_json);
+                self.data = JobData::stored(Some(data_json), data.into());
                 Ok(())
             }
         }
@@ -1452,7 +1504,7 @@ impl Job {
         fields.push(("name".to_string(), self.name.clone()));
         fields.push((
             "data".to_string(),
-            serde_json::to_string(&self.data).unwrap_or_default(),
+            serde_json::to_string(self.data()).unwrap_or_default(),
         ));
         fields.push((
             "opts".to_string(),
@@ -1489,11 +1541,7 @@ impl Job {
     /// Deserialize a job from Redis hash fields.
     pub fn from_redis_hash(id: &str, fields: &HashMap<String, String>) -> Result<Self, Error> {
         let name = fields.get("name").cloned().unwrap_or_default();
-        let data_json = fields.get("data").cloned();
-        let data: serde_json::Value = data_json
-            .as_deref()
-            .and_then(|d| serde_json::from_str(d).ok())
-            .unwrap_or(serde_json::Value::Null);
+        let data = JobData::stored(fields.get("data").cloned(), OnceLock::new());
         let mut opts: JobOptions = fields
             .get("opts")
             .and_then(|o| serde_json::from_str(o).ok())
@@ -1534,7 +1582,6 @@ impl Job {
             id: id.to_string(),
             name,
             data,
-            data_json,
             opts,
             progress,
             attempts_made,
@@ -1647,5 +1694,24 @@ mod tests {
             None
         );
         assert_eq!(Job::new("t", serde_json::json!({}), None).data_json(), None);
+    }
+
+    #[test]
+    fn the_data_is_parsed_when_first_asked_for() {
+        let mut fields = std::collections::HashMap::new();
+        fields.insert("data".to_string(), r#"{"a":[1,2]}"#.to_string());
+        let job = Job::from_redis_hash("1", &fields).unwrap();
+        let shared = job.clone().data_handle();
+        assert!(job.data.0.parsed.get().is_none());
+        assert_eq!(job.data(), &serde_json::json!({"a": [1, 2]}));
+        // Parsed once, for the job and its clones alike.
+        assert!(shared.0.parsed.get().is_some());
+        // Serialised as the value, whether parsed yet or not.
+        let unparsed = Job::from_redis_hash("1", &fields).unwrap();
+        let written = serde_json::to_value(&unparsed).unwrap();
+        assert_eq!(written["data"], serde_json::json!({"a": [1, 2]}));
+        let read: Job = serde_json::from_value(written).unwrap();
+        assert_eq!(read.data(), &serde_json::json!({"a": [1, 2]}));
+        assert_eq!(read.data_json(), None);
     }
 }

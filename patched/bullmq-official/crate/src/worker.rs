@@ -10,7 +10,7 @@ use tracing::{debug, error, warn};
 use uuid::Uuid;
 
 use crate::error::Error;
-use crate::job::Job;
+use crate::job::{Job, JobData};
 use crate::keys::{validate_prefix, validate_queue_name, QueueKeys};
 use crate::options::{JobOptions, WorkerOptions};
 use crate::redis_connection::{BlockingRedisConnection, RedisConnection};
@@ -1129,7 +1129,9 @@ impl Worker {
         let job_attempts = job.opts().attempts.unwrap_or(0);
         let job_attempts_made = job.attempts_made();
         let job_opts = job.opts().clone();
-        let job_data = job.data().clone();
+        // Read after the processor has taken the job (by a custom backoff
+        // strategy): a handle on it, neither copied nor parsed here.
+        let job_data = job.data_handle();
         let repeat_job_key = job.repeat_job_key().map(|s| s.to_string());
         let job_name = job.name().to_string();
 
@@ -1168,7 +1170,7 @@ impl Worker {
                     scheduler_id,
                     &job_id,
                     &job_name,
-                    &job_data,
+                    job_data.parsed(),
                     &job_opts,
                 )
             })
@@ -1244,7 +1246,7 @@ impl Worker {
                     ctx,
                     &job_id,
                     token,
-                    &return_value,
+                    return_value,
                     return_json,
                     job_attempts,
                     job_attempts_made,
@@ -1304,17 +1306,17 @@ impl Worker {
         ctx: &LoopContext,
         job_id: &str,
         token: &str,
-        return_value: &serde_json::Value,
+        return_value: serde_json::Value,
         return_json: Option<String>,
         job_attempts: u32,
         job_attempts_made: u32,
         job_opts: &JobOptions,
-        job_data: &serde_json::Value,
+        job_data: &JobData,
         fetch_next: bool,
     ) -> Option<Job> {
         // Stored as the processor gave it, or as the value's JSON text.
         let stored =
-            return_json.unwrap_or_else(|| serde_json::to_string(return_value).unwrap_or_default());
+            return_json.unwrap_or_else(|| serde_json::to_string(&return_value).unwrap_or_default());
         let moved = retry_if_failed(ctx, job_id, || {
             Self::move_to_finished_fast(
                 &ctx.conn,
@@ -1339,7 +1341,7 @@ impl Worker {
             Ok(next_job) => {
                 let _ = ctx.event_tx.send(WorkerEvent::Completed {
                     job_id: job_id.to_string(),
-                    result: return_value.clone(),
+                    result: return_value,
                 });
                 next_job
             }
@@ -1642,7 +1644,7 @@ impl Worker {
         job_attempts: u32,
         job_attempts_made: u32,
         job_opts: &JobOptions,
-        job_data: &serde_json::Value,
+        job_data: &JobData,
         fetch_next: bool,
     ) -> Option<Job> {
         // DelayedError / WaitingChildren: job was already moved by the processor
@@ -1706,7 +1708,7 @@ impl Worker {
         job_attempts: u32,
         job_attempts_made: u32,
         job_opts: &JobOptions,
-        job_data: &serde_json::Value,
+        job_data: &JobData,
     ) {
         let retry_result = if let Some(ref backoff) = job_opts.backoff {
             let delay = Self::calculate_backoff(
@@ -2144,7 +2146,7 @@ impl Worker {
         jitter: Option<f64>,
         attempt: u32,
         error_msg: &str,
-        job_data: &serde_json::Value,
+        job_data: &JobData,
         custom_fn: Option<&crate::options::BackoffStrategyFn>,
     ) -> i64 {
         let draw = || {
@@ -2167,7 +2169,7 @@ impl Worker {
             ),
             crate::types::BackoffStrategy::Custom(type_name) => {
                 if let Some(f) = custom_fn {
-                    f(attempt, type_name, error_msg, job_data).await
+                    f(attempt, type_name, error_msg, job_data.parsed()).await
                 } else {
                     0
                 }
@@ -2586,6 +2588,30 @@ mod tests {
         assert!(!should_convert_discarded_error(&Error::Unrecoverable(
             "fatal".to_string()
         )));
+    }
+
+    #[tokio::test]
+    async fn a_custom_backoff_strategy_gets_the_jobs_data() {
+        let mut fields = std::collections::HashMap::new();
+        fields.insert("data".to_string(), r#"{"delay":1234}"#.to_string());
+        let job = crate::job::Job::from_redis_hash("1", &fields).unwrap();
+        // What the worker keeps once the processor has taken the job.
+        let data = job.data_handle();
+        drop(job);
+        let strategy: crate::options::BackoffStrategyFn = std::sync::Arc::new(|_, _, _, data| {
+            let delay = data["delay"].as_i64().unwrap_or(-1);
+            Box::pin(async move { delay })
+        });
+        let delay = super::Worker::calculate_backoff(
+            &crate::types::BackoffStrategy::Custom("mine".into()),
+            None,
+            1,
+            "boom",
+            &data,
+            Some(&strategy),
+        )
+        .await;
+        assert_eq!(delay, 1234);
     }
 
     #[test]
