@@ -294,9 +294,12 @@ pub fn module(case: Case, bullpen: &Path) -> Option<PathBuf> {
 /// Starts `case`'s contender on `redis_url` and returns once it is a
 /// registered worker waiting for jobs.
 pub async fn start(case: Case, redis_url: &str, bullpen: &Path) -> Running {
-    // `BULLPEN_WORKERS=N` sets the bullpen queue's `workers` (else its default).
+    // `BULLPEN_WORKERS=N` sets the bullpen queue's `workers` (else its
+    // default), at most the case's concurrency: bullpen refuses more.
     let workers = std::env::var("BULLPEN_WORKERS")
-        .map(|w| format!("workers = {w}\n"))
+        .ok()
+        .and_then(|w| w.parse::<usize>().ok())
+        .map(|w| format!("workers = {}\n", w.clamp(1, case.concurrency)))
         .unwrap_or_default();
     let concurrency = case.concurrency.to_string();
     match case.contender {

@@ -21,7 +21,8 @@
 //! and more preemption, and Redis then spends more CPU on the same commands.
 //!
 //! `BULLPEN_WORKERS=N` in the environment sets the bullpen queue's `workers`
-//! (docs/CONFIG.md) instead of its default.
+//! (docs/CONFIG.md) instead of its default, capped at each case's
+//! concurrency.
 //!
 //! Every contender is a process of its own, so the table can give its CPU per
 //! job and its peak memory beside the Redis server's CPU per job.
@@ -87,9 +88,9 @@ struct Args {
     /// case).
     #[arg(long)]
     only: Option<String>,
-    /// Only the cases at this concurrency.
-    #[arg(long)]
-    at: Option<usize>,
+    /// Only the cases at these concurrencies (`8` or `8,64`).
+    #[arg(long, value_delimiter = ',')]
+    at: Vec<usize>,
     /// The sections to run, comma-separated: throughput, latency, startup,
     /// deploy, many-queues, noisy-neighbour, cancel
     #[arg(long, default_value = "throughput,latency,startup")]
@@ -114,7 +115,8 @@ pub struct Options {
     /// Label prefixes of the cases to run (`--only 'a|b'`; labels hold
     /// commas); all if empty.
     pub only: Vec<String>,
-    pub at: Option<usize>,
+    /// The concurrencies of the cases to run (`--at 8,64`); all if empty.
+    pub at: Vec<usize>,
     pub sections: Vec<String>,
     pub write: bool,
     /// `--pin`: Redis on the first core, every contender on the others.
@@ -248,7 +250,7 @@ async fn main() {
                 let label = format!("{} {}", c.contender.label(), c.work.label()).to_lowercase();
                 (options.only.is_empty()
                     || options.only.iter().any(|o| label.starts_with(o.as_str())))
-                    && options.at.is_none_or(|at| c.concurrency == at)
+                    && (options.at.is_empty() || options.at.contains(&c.concurrency))
             })
             .collect();
         // Every case's module is built now: a build beside a case would be
