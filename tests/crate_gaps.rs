@@ -174,9 +174,53 @@ fn the_patched_crate_is_the_published_one_plus_its_patches() {
         .arg("--check")
         .output()
         .expect("scripts/patch-crate runs");
+    assert_succeeded(&output, "scripts/patch-crate --check");
+}
+
+/// The patched crate's own unit tests, the patches' among them (0006's
+/// `job::tests::the_data_is_kept_as_the_stored_text_too`, 0007's and
+/// 0008's): the crate is outside the workspace, so `cargo test` alone never
+/// runs them. They run on a copy, because Cargo writes a lockfile beside the
+/// manifest and `crate/` must stay the published crate plus its patches;
+/// the workspace's lockfile goes with it, so the versions are the ones
+/// bullpen builds with.
+#[test]
+fn the_patched_crates_own_unit_tests_pass() {
+    let root = bullpen_tests::workspace_root();
+    let copy = tempfile::tempdir().unwrap();
+    let crate_dir = copy.path().join("bullmq-official");
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(root.join("patched/bullmq-official/crate"))
+        .arg(&crate_dir)
+        .status()
+        .expect("cp runs");
+    assert!(copied.success(), "copying the patched crate failed");
+    std::fs::copy(root.join("Cargo.lock"), crate_dir.join("Cargo.lock")).unwrap();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("patched-crate");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .args(["test", "--lib", "--quiet"])
+        .current_dir(&crate_dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("cargo runs");
+    assert_succeeded(&output, "the patched crate's unit tests");
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        said.contains("test result: ok."),
+        "no test result from the patched crate's tests:\n{said}"
+    );
+}
+
+/// Fails the test with what the command printed, unless it succeeded.
+fn assert_succeeded(output: &std::process::Output, what: &str) {
     assert!(
         output.status.success(),
-        "{}{}",
+        "{what} failed:\n{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
