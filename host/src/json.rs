@@ -6,7 +6,7 @@
 //!
 //! The patched `bullmq-official` keeps a fetched job's data as the text it
 //! read (`Job::data_json`, patch 0006), and parses it only when its value is
-//! asked for (patch 0008), which bullpen never does: the guest gets the
+//! asked for (patch 0007), which bullpen never does: the guest gets the
 //! producer's text, neither parsed into a tree nor serialised again. That
 //! text is the stored bytes, except that the crate decodes the job's hash
 //! with `from_utf8_lossy`: bytes that are not UTF-8 became U+FFFD, and only
