@@ -197,15 +197,12 @@ fn the_patched_crates_own_unit_tests_pass() {
         .expect("cp runs");
     assert!(copied.success(), "copying the patched crate failed");
     std::fs::copy(root.join("Cargo.lock"), crate_dir.join("Cargo.lock")).unwrap();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join("patched-crate");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = std::process::Command::new(cargo)
+    let output = bullpen_tests::cargo_command(&crate_dir)
         .args(["test", "--lib", "--quiet"])
-        .current_dir(&crate_dir)
-        .env("CARGO_TARGET_DIR", &target)
+        .env(
+            "CARGO_TARGET_DIR",
+            bullpen_tests::target_dir().join("patched-crate"),
+        )
         .output()
         .expect("cargo runs");
     assert_succeeded(&output, "the patched crate's unit tests");

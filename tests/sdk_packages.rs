@@ -3,8 +3,8 @@
 
 use bullpen_tests::hook_server::HookServer;
 use bullpen_tests::{
-    RedisServer, RunningHost, bullpen, cargo_command, exec_report, node_with, without_cargo_env,
-    workspace_root,
+    RedisServer, RunningHost, bullpen, cargo_command, exec_report, node_with, target_dir,
+    without_cargo_env, workspace_root,
 };
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -23,14 +23,6 @@ fn run(command: &mut Command) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// The workspace's target directory, where the projects outside it build
-/// too: their dependencies are built once, not once per test run.
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 /// `cargo` in `dir`, building into [`target_dir`].

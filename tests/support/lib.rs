@@ -97,11 +97,7 @@ pub fn script_guest_built_by(source: &str, bullpen: &Path) -> PathBuf {
 /// [`RunningHost::start_with_modules`] copies: `bullpen exec --data-dir`
 /// it to run a [`script_guest`] without compiling it again.
 pub fn shared_data_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"))
-        .join("script-guests")
-        .join("data")
+    target_dir().join("script-guests").join("data")
 }
 
 /// The `bullpen` binary, built (debug) on first use.
@@ -153,6 +149,14 @@ pub fn exec_report(command: &mut Command) -> serde_json::Value {
     let output = command.output().expect("starting bullpen exec");
     serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)))
+}
+
+/// The workspace's target directory, where the projects outside it build
+/// too: their dependencies are built once, not once per test run.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 /// `cargo` run from `dir`, without what cargo set for this test process
