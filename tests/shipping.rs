@@ -4,7 +4,7 @@
 
 use bullpen_tests::{
     EVERY_OUTCOME_QUEUES, EXAMPLES, RedisServer, assert_every_outcome, cargo_command, exec_report,
-    free_port, guest, http_get, node_run, without_cargo_env, workspace_root,
+    free_port, guest, node_run, try_http_get, without_cargo_env, workspace_root,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -230,10 +230,10 @@ fn the_image_runs_every_outcome_answers_readyz_and_stops_on_sigterm() {
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let ready = std::net::TcpStream::connect(&metrics).is_ok() && {
-            let (status, body) = http_get(&metrics, "/readyz");
-            status == 200 && body.trim() == "ready"
-        };
+        let ready = matches!(
+            try_http_get(&metrics, "/readyz"),
+            Ok((200, body)) if body.trim() == "ready"
+        );
         if ready {
             break;
         }

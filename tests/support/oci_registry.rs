@@ -52,13 +52,18 @@ impl OciRegistry {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", registry_binary().display()));
-        self.child = Some(child);
+        let child = self.child.insert(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if std::net::TcpStream::connect(&self.addr).is_ok()
-                && crate::http_get(&self.addr, "/v2/").0 == 200
-            {
+            // While it starts, a connection may be refused or reset.
+            if matches!(crate::try_http_get(&self.addr, "/v2/"), Ok((200, _))) {
                 return;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "the registry on {} exited while starting: {status}",
+                    self.addr
+                );
             }
             assert!(
                 Instant::now() < deadline,
