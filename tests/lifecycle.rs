@@ -4,7 +4,7 @@
 use bullpen::queue::bullmq::Queue;
 use bullpen_tests::{
     RedisServer, RunningHost, bullpen, free_port, guest, http_get as probe, queue as open,
-    wait_for_state,
+    try_http_get, wait_for_state,
 };
 use redis::AsyncCommands;
 use serde_json::json;
@@ -444,19 +444,9 @@ fn too_few_open_files_for_the_queues_is_said_at_once_with_what_is_needed() {
     assert!(started.elapsed() < Duration::from_secs(10), "{stderr}");
 }
 
-/// `GET path`, or `None` when the listener does not answer within 2 s.
+/// `GET path`'s status, or `None` when the listener does not answer.
 fn try_get(addr: &str, path: &str) -> Option<u16> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    response.split(' ').nth(1)?.parse().ok()
+    try_http_get(addr, path).ok().map(|(status, _)| status)
 }
 
 /// CPU seconds process `pid` has used.
